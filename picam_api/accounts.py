@@ -1,0 +1,165 @@
+"""Users and bearer tokens, stored in SQLite with only hashes of secrets.
+
+Used by the server and by ``picam-api user ...``: both open the same database,
+so users can be managed while the server runs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import Database
+from .errors import Conflict, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+ROLES = ("viewer", "operator")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD = 8
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+# Checked when a user does not exist, so a wrong name costs as much as a wrong password.
+_DUMMY_HASH = generate_password_hash("not-a-password")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    password_hash: str
+
+    @property
+    def roles(self) -> list[str]:
+        # An operator can do everything a viewer can.
+        return ["viewer", "operator"] if self.role == "operator" else ["viewer"]
+
+
+class Accounts:
+    """Creates, checks and removes users and their tokens."""
+
+    def __init__(self, db: Database, token_ttl_s: int):
+        self.db = db
+        self.token_ttl_s = token_ttl_s
+
+    # -- users ---------------------------------------------------------------------
+
+    def add_user(self, name: str, password: str, role: str = "viewer") -> User:
+        _check_name(name)
+        _check_role(role)
+        _check_password(password)
+        user = User(name, role, generate_password_hash(password))
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"user {name!r} already exists")
+            conn.execute("INSERT INTO users (name, role, password_hash, created_at) "
+                         "VALUES (?, ?, ?, ?)", (name, role, user.password_hash, _now_iso()))
+        log.info("user %s added with role %s", name, role)
+        return user
+
+    def get_user(self, name: str) -> User | None:
+        row = self.db.conn.execute("SELECT name, role, password_hash FROM users WHERE name = ?",
+                                   (name,)).fetchone()
+        return User(*row) if row else None
+
+    def list_users(self) -> list[dict]:
+        rows = self.db.conn.execute("SELECT name, role, created_at FROM users ORDER BY name")
+        return [dict(row) for row in rows]
+
+    def set_password(self, name: str, password: str) -> None:
+        """Change a password and revoke that user's tokens."""
+        _check_password(password)
+        with self.db.transaction() as conn:
+            changed = conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                                   (generate_password_hash(password), name)).rowcount
+            if not changed:
+                raise NotFound(f"no user named {name!r}")
+            conn.execute("DELETE FROM tokens WHERE user = ?", (name,))
+        log.info("password changed for user %s; their tokens were revoked", name)
+
+    def remove_user(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            if not conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
+                raise NotFound(f"no user named {name!r}")
+        log.info("user %s removed", name)
+
+    def check_password(self, name: str, password: str) -> User | None:
+        """The user if the password is right, else None. Deliberately slow."""
+        user = self.get_user(name)
+        if user is None:
+            check_password_hash(_DUMMY_HASH, password)
+            return None
+        return user if check_password_hash(user.password_hash, password) else None
+
+    def ensure_admin(self, data_dir: Path, env_password: str | None) -> str | None:
+        """On first start with no users, create ``admin``; return a generated password.
+
+        The password is ``env_password`` if given; otherwise a random one, which
+        is also written to ``<data dir>/initial-admin-password`` (mode 0600).
+        """
+        if self.db.conn.execute("SELECT 1 FROM users LIMIT 1").fetchone():
+            return None
+        password = env_password or secrets.token_urlsafe(12)
+        self.add_user("admin", password, "operator")
+        if env_password:
+            return None
+        path = data_dir / INITIAL_PASSWORD_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return password
+
+    # -- tokens --------------------------------------------------------------------
+
+    def issue_token(self, user: User) -> tuple[str, dt.datetime]:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        expires = now + self.token_ttl_s
+        with self.db.transaction() as conn:
+            # Expired tokens are swept here rather than by another thread.
+            conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
+            conn.execute("INSERT INTO tokens (hash, user, created_at, expires_at) "
+                         "VALUES (?, ?, ?, ?)", (_token_hash(token), user.name, now, expires))
+        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc)
+
+    def check_token(self, token: str) -> User | None:
+        row = self.db.conn.execute(
+            "SELECT u.name, u.role, u.password_hash FROM tokens t JOIN users u ON u.name = t.user "
+            "WHERE t.hash = ? AND t.expires_at > ?", (_token_hash(token), time.time())).fetchone()
+        return User(*row) if row else None
+
+    def revoke_token(self, token: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM tokens WHERE hash = ?", (_token_hash(token),))
+
+
+def _token_hash(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough to make a stolen
+    # database useless for logging in.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name or ""):
+        raise InvalidInput({"name": ["must be 1-64 letters, digits, '.', '_' or '-'"]})
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput({"role": [f"must be one of {', '.join(ROLES)}"]})
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise InvalidInput({"password": [f"must be at least {MIN_PASSWORD} characters"]})
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,40 @@
+"""Helpers the view modules share: role decorators, documented errors, services."""
+from __future__ import annotations
+
+from flask import current_app
+
+from ..app import Services
+from ..auth import auth
+from . import bp
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request",
+    403: "Needs the operator role",
+    404: "Not found",
+    409: "Wrong state for this action",
+    413: "Request body too large",
+    415: "Body is not application/json",
+    422: "Validation error: `errors` names each bad field",
+    429: "Too many failed logins; see Retry-After",
+    503: "Camera unavailable or busy; see Retry-After",
+    507: "Below the free-space reserve, or disk full",
+}
+
+
+def viewer(view):
+    """Any signed-in user."""
+    return bp.auth_required(auth)(view)
+
+
+def operator(view):
+    """Operators only."""
+    return bp.auth_required(auth, roles=["operator"])(view)
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI responses for the error statuses a view can return (auth adds 401)."""
+    return {code: ERROR_DESCRIPTIONS[code] for code in (*codes, 429)}
+
+
+def services() -> Services:
+    return current_app.extensions["picam"]

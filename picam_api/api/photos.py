@@ -1,0 +1,105 @@
+"""Stored photos: take, list, fetch, delete."""
+from __future__ import annotations
+
+from flask import Response, send_file, url_for
+
+from ..storage import Photo
+from . import bp
+from .common import errors, operator, services, viewer
+from .schemas import CaptureRequest, PhotoPage, PhotoQuery
+from .schemas import Photo as PhotoSchema
+
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+IMMUTABLE = "private, max-age=31536000, immutable"
+IMAGE_RESPONSE = {"description": "The image", "content": {
+    media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}}
+
+
+def photo_body(photo: Photo) -> dict:
+    """A photo resource with its links."""
+    base = f"{bp.url_prefix}/photos/{photo.id}"
+    return {
+        "id": photo.id, "taken_at": photo.taken_at, "width": photo.width,
+        "height": photo.height, "format": photo.format, "bytes": photo.bytes,
+        "settings": photo.settings, "metadata": photo.metadata, "source": photo.source,
+        "timelapse_id": photo.timelapse_id, "sequence": photo.sequence, "trigger": photo.trigger,
+        "links": {"self": base, "image": f"{base}/image", "thumbnail": f"{base}/thumbnail"},
+    }
+
+
+@bp.post("/photos")
+@operator
+@bp.input(CaptureRequest, arg_name="requested")
+@bp.output(PhotoSchema, status_code=201, headers={"Location": {"type": "string"}})
+@bp.doc(summary="Take a photo and store it", responses=errors(403, 413, 415, 503, 507))
+def create_photo(requested: dict):
+    photo = services().capture.take_photo(requested)
+    body = photo_body(photo)
+    return body, 201, {"Location": body["links"]["self"]}
+
+
+@bp.get("/photos")
+@viewer
+@bp.input(PhotoQuery, location="query", arg_name="query")
+@bp.output(PhotoPage)
+@bp.doc(summary="Photos, newest first, a page at a time", responses=errors(400))
+def list_photos(query: dict):
+    photos, cursor = services().photos.list(query["limit"], query.get("cursor"),
+                                            query.get("timelapse"))
+    next_url = None
+    if cursor:
+        args = {"limit": query["limit"], "cursor": cursor}
+        if query.get("timelapse"):
+            args["timelapse"] = query["timelapse"]
+        next_url = url_for("api.list_photos", **args)
+    return {"items": [photo_body(p) for p in photos], "next": next_url}
+
+
+@bp.get("/photos/<photo_id>")
+@viewer
+@bp.output(PhotoSchema)
+@bp.doc(summary="One photo's metadata and links", responses=errors())
+def get_photo(photo_id: str):
+    return photo_body(services().photos.get(photo_id))
+
+
+@bp.delete("/photos/<photo_id>")
+@operator
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a photo, its file and its thumbnail", responses=errors(403))
+def delete_photo(photo_id: str):
+    services().photos.delete(photo_id)
+    return ""
+
+
+@bp.get("/photos/<photo_id>/image")
+@viewer
+@bp.doc(summary="The image file (cacheable: ETag, Last-Modified, 304)",
+        responses={200: IMAGE_RESPONSE, 304: "Not modified"})
+def photo_image(photo_id: str):
+    store = services().photos
+    photo = store.get(photo_id)
+    return _immutable(send_file(store.file(photo), mimetype=MEDIA_TYPES[photo.format],
+                                etag=photo.etag, last_modified=photo.taken_at_datetime,
+                                conditional=True))
+
+
+@bp.get("/photos/<photo_id>/thumbnail")
+@viewer
+@bp.doc(summary="A small JPEG of the photo",
+        responses={200: {"description": "A JPEG", "content": {"image/jpeg": IMAGE_RESPONSE[
+            "content"]["image/jpeg"]}}, 304: "Not modified"})
+def photo_thumbnail(photo_id: str):
+    store = services().photos
+    photo = store.get(photo_id)
+    return _immutable(send_file(store.thumbnail(photo), mimetype="image/jpeg",
+                                etag=f"t-{photo.etag}", last_modified=photo.taken_at_datetime,
+                                conditional=True))
+
+
+def _immutable(response: Response) -> Response:
+    # A photo never changes once taken, so clients may keep it for a year.
+    response.headers["Cache-Control"] = IMMUTABLE
+    return response
+
+

@@ -1,0 +1,46 @@
+"""Health and info."""
+from __future__ import annotations
+
+import shutil
+import time
+
+from .. import __version__
+from . import bp
+from .common import errors, services, viewer
+from .schemas import Health, Info
+
+
+@bp.get("/health")
+@bp.output(Health)
+@bp.doc(summary="Liveness", responses={503: "The camera is unusable"})
+def health():
+    camera = services().owner.health()
+    return ({"status": "ok" if camera["ok"] else "unavailable", "camera": camera,
+             "version": __version__}, 200 if camera["ok"] else 503)
+
+
+@bp.get("/info")
+@viewer
+@bp.output(Info)
+@bp.doc(summary="Version, camera, storage and uptime", responses=errors())
+def info():
+    svc = services()
+    disk = shutil.disk_usage(svc.data_dir)
+    camera = {"backend": svc.backend.name, "open": svc.owner.health()["ok"],
+              "captures": svc.owner.captures, "failures": svc.owner.failures,
+              "last_error": svc.owner.last_error}
+    try:
+        caps = svc.owner.capabilities
+        camera.update(model=caps.model, sensor_size=list(caps.sensor_size))
+    except Exception:  # a missing camera is reported, not raised, here
+        camera.update(model=None, sensor_size=None)
+    stats = svc.photos.stats()
+    return {
+        "version": __version__,
+        "backend": svc.backend.name,
+        "camera": camera,
+        "storage": {"data_dir": str(svc.data_dir), "free_bytes": disk.free,
+                    "total_bytes": disk.total, "reserve_bytes": svc.photos.reserve_bytes},
+        "uptime_s": round(time.time() - svc.started_at, 3),
+        "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"]},
+    }

@@ -1,0 +1,143 @@
+"""The application factory and the per-app services it wires together."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Mapping
+
+import swagger_ui_bundle
+from apiflask import APIFlask
+from flask import request, send_from_directory
+
+from . import __version__, problems
+from .accounts import Accounts
+from .auth import CredentialCache, LoginGuard
+from .camera import CameraOwner, make_backend
+from .capture import CaptureService
+from .config import from_mapping, load_config
+from .db import Database
+from .errors import PicamError
+from .storage import PhotoStore
+from .workers import Worker
+
+log = logging.getLogger(__name__)
+
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+class Services:
+    """Everything one app instance owns; ``app.extensions["picam"]``.
+
+    Built by ``create_app``; ``shutdown()`` stops the workers, closes the camera
+    and the database, and is safe to call twice.
+    """
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.started_at = time.time()
+        self.data_dir = Path(config["storage"]["data_dir"])
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.db = Database(self.data_dir / "picam.db")
+        self.db.migrate()
+        self.accounts = Accounts(self.db, config["auth"]["token_ttl_s"])
+        self.credential_cache = CredentialCache(config["auth"]["credential_cache_s"])
+        self.login_guard = LoginGuard(config["auth"]["max_failures"],
+                                      config["auth"]["failure_window_s"])
+        camera = config["camera"]
+        self.backend = make_backend(config)
+        self.owner = CameraOwner(self.backend, camera["capture_timeout_s"], camera["retry_after_s"])
+        storage = config["storage"]
+        self.photos = PhotoStore(self.db, self.data_dir, storage["reserve_mb"] * 2**20,
+                                 storage["thumbnail_px"], self._secret("cursor_key"))
+        self.photos.recover()
+        self.capture = CaptureService(self.owner, self.photos, self.db)
+        self.workers: list[Worker] = []
+        if storage["max_photos"] or storage["max_bytes"]:
+            self.retention = Worker(
+                "picam-retention",
+                lambda: self.photos.enforce_retention(storage["max_photos"], storage["max_bytes"]),
+                storage["retention_interval_s"])
+            self.workers.append(self.retention)
+        else:
+            self.retention = None
+        self._stopped = False
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for worker in self.workers:
+            worker.stop(self.config["server"]["graceful_timeout_s"])
+        self.owner.close()
+        self.db.close()
+        log.info("picam-api stopped")
+
+    def _secret(self, name: str) -> bytes:
+        """A random key made once and kept in the database (survives restarts)."""
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                         (name, secrets.token_hex(32)))
+            return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = ?",
+                                              (name,)).fetchone()[0])
+
+
+def create_app(config: Mapping | None = None) -> APIFlask:
+    """Build the app.
+
+    ``config`` is a nested mapping over the built-in defaults (tests, embedding);
+    without it the config comes from the file and environment, as DESIGN.md says.
+    """
+    config = load_config() if config is None else from_mapping(config)
+    app = APIFlask(__name__, title="picam-api", version=__version__,
+                   spec_path="/openapi.json", docs_path="/docs", docs_ui="swagger-ui")
+    app.config.update(
+        MAX_CONTENT_LENGTH=config["server"]["max_body_bytes"],
+        # Keep /docs working with no internet: Swagger UI comes from the package.
+        SWAGGER_UI_CSS="/docs/assets/swagger-ui.css",
+        SWAGGER_UI_BUNDLE_JS="/docs/assets/swagger-ui-bundle.js",
+        SWAGGER_UI_STANDALONE_PRESET_JS="/docs/assets/swagger-ui-standalone-preset.js",
+        DOCS_FAVICON="/docs/assets/favicon-32x32.png",
+        AUTO_SERVERS=False,
+        INFO={"description": "Photos, time-lapses, GPIO and live view for a Raspberry Pi "
+                             "camera. Every route but health and the docs needs Basic or "
+                             "Bearer credentials; operator actions need the operator role."},
+    )
+    problems.init_app(app)
+
+    services = Services(config)
+    app.extensions["picam"] = services
+    password = services.accounts.ensure_admin(services.data_dir,
+                                              os.environ.get("PICAM_ADMIN_PASSWORD"))
+    if password:
+        log.warning("created user 'admin' with password %s (also in %s); change it with "
+                    "'picam-api user passwd admin'", password,
+                    services.data_dir / "initial-admin-password")
+
+    @app.before_request
+    def _require_json_body():
+        if request.method in BODY_METHODS and request.content_length and not request.is_json:
+            raise _UnsupportedMediaType("send the body as application/json")
+
+    assets = Path(swagger_ui_bundle.swagger_ui_path)
+
+    @app.get("/docs/assets/<path:name>")
+    @app.doc(hide=True)
+    def docs_asset(name: str):
+        return send_from_directory(assets, name, max_age=86400)
+
+    from .api import bp
+    app.register_blueprint(bp)
+    services.start()
+    return app
+
+
+class _UnsupportedMediaType(PicamError):
+    status = 415
+    title = "Unsupported media type"

@@ -1,0 +1,141 @@
+"""The ``picam-api`` command: serve, check a config, manage users."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .accounts import ROLES, Accounts
+from .config import build_config, load_config
+from .db import Database
+from .errors import PicamError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except PicamError as exc:
+        print(f"picam-api: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="TOML config (default: $PICAM_CONFIG, then /etc/picam-api/config.toml)")
+    parser = argparse.ArgumentParser(prog="picam-api", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the server (gunicorn)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.set_defaults(run=_serve)
+
+    config = commands.add_parser("config", help="work with the config file")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", parents=[common],
+                                       help="validate a config without starting anything")
+    check.add_argument("file", nargs="?", help="the file (default: as for serve)")
+    check.set_defaults(run=_config_check)
+
+    user = commands.add_parser("user", help="manage users (works while the server runs)")
+    user_commands = user.add_subparsers(required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", parents=[common], help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input")
+    add.set_defaults(run=_user_add)
+    listing = user_commands.add_parser("list", parents=[common], help="list users")
+    listing.set_defaults(run=_user_list)
+    remove = user_commands.add_parser("remove", parents=[common], help="remove a user")
+    remove.add_argument("name")
+    remove.set_defaults(run=_user_remove)
+    passwd = user_commands.add_parser("passwd", parents=[common],
+                                      help="change a password (revokes the user's tokens)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input")
+    passwd.set_defaults(run=_user_passwd)
+    return parser
+
+
+def _serve(args) -> int:
+    from .server import serve
+    config = load_config(args.config)
+    flags = {key: value for key, value in (("host", args.host), ("port", args.port)) if value}
+    if flags:
+        config = build_config([("config", config), ("command line", {"server": flags})],
+                              os.environ)
+    _setup_logging(config["log"]["level"])
+    return serve(config)
+
+
+def _config_check(args) -> int:
+    config = load_config(args.file or args.config)
+    print(f"config ok: backend {config['camera']['backend']}, "
+          f"listening on {config['server']['host']}:{config['server']['port']}, "
+          f"data in {config['storage']['data_dir']}")
+    return 0
+
+
+def _accounts(args) -> Accounts:
+    config = load_config(args.config)
+    data_dir = Path(config["storage"]["data_dir"])
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    db = Database(data_dir / "picam.db")
+    db.migrate()
+    return Accounts(db, config["auth"]["token_ttl_s"])
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise PicamError("the passwords differ; nothing changed")
+    return first
+
+
+def _user_add(args) -> int:
+    _accounts(args).add_user(args.name, _read_password(args), args.role)
+    print(f"added {args.name} ({args.role})")
+    return 0
+
+
+def _user_list(args) -> int:
+    for user in _accounts(args).list_users():
+        print(f"{user['name']}\t{user['role']}\t{user['created_at']}")
+    return 0
+
+
+def _user_remove(args) -> int:
+    _accounts(args).remove_user(args.name)
+    print(f"removed {args.name}")
+    return 0
+
+
+def _user_passwd(args) -> int:
+    accounts = _accounts(args)
+    accounts.set_password(args.name, _read_password(args))
+    print(f"password changed for {args.name}; their tokens are revoked")
+    return 0
+
+
+def _setup_logging(level: str) -> None:
+    # journald stamps each line itself; elsewhere a timestamp helps.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format=f"{stamp}%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Configuration: built-in defaults, then a TOML file, then environment overrides.
+
+Every value is checked against ``SPEC`` when it is loaded, so a bad value stops
+start-up with one line naming the key and the reason.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/picam-api/config.toml")
+
+DEFAULTS: dict[str, Any] = {
+    "server": {
+        # Loopback by default: the installer's config opens it to the LAN.
+        "host": "127.0.0.1",
+        "port": 8000,
+        # Each stream client holds a thread, so this also bounds streams.
+        "threads": 16,
+        "max_body_bytes": 64 * 1024,
+        "graceful_timeout_s": 5.0,
+    },
+    "storage": {
+        "data_dir": "",
+        # Captures that store are refused below this much free space.
+        "reserve_mb": 100,
+        # Retention: 0 means off.
+        "max_photos": 0,
+        "max_bytes": 0,
+        "retention_interval_s": 60.0,
+        "thumbnail_px": 320,
+    },
+    "camera": {
+        "backend": "auto",
+        "camera_num": 0,
+        "capture_timeout_s": 10.0,
+        "retry_after_s": 5,
+        "mock": {
+            "sensor": [4608, 2592],
+            # Fault injection for tests; never reachable over HTTP.
+            "fail_rate": 0.0,
+            "delay_s": 0.0,
+            "hang": False,
+            "missing": False,
+            "seed": -1,
+        },
+    },
+    "auth": {
+        "token_ttl_s": 30 * 24 * 3600,
+        "max_failures": 10,
+        "failure_window_s": 60.0,
+        # How long verified Basic credentials skip the slow password hash.
+        "credential_cache_s": 60.0,
+    },
+    "log": {"level": "INFO"},
+}
+
+ENV_KEYS = {
+    "PICAM_HOST": "server.host",
+    "PICAM_PORT": "server.port",
+    "PICAM_DATA_DIR": "storage.data_dir",
+    "PICAM_CAMERA_BACKEND": "camera.backend",
+}
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Callable:
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = kind(value)
+            except ValueError:
+                raise ValueError(f"must be {kind.__name__}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be {kind.__name__}")
+        if kind is int and not float(value).is_integer():
+            raise ValueError("must be int")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be finite")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"must be between {lo} and {hi}" if hi is not None
+                             else f"must be at least {lo}")
+        return kind(value)
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _choice(*choices: str) -> Callable:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _size(value: Any) -> list[int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 20000 for v in value)):
+        raise ValueError("must be [width, height] with each 16..20000")
+    return value
+
+
+SPEC: dict[str, Callable] = {
+    "server.host": _text,
+    "server.port": _number(int, 1, 65535),
+    "server.threads": _number(int, 2, 256),
+    "server.max_body_bytes": _number(int, 1024, 16 * 1024 * 1024),
+    "server.graceful_timeout_s": _number(float, 0.5, 120),
+    "storage.data_dir": _text,
+    "storage.reserve_mb": _number(int, 0),
+    "storage.max_photos": _number(int, 0),
+    "storage.max_bytes": _number(int, 0),
+    "storage.retention_interval_s": _number(float, 0.05, 86400),
+    "storage.thumbnail_px": _number(int, 16, 2048),
+    "camera.backend": _choice("auto", "mock", "picamera2"),
+    "camera.camera_num": _number(int, 0, 16),
+    "camera.capture_timeout_s": _number(float, 0.1, 600),
+    "camera.retry_after_s": _number(int, 1, 3600),
+    "camera.mock.sensor": _size,
+    "camera.mock.fail_rate": _number(float, 0, 1),
+    "camera.mock.delay_s": _number(float, 0, 600),
+    "camera.mock.hang": _bool,
+    "camera.mock.missing": _bool,
+    "camera.mock.seed": _number(int, -1),
+    "auth.token_ttl_s": _number(int, 60),
+    "auth.max_failures": _number(int, 1),
+    "auth.failure_window_s": _number(float, 1),
+    "auth.credential_cache_s": _number(float, 0),
+    "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+def _merge(base: dict, layer: Mapping, source: str, prefix: str = "") -> None:
+    """Check ``layer`` against SPEC and merge it into ``base`` in place."""
+    if not isinstance(layer, Mapping):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: must be a table")
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if isinstance(base.get(key), dict):
+            _merge(base[key], value, source, path + ".")
+        elif path in SPEC:
+            try:
+                base[key] = SPEC[path](value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {path}: {exc} (got {value!r})") from None
+        else:
+            raise ConfigError(f"{source}: {path}: unknown key")
+
+
+def read_file(path: str | os.PathLike) -> dict:
+    """Parse a TOML config file, turning every failure into one ConfigError line."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                env: Mapping[str, str] | None = None) -> dict:
+    """Build the effective config from the environment's layers.
+
+    The file is ``path``, else ``$PICAM_CONFIG``, else /etc/picam-api/config.toml
+    when it exists; environment variables override it.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("PICAM_CONFIG") or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
+    layers = [(str(path), read_file(path))] if path else []
+    for name, key in ENV_KEYS.items():
+        if env.get(name):
+            section, field = key.split(".")
+            layers.append((name, {section: {field: env[name]}}))
+    return build_config(layers, env)
+
+
+def from_mapping(mapping: Mapping | None) -> dict:
+    """Defaults plus ``mapping`` only: no file and no environment (tests, embedding)."""
+    return build_config([("config", mapping or {})], env={})
+
+
+def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> dict:
+    """Merge ``(source, mapping)`` layers over the defaults, checking each value."""
+    config = copy.deepcopy(DEFAULTS)
+    for source, layer in layers:
+        _merge(config, layer, source)
+    config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
+    return config
+
+
+def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:
+    """``storage.data_dir``, else systemd's $STATE_DIRECTORY, else the XDG data home."""
+    configured = config["storage"]["data_dir"]
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if env.get("STATE_DIRECTORY"):
+        # systemd may pass several, colon-separated; ours is the first.
+        return Path(env["STATE_DIRECTORY"].split(":")[0]).resolve()
+    xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(xdg) / "picam-api").resolve()

@@ -1,0 +1,108 @@
+"""The project's one error tree.
+
+Every error a request can meet is a ``PicamError`` (or an HTTP error that
+``problems.py`` turns into the same shape), so there is a single mapping to
+problem+json. Leaves also subclass a builtin where one fits, as gpiozero does.
+"""
+from __future__ import annotations
+
+
+class PicamError(Exception):
+    """Root of the errors this service raises."""
+
+    status = 500
+    title = "Internal error"
+    headers: dict[str, str] = {}
+
+    def __init__(self, detail: str | None = None, **extra):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class ConfigError(PicamError, ValueError):
+    """The configuration is invalid; the message is one line naming the key."""
+
+
+class InvalidInput(PicamError, ValueError):
+    """A request field failed a check that a schema cannot express."""
+
+    status = 422
+    title = "Validation error"
+
+    def __init__(self, errors: dict[str, list[str]], detail: str | None = None):
+        super().__init__(detail or "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()),
+                         errors=errors)
+
+
+class BadRequest(PicamError, ValueError):
+    """A malformed request outside a body schema, such as a tampered cursor."""
+
+    status = 400
+    title = "Bad request"
+
+
+class NotFound(PicamError, LookupError):
+    """No resource has that id."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(PicamError):
+    """The resource is in a state that forbids the action."""
+
+    status = 409
+    title = "Conflict"
+
+
+class TooManyFailures(PicamError):
+    """Too many failed logins from one client."""
+
+    status = 429
+    title = "Too many failed logins"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class InsufficientStorage(PicamError, OSError):
+    """The data dir is below its free-space reserve, or the disk is full."""
+
+    status = 507
+    title = "Insufficient storage"
+
+
+class CameraError(PicamError):
+    """The camera cannot serve the request now; clients may retry."""
+
+    status = 503
+    title = "Camera unavailable"
+    retry_after = 5
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class CameraUnavailable(CameraError):
+    """No usable camera: none attached, or it failed to open."""
+
+
+class CameraBusy(CameraError):
+    """Another process, or a capture that has not finished, holds the camera."""
+
+    title = "Camera busy"
+
+
+class CaptureTimeout(CameraError, TimeoutError):
+    """A capture did not finish in time; the camera will be reopened."""
+
+    title = "Capture timed out"
+
+
+class CaptureFailed(CameraError):
+    """The camera returned an error for one capture."""
+
+    title = "Capture failed"

@@ -1,0 +1,115 @@
+"""Every error, mapped once to an RFC 9457 problem+json response.
+
+Domain errors (``PicamError``), APIFlask's ``HTTPError`` (validation, auth,
+``abort``) and Werkzeug's routing errors (404, 405, 413) all end here.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from apiflask import APIFlask, Schema, fields
+from apiflask.exceptions import HTTPError
+from flask import Response, json
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .errors import PicamError
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True, metadata={"example": "about:blank"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         metadata={"description": "For validation errors: each bad field "
+                                                  "and what is wrong with it."})
+
+
+def problem(status: int, detail: str, title: str | None = None, headers=None,
+            errors: dict | None = None) -> Response:
+    title = title or HTTP_STATUS_CODES.get(status, "Error")
+    body = {"type": _type(title) if status != 500 else "about:blank", "title": title,
+            "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
+    for name, value in (headers or {}).items():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def init_app(app: APIFlask) -> None:
+    app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
+    app.config["VALIDATION_ERROR_SCHEMA"] = ProblemSchema
+
+    @app.error_processor
+    def _from_http_error(error: HTTPError) -> Response:
+        errors = _field_errors(error.detail) if isinstance(error.detail, dict) else None
+        if errors:
+            detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
+        elif isinstance(error.detail, str) and error.detail:
+            detail = error.detail
+        else:
+            detail = _DETAILS.get(error.status_code, error.message)
+        title = "Validation error" if errors else None
+        return problem(error.status_code, detail, title, error.headers, errors)
+
+    @app.errorhandler(PicamError)
+    def _from_picam_error(error: PicamError) -> Response:
+        return problem(error.status, error.detail, error.title, error.headers,
+                       error.extra.get("errors"))
+
+    @app.errorhandler(Exception)
+    def _from_unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, "The server failed; the error is in its log.")
+
+    @app.spec_processor
+    def _problem_media_type(spec: dict) -> dict:
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if int(status) >= 400 and "application/json" in content:
+                        content[MEDIA_TYPE] = content.pop("application/json")
+        return spec
+
+
+def _field_errors(detail: dict) -> dict[str, list[str]]:
+    """Flatten APIFlask's ``{location: {field: [msgs]}}`` to ``{field: [msgs]}``."""
+    flat: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            flat[prefix or "body"] = [str(m) for m in (value if isinstance(value, list) else [value])]
+
+    for location, fields_ in detail.items():
+        if isinstance(fields_, dict):
+            for name, messages in fields_.items():
+                walk("body" if name == "_schema" else str(name), messages)
+        else:
+            walk(location, fields_)
+    return flat
+
+
+_DETAILS = {
+    401: "Send valid credentials: HTTP Basic, or a bearer token from POST /api/v1/tokens.",
+    403: "Your role does not allow this; it needs an operator.",
+    404: "There is nothing at this URL.",
+    405: "This URL does not take that method.",
+    413: "The request body is too large.",
+    415: "Send the body as application/json.",
+}
+
+
+def _type(title: str) -> str:
+    return "urn:picam-api:problem:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")

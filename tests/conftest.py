@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from picam_api import create_app
+
+ADMIN_PASSWORD = "admin-password-1"
+VIEWER_PASSWORD = "viewer-password-1"
+BIN = Path(sys.executable).parent
+
+
+def basic(name: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def config(tmp_path) -> dict:
+    """The test config: mock camera, data in tmp_path, no free-space reserve."""
+    return {
+        "storage": {"data_dir": str(tmp_path / "data"), "reserve_mb": 0},
+        "camera": {"backend": "mock", "capture_timeout_s": 2.0, "retry_after_s": 3,
+                   "mock": {"seed": 1}},
+    }
+
+
+@pytest.fixture
+def make_app(monkeypatch):
+    """Build apps from config mappings; every one is shut down after the test."""
+    monkeypatch.setenv("PICAM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    apps = []
+
+    def make(config):
+        app = create_app(config)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["picam"].shutdown()
+
+
+@pytest.fixture
+def app(make_app, config):
+    return make_app(config)
+
+
+@pytest.fixture
+def services(app):
+    return app.extensions["picam"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return basic("admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def viewer_headers(services) -> dict[str, str]:
+    services.accounts.add_user("viewer", VIEWER_PASSWORD, "viewer")
+    return basic("viewer", VIEWER_PASSWORD)
+
+
+@pytest.fixture
+def mock_camera(services):
+    """The app's mock backend, whose fault knobs a test may turn."""
+    return services.backend
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``picam-api serve`` started as a user starts it, on a free port."""
+
+    def __init__(self, tmp_path: Path, extra_toml: str = ""):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = tmp_path / "server-data"
+        self.config_file = tmp_path / "server.toml"
+        self.config_file.write_text(
+            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 8\n'
+            f'graceful_timeout_s = 3.0\n'
+            f'[storage]\ndata_dir = "{self.data_dir}"\nreserve_mb = 0\n'
+            f'[camera]\nbackend = "mock"\ncapture_timeout_s = 2.0\n{extra_toml}')
+        self.log = tmp_path / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        env = {**os.environ, "PICAM_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        env.pop("PICAM_CONFIG", None)
+        self.proc = subprocess.Popen(
+            [str(BIN / "picam-api"), "serve", "--config", str(self.config_file)],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server did not answer within {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"server did not stop within {timeout} s on signal {sig}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A started server; stopped after the test whatever happened."""
+    process = ServerProcess(tmp_path).start()
+    yield process
+    if process.proc and process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()

@@ -1,0 +1,640 @@
+"""The picamera2 backend against a fake picamera2/libcamera that keeps the real signatures.
+
+The fake follows picamera2 0.3.x (picamera2/picamera2.py, picamera2/request.py)
+and libcamera's Python Transform: same parameter names and defaults, the same
+errors for bad stream keys, odd sizes, configuring while started, unknown
+controls and a BytesIO saved without a format. It records every call so the
+tests can check what the backend asked for, and which requests it never released.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from picam_api.camera.base import CaptureSettings
+from picam_api.camera.owner import CameraOwner
+from picam_api.camera.pi import Picamera2Camera
+from picam_api.errors import CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout
+
+ROOT = Path(__file__).resolve().parents[1]
+SENSOR = (640, 480)
+TIMEOUT = 2.5
+NOT_ADVERTISED = "Control {} is not advertised by libcamera"
+
+
+# -- the fake library ---------------------------------------------------------
+
+
+class FakeTransform:
+    """libcamera.Transform(rotation=0, hflip=False, vflip=False, transpose=False)."""
+
+    made: list = []
+
+    def __init__(self, rotation=0, hflip=False, vflip=False, transpose=False):
+        self.rotation, self.hflip, self.vflip, self.transpose = rotation, hflip, vflip, transpose
+        FakeTransform.made.append(self)
+
+
+class World:
+    """What the fake camera system does, and what it saw."""
+
+    def __init__(self):
+        self.cameras = [{"Model": "imx708", "Location": 2, "Rotation": 180,
+                         "Id": "/base/soc/i2c0mux/i2c@1/imx708@1a", "Num": 0}]
+        self.instances: list = []
+        self.init_error: Exception | None = None
+        self.hang = False                       # capture_request waits in vain
+        self.capture_error: Exception | None = None
+        self.save_error: Exception | None = None
+        self.make_image_error: Exception | None = None
+
+
+class FakeRequest:
+    def __init__(self, picam2):
+        self.picam2 = picam2
+        self.config = {k: (dict(v) if isinstance(v, dict) else v)
+                       for k, v in picam2.camera_config.items()}
+        self.released = False
+        picam2.unreleased.add(self)
+
+    def _stream(self, name):
+        assert not self.released, "request used after release()"
+        if self.config.get(name) is None:
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        return self.config[name]
+
+    def make_image(self, name, width=None, height=None):
+        stream = self._stream(name)
+        self.picam2.calls.append(("make_image", name))
+        if self.picam2.world.make_image_error:
+            raise self.picam2.world.make_image_error
+        w, h = stream["size"]
+        # A gradient, so the encoders have something to encode.
+        image = Image.linear_gradient("L").resize((w, h)).convert("RGB")
+        if width or height:
+            image = image.resize((width or w, height or h))
+        return image
+
+    def save(self, name, file_output, format=None, exif_data=None):
+        self._stream(name)
+        if isinstance(format, str):
+            fmt = format.lower()
+        elif isinstance(file_output, str):
+            fmt = file_output.split(".")[-1].lower()
+        elif isinstance(file_output, Path):
+            fmt = file_output.suffix.lower()
+        else:
+            raise RuntimeError("Cannot determine format to save")
+        if self.picam2.world.save_error:
+            raise self.picam2.world.save_error
+        options = self.picam2.options
+        self.picam2.calls.append(("save", name, fmt, options.get("quality", 90),
+                                  options.get("compress_level", 1)))
+        image = self.make_image(name)
+        if fmt in ("jpg", "jpeg"):
+            # The fast path: isinstance(f, io.BytesIO) or else open() it as a path.
+            if not isinstance(file_output, io.BytesIO):
+                raise TypeError(f"expected str, bytes or os.PathLike object, not "
+                                f"{type(file_output).__name__}")
+            image.save(file_output, "JPEG", quality=options.get("quality", 90))
+        else:
+            image.save(file_output, compress_level=options.get("compress_level", 1),
+                       quality=options.get("quality", 90), format=format)
+
+    def get_metadata(self):
+        self._stream("main")
+        return {"ExposureTime": 9_876, "AnalogueGain": 1.5, "DigitalGain": 1.01, "Lux": 412.5,
+                "ColourTemperature": 5_100, "SensorTimestamp": 123_456_789, "FrameDuration": 33_333,
+                "ColourGains": (1.6, 1.9), "ScalerCrop": (0, 0, *SENSOR), "AeLocked": True,
+                "Nan": float("nan")}
+
+    def release(self):
+        if self.released:
+            raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+        self.released = True
+        self.picam2.unreleased.discard(self)
+
+
+def make_fake_picamera2(world: World) -> types.ModuleType:
+    class Picamera2:
+        @staticmethod
+        def global_camera_info():
+            return [dict(c) for c in world.cameras]
+
+        def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
+            self.world = world
+            if world.init_error is not None:
+                raise world.init_error
+            # Upstream looks the index up before its try block: a bad index is an IndexError.
+            self.camera_idx = self.global_camera_info()[camera_num]["Num"]
+            self.is_open = True
+            self.started = False
+            self.event_loop = False
+            self.camera_config = {}
+            self.options = {}
+            self.calls: list = []
+            self.unreleased: set = set()
+            self.camera_properties = {"Model": "imx708", "PixelArraySize": SENSOR,
+                                      "ColorFilterArrangement": 0}
+            # (min, max, default) as picamera2 reports them; libcamera leaves
+            # several Pi controls without a default.
+            self.camera_controls = {
+                "AeEnable": (False, True, None),
+                "AwbEnable": (False, True, None),
+                "AwbMode": (0, 7, 0),
+                "ExposureTime": (26, 1_000_000, None),
+                "AnalogueGain": (1.0, 16.0, None),
+                "Brightness": (-1.0, 1.0, 0.0),
+                "Contrast": (0.0, 32.0, 1.0),
+                "ColourGains": (0.0, 32.0, None),
+                "ScalerCrop": ((0, 0, 0, 0), (0, 0, *SENSOR), (0, 0, *SENSOR)),
+                "FrameDurationLimits": (33_333, 1_000_000_000, None),
+                "NoiseReductionMode": (0, 4, 0),
+            }
+            world.instances.append(self)
+
+        def _check_open(self):
+            if not self.is_open:
+                raise RuntimeError("Camera not opened")
+
+        def create_still_configuration(self, main={}, lores=None, raw={}, transform=FakeTransform(),
+                                       colour_space=None, buffer_count=1, controls={}, display=None,
+                                       encode=None, queue=True, sensor={}, use_case="still"):
+            self._check_open()
+            self.calls.append(("create_still_configuration",
+                               {"main": main, "buffer_count": buffer_count, "transform": transform,
+                                "controls": controls}))
+            stream = {"format": "BGR888", "size": SENSOR, "preserve_ar": True}
+            for key, value in main.items():
+                if key not in ("format", "size", "stride", "preserve_ar"):
+                    raise ValueError(f"Bad key {key!r}: valid stream configuration keys are "
+                                     "('format', 'size', 'stride', 'preserve_ar')")
+                stream[key] = value
+            size = stream["size"]
+            if isinstance(size, tuple) and len(size) == 2:
+                stream["size"] = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # align_stream
+            return {"use_case": use_case, "transform": transform, "colour_space": colour_space,
+                    "buffer_count": buffer_count, "queue": queue, "main": stream, "lores": lores,
+                    "raw": raw, "controls": {"NoiseReductionMode": 2} | controls,
+                    "sensor": sensor, "display": display, "encode": encode}
+
+        def configure(self, camera_config=None):
+            self._check_open()
+            if self.started:
+                raise RuntimeError("Camera must be stopped before configuring")
+            if not isinstance(camera_config, dict):
+                raise TypeError("Invalid type for `camera_config` given")
+            if not isinstance(camera_config["transform"], FakeTransform):
+                raise RuntimeError("Transform has incorrect type")
+            size = camera_config["main"]["size"]
+            if type(size) is not tuple or len(size) != 2:
+                raise RuntimeError("size in main stream should be (width, height)")
+            if size[0] % 2 or size[1] % 2:
+                raise RuntimeError("width and height should be even")
+            for name in camera_config["controls"]:
+                if name not in self.camera_controls:
+                    raise RuntimeError(NOT_ADVERTISED.format(name))
+            self.calls.append(("configure", camera_config))
+            self.camera_config = dict(camera_config)
+
+        def camera_configuration(self):
+            return self.camera_config
+
+        def start(self, config=None, show_preview=False):
+            if config is not None:
+                self.configure(config)
+            if not self.camera_config:
+                raise RuntimeError("Camera has not been configured")
+            self.calls.append(("start", show_preview))
+            # None runs no event loop: capture jobs would never complete.
+            self.event_loop = self.event_loop or show_preview is not None
+            self.started = True
+
+        def stop(self):
+            if self.started:
+                self.calls.append(("stop",))
+                self.started = False
+
+        def close(self):
+            if not self.is_open:
+                return
+            self.stop()
+            self.calls.append(("close",))
+            self.is_open = False
+
+        def set_controls(self, controls):
+            for name in controls:
+                if name not in self.camera_controls and name != "FrameRate":
+                    raise RuntimeError(NOT_ADVERTISED.format(name))
+            self.calls.append(("set_controls", dict(controls)))
+
+        def capture_request(self, wait=None, signal_function=None, flush=None):
+            self.calls.append(("capture_request", {"wait": wait, "flush": flush}))
+            if world.capture_error is not None:
+                raise world.capture_error
+            if world.hang or not self.started or not self.event_loop:
+                if wait in (None, True):
+                    raise AssertionError("capture_request without a timeout would block forever")
+                raise concurrent.futures.TimeoutError()
+            return FakeRequest(self)
+
+        def cancel_all_and_flush(self):
+            self.calls.append(("cancel_all_and_flush",))
+
+        def count(self, name):
+            return sum(1 for call in self.calls if call[0] == name)
+
+        def args(self, name):
+            return [call[1] for call in self.calls if call[0] == name]
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = Picamera2
+    module.TimeoutError = concurrent.futures.TimeoutError
+    module.CancelledError = concurrent.futures.CancelledError
+    return module
+
+
+@pytest.fixture
+def world(monkeypatch):
+    world = World()
+    libcamera = types.ModuleType("libcamera")
+    libcamera.Transform = FakeTransform
+    monkeypatch.setattr(FakeTransform, "made", [])
+    monkeypatch.setitem(sys.modules, "libcamera", libcamera)
+    monkeypatch.setitem(sys.modules, "picamera2", make_fake_picamera2(world))
+    return world
+
+
+@pytest.fixture
+def backend(world):
+    cam = Picamera2Camera({"camera_num": 0, "capture_timeout_s": 10.0, "retry_after_s": 5})
+    yield cam
+    cam.close()
+
+
+@pytest.fixture
+def cam(backend, world):
+    """An opened backend's Picamera2 instance."""
+    backend.open()
+    return world.instances[-1]
+
+
+def shot(**kw) -> CaptureSettings:
+    kw.setdefault("width", SENSOR[0])
+    kw.setdefault("height", SENSOR[1])
+    return CaptureSettings(**kw)
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()  # a truncated file fails here
+    return image
+
+
+# -- the fake itself ------------------------------------------------------------
+
+
+def test_fake_keeps_the_upstream_signatures(world):
+    """Checked against picamera2 0.3.x; a looser fake would hide wrong calls."""
+    fake = sys.modules["picamera2"].Picamera2
+    expected = {
+        "__init__": ["camera_num", "verbose_console", "tuning", "allocator"],
+        "create_still_configuration": ["main", "lores", "raw", "transform", "colour_space",
+                                       "buffer_count", "controls", "display", "encode", "queue",
+                                       "sensor", "use_case"],
+        "configure": ["camera_config"],
+        "start": ["config", "show_preview"],
+        "capture_request": ["wait", "signal_function", "flush"],
+        "set_controls": ["controls"],
+    }
+    for method, params in expected.items():
+        assert list(inspect.signature(getattr(fake, method)).parameters)[1:] == params, method
+    assert list(inspect.signature(FakeRequest.save).parameters)[1:] == [
+        "name", "file_output", "format", "exif_data"]
+    assert list(inspect.signature(FakeTransform).parameters) == [
+        "rotation", "hflip", "vflip", "transpose"]
+
+
+# -- open -----------------------------------------------------------------------
+
+
+def test_open_configures_a_full_sensor_still_and_starts_with_the_event_loop(cam):
+    (args,) = cam.args("create_still_configuration")
+    assert args["main"] == {"size": SENSOR}
+    assert args["buffer_count"] == 2
+    assert (args["transform"].hflip, args["transform"].vflip) == (False, False)
+    (config,) = cam.args("configure")
+    assert config["use_case"] == "still" and config["main"]["size"] == SENSOR
+    assert cam.args("start") == [False]  # show_preview=False: the NullPreview loop runs
+    assert cam.started
+
+
+def test_capabilities_map_model_sensor_and_controls(backend, world):
+    caps = backend.open()
+    assert caps.model == "imx708"
+    assert caps.sensor_size == SENSOR
+    assert caps.even_sizes is True
+    assert set(caps.controls) == set(world.instances[0].camera_controls)
+    brightness = caps.controls["Brightness"]
+    assert (brightness.minimum, brightness.maximum, brightness.default) == (-1.0, 1.0, 0.0)
+    crop = caps.controls["ScalerCrop"]
+    assert (crop.minimum, crop.maximum, crop.default) == ([0, 0, 0, 0], [0, 0, *SENSOR], [0, 0, *SENSOR])
+    # Gaps libcamera leaves get defaults of the right type for the settings check.
+    assert caps.controls["AeEnable"].default is True
+    assert caps.controls["ColourGains"].default == [0.0, 0.0]
+    assert caps.controls["FrameDurationLimits"].default == [33_333, 1_000_000_000]
+    assert caps.controls["ExposureTime"].default is None
+    json.dumps(caps.to_dict())
+
+
+# -- capture --------------------------------------------------------------------
+
+
+def test_capture_at_the_main_size_goes_through_request_save(backend, cam):
+    result = backend.capture(shot(quality=77), TIMEOUT)
+    assert [c for c in cam.calls if c[0] == "save"] == [("save", "main", "jpeg", 77, 1)]
+    assert cam.options["quality"] == 77
+    image = decoded(result.data)
+    assert image.format == "JPEG" and image.size == SENSOR
+    assert (result.width, result.height, result.format) == (*SENSOR, "jpeg")
+    assert not cam.unreleased
+
+
+def test_capture_metadata_keeps_json_scalars(backend, cam):
+    metadata = backend.capture(shot(), TIMEOUT).metadata
+    assert metadata == {"ExposureTime": 9_876, "AnalogueGain": 1.5, "DigitalGain": 1.01, "Lux": 412.5,
+                        "ColourTemperature": 5_100, "SensorTimestamp": 123_456_789,
+                        "FrameDuration": 33_333}
+    json.dumps(metadata)
+
+
+def test_capture_at_another_size_resizes_with_pillow(backend, cam):
+    result = backend.capture(shot(width=320, height=100, quality=60), TIMEOUT)
+    image = decoded(result.data)
+    assert image.format == "JPEG" and image.size == (320, 100)  # the client's aspect ratio
+    assert cam.count("make_image") == 1 and cam.count("save") == 0
+    assert (result.width, result.height) == (320, 100)
+    assert not cam.unreleased
+
+
+def test_jpeg_quality_reaches_the_pillow_encoder(backend, cam):
+    small = backend.capture(shot(width=320, height=240, quality=5), TIMEOUT)
+    large = backend.capture(shot(width=320, height=240, quality=95), TIMEOUT)
+    assert len(small.data) < len(large.data)
+
+
+@pytest.mark.parametrize("size", [SENSOR, (200, 150)])
+def test_png_at_any_size(backend, cam, size):
+    result = backend.capture(shot(width=size[0], height=size[1], format="png"), TIMEOUT)
+    image = decoded(result.data)
+    assert image.format == "PNG" and image.size == size
+    assert result.format == "png"
+    assert cam.options["compress_level"] == 1
+    if size == SENSOR:
+        assert [c[2] for c in cam.calls if c[0] == "save"] == ["png"]
+    assert not cam.unreleased
+
+
+def test_flips_reconfigure_only_when_they_change(backend, cam):
+    def switches():
+        return cam.count("stop"), cam.count("configure"), cam.count("start")
+
+    backend.capture(shot(), TIMEOUT)
+    assert switches() == (0, 1, 1)  # the open's configure/start only
+    backend.capture(shot(hflip=True), TIMEOUT)
+    assert switches() == (1, 2, 2)
+    transform = cam.camera_config["transform"]
+    assert (transform.hflip, transform.vflip) == (True, False)
+    backend.capture(shot(hflip=True), TIMEOUT)
+    backend.capture(shot(hflip=True, quality=50), TIMEOUT)
+    assert switches() == (1, 2, 2)
+    backend.capture(shot(hflip=True, vflip=True), TIMEOUT)
+    assert switches() == (2, 3, 3)
+    assert [(t.hflip, t.vflip) for t in FakeTransform.made[-2:]] == [(True, False), (True, True)]
+    assert cam.args("start") == [False, False, False]
+    assert cam.started
+
+
+def test_controls_are_sent_only_when_they_change_and_then_a_fresh_frame_is_taken(backend, cam):
+    backend.capture(shot(controls={"Brightness": 0.5, "AwbMode": 3}), TIMEOUT)
+    backend.capture(shot(controls={"Brightness": 0.5, "AwbMode": 3}), TIMEOUT)
+    backend.capture(shot(controls={"Brightness": 0.25, "AwbMode": 3}), TIMEOUT)
+    assert cam.args("set_controls") == [{"Brightness": 0.5, "AwbMode": 3},
+                                        {"Brightness": 0.25, "AwbMode": 3}]
+    assert [a["flush"] for a in cam.args("capture_request")] == [True, None, True]
+
+
+def test_dropped_controls_go_back_to_their_defaults(backend, cam):
+    backend.capture(shot(controls={"Brightness": 0.5, "ExposureTime": 20_000,
+                                   "ColourGains": [1.5, 1.8], "AeEnable": False}), TIMEOUT)
+    backend.capture(shot(controls={}), TIMEOUT)
+    assert cam.args("set_controls")[-1] == {"Brightness": 0.0, "ExposureTime": 0,
+                                            "ColourGains": [0.0, 0.0], "AeEnable": True}
+    backend.capture(shot(controls={}), TIMEOUT)
+    assert cam.count("set_controls") == 2
+
+
+def test_json_numbers_become_ints_for_integer_controls(backend, cam):
+    backend.capture(shot(controls={"ExposureTime": 20000.0, "ScalerCrop": [0.0, 0.0, 320.0, 240.0],
+                                   "Brightness": 1.0}), TIMEOUT)
+    sent = cam.args("set_controls")[-1]
+    assert sent == {"ExposureTime": 20000, "ScalerCrop": [0, 0, 320, 240], "Brightness": 1.0}
+    assert type(sent["ExposureTime"]) is int and type(sent["Brightness"]) is float
+    assert all(type(v) is int for v in sent["ScalerCrop"])
+
+
+def test_a_flip_change_carries_the_controls_into_the_new_configuration(backend, cam):
+    backend.capture(shot(controls={"Contrast": 2.0}), TIMEOUT)
+    backend.capture(shot(vflip=True, controls={"Contrast": 3.0}), TIMEOUT)
+    assert cam.camera_config["controls"]["Contrast"] == 3.0
+    assert cam.args("set_controls") == [{"Contrast": 2.0}]
+    backend.capture(shot(vflip=True, controls={"Contrast": 3.0}), TIMEOUT)
+    assert cam.count("set_controls") == 1
+
+
+def test_every_capture_waits_with_the_given_timeout(backend, cam):
+    for timeout, settings in ((TIMEOUT, shot()), (0.75, shot(width=100, height=100)),
+                              (4.0, shot(hflip=True, controls={"Contrast": 2.0}))):
+        backend.capture(settings, timeout)
+    assert [a["wait"] for a in cam.args("capture_request")] == [TIMEOUT, 0.75, 4.0]
+
+
+@pytest.mark.parametrize("fault", ["save_error", "make_image_error"])
+def test_requests_are_released_even_when_encoding_fails(backend, cam, world, fault):
+    setattr(world, fault, RuntimeError("ISP buffer went away"))
+    size = SENSOR if fault == "save_error" else (100, 100)
+    with pytest.raises(CaptureFailed, match="ISP buffer went away"):
+        backend.capture(shot(width=size[0], height=size[1]), TIMEOUT)
+    assert cam.count("capture_request") == 1
+    assert not cam.unreleased
+    setattr(world, fault, None)
+    backend.capture(shot(), TIMEOUT)  # the camera still works
+    assert not cam.unreleased
+
+
+def test_unknown_control_is_a_capture_failure(backend, cam):
+    with pytest.raises(CaptureFailed, match="not advertised"):
+        backend.capture(shot(controls={"Nonsense": 1}), TIMEOUT)
+    assert cam.count("capture_request") == 0
+
+
+def test_other_library_errors_during_capture_are_capture_failures(backend, cam, world):
+    world.capture_error = RuntimeError("Stream 'main' is not defined")
+    with pytest.raises(CaptureFailed, match="not defined"):
+        backend.capture(shot(), TIMEOUT)
+
+
+def test_capture_timeout_cancels_the_job_and_raises_capture_timeout(backend, cam, world):
+    world.hang = True
+    with pytest.raises(CaptureTimeout) as info:
+        backend.capture(shot(), 0.5)
+    assert isinstance(info.value, TimeoutError)
+    assert "0.5" in info.value.detail
+    assert cam.count("cancel_all_and_flush") == 1
+    assert cam.args("capture_request")[0]["wait"] == 0.5
+
+
+# -- open failures ----------------------------------------------------------------
+
+
+def test_no_camera_attached_is_unavailable(backend, world):
+    world.cameras = []
+    with pytest.raises(CameraUnavailable, match="no camera attached"):
+        backend.open()
+    assert world.instances == []
+
+
+def test_bad_camera_number_is_unavailable(world):
+    backend = Picamera2Camera({"camera_num": 1, "capture_timeout_s": 10.0})
+    with pytest.raises(CameraUnavailable, match="camera number 1") as info:
+        backend.open()
+    assert not isinstance(info.value, CameraBusy)
+    assert isinstance(info.value.__cause__, IndexError)
+
+
+def _busy_wrapped():
+    try:
+        try:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+        except RuntimeError as cause:
+            raise RuntimeError("Camera __init__ sequence did not complete.") from cause
+    except RuntimeError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("error", [
+    _busy_wrapped(),  # what picamera2 raises: the busy error is the cause
+    RuntimeError("Failed to acquire camera: Device or resource busy"),
+], ids=["chained", "direct"])
+def test_busy_camera_is_camera_busy_naming_the_other_process(backend, world, error):
+    world.init_error = error
+    with pytest.raises(CameraBusy) as info:
+        backend.open()
+    detail = info.value.detail
+    assert "another process" in detail and "rpicam" in detail
+    assert "Device or resource busy" in detail
+    assert info.value.status == 503
+
+
+def test_other_open_errors_are_unavailable(backend, world):
+    try:
+        try:
+            raise RuntimeError("Failed to initialize camera")
+        except RuntimeError as cause:
+            raise RuntimeError("Camera __init__ sequence did not complete.") from cause
+    except RuntimeError as exc:
+        world.init_error = exc
+    with pytest.raises(CameraUnavailable) as info:
+        backend.open()
+    assert not isinstance(info.value, CameraBusy)
+    assert "Failed to initialize camera" in info.value.detail
+
+
+def test_missing_picamera2_is_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # None makes the import fail
+    with pytest.raises(CameraUnavailable, match="picamera2 cannot be imported"):
+        Picamera2Camera({"camera_num": 0}).open()
+
+
+# -- close and reopen ---------------------------------------------------------------
+
+
+def test_close_is_idempotent(backend, world):
+    backend.close()  # before open
+    backend.open()
+    cam = world.instances[0]
+    backend.close()
+    backend.close()
+    assert (cam.count("stop"), cam.count("close")) == (1, 1)
+    assert not cam.is_open
+    with pytest.raises(CameraUnavailable):
+        backend.capture(shot(), TIMEOUT)
+
+
+def test_close_swallows_a_failing_stop(backend, cam, monkeypatch):
+    def broken_stop():
+        raise RuntimeError("camera wedged")
+    monkeypatch.setattr(cam, "stop", broken_stop)
+    backend.close()
+    assert cam.count("close") == 1
+
+
+def test_owner_reopens_a_new_picamera2_after_a_timeout(world):
+    backend = Picamera2Camera({"camera_num": 0, "capture_timeout_s": 0.5})
+    owner = CameraOwner(backend, timeout=0.5, retry_after=7, reopen_backoff=0)
+    try:
+        world.hang = True
+        with pytest.raises(CaptureTimeout) as info:
+            owner.capture(shot())
+        assert info.value.retry_after == 7
+        first = world.instances[0]
+        assert not first.is_open and first.count("cancel_all_and_flush") == 1
+        world.hang = False
+        result = owner.capture(shot(width=320, height=240))
+        assert len(world.instances) == 2
+        second = world.instances[1]
+        assert second is not first and second.is_open and second.started
+        assert decoded(result.data).size == (320, 240)
+        assert not first.unreleased and not second.unreleased
+    finally:
+        owner.close()
+
+
+# -- import hygiene ---------------------------------------------------------------
+
+
+def test_importing_the_backend_does_not_import_picamera2():
+    # A fresh interpreter where picamera2/libcamera cannot be imported at all,
+    # as on a machine without them.
+    code = textwrap.dedent("""
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("picamera2", "libcamera"):
+                    raise ImportError("blocked: " + name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import picam_api.camera.pi
+        import picam_api.camera
+        backend = picam_api.camera.pi.Picamera2Camera({"camera_num": 0})
+        assert "picamera2" not in sys.modules and "libcamera" not in sys.modules
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
