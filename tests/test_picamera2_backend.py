@@ -58,6 +58,7 @@ class World:
         self.capture_error: Exception | None = None
         self.save_error: Exception | None = None
         self.make_image_error: Exception | None = None
+        self.start_error: Exception | None = None
 
 
 class FakeRequest:
@@ -216,6 +217,8 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
                 self.configure(config)
             if not self.camera_config:
                 raise RuntimeError("Camera has not been configured")
+            if world.start_error is not None:
+                raise world.start_error
             self.calls.append(("start", show_preview))
             # None runs no event loop: capture jobs would never complete.
             self.event_loop = self.event_loop or show_preview is not None
@@ -561,6 +564,16 @@ def test_other_open_errors_are_unavailable(backend, world):
     assert "Failed to initialize camera" in info.value.detail
 
 
+def test_a_camera_that_opens_but_does_not_start_is_released_and_unavailable(backend, world):
+    world.start_error = RuntimeError("Failed to start camera: Broken pipe")
+    with pytest.raises(CameraUnavailable, match="did not start.*Broken pipe"):
+        backend.open()
+    assert not world.instances[0].is_open  # not left acquired, so a reopen can work
+    world.start_error = None
+    backend.open()
+    assert world.instances[1].started
+
+
 def test_missing_picamera2_is_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # None makes the import fail
     with pytest.raises(CameraUnavailable, match="picamera2 cannot be imported"):
@@ -583,11 +596,27 @@ def test_close_is_idempotent(backend, world):
 
 
 def test_close_swallows_a_failing_stop(backend, cam, monkeypatch):
-    def broken_stop():
-        raise RuntimeError("camera wedged")
-    monkeypatch.setattr(cam, "stop", broken_stop)
+    real_stop, failures = cam.stop, []
+
+    def stop_failing_once():
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("camera wedged")
+        real_stop()
+    monkeypatch.setattr(cam, "stop", stop_failing_once)
     backend.close()
-    assert cam.count("close") == 1
+    assert failures and cam.count("close") == 1 and not cam.is_open
+
+
+def test_a_failing_close_is_reported_once_and_leaves_the_backend_closed(backend, cam, monkeypatch):
+    def broken_close():
+        raise RuntimeError("camera.release() failed")
+    monkeypatch.setattr(cam, "close", broken_close)
+    with pytest.raises(CameraUnavailable, match="release"):
+        backend.close()
+    backend.close()  # nothing left to close
+    with pytest.raises(CameraUnavailable, match="not open"):
+        backend.capture(shot(), TIMEOUT)
 
 
 def test_owner_reopens_a_new_picamera2_after_a_timeout(world):

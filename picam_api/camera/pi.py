@@ -105,7 +105,10 @@ class Picamera2Camera(CameraBackend):
             self._caps = Capabilities(model=str(props.get("Model", "unknown")), sensor_size=sensor,
                                       controls=controls, even_sizes=True)
         except Exception as exc:
-            self.close()
+            try:
+                self.close()
+            except CameraUnavailable:  # report why it did not start, not the cleanup
+                log.warning("closing the camera after a failed start failed", exc_info=True)
             raise CameraUnavailable(f"camera {self.camera_num} opened but did not start: {exc}") from exc
         log.info("picamera2 camera %d started: %s, main stream %dx%d", self.camera_num,
                  self._caps.model, *self._main_size)
