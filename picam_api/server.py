@@ -7,6 +7,7 @@ and it is shut down when the worker exits. Threads serve concurrent requests.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 from gunicorn.app.base import BaseApplication
@@ -32,7 +33,7 @@ class Server(BaseApplication):
             "threads": server["threads"],
             # Never build the app in the arbiter: the camera must open after fork.
             "preload_app": False,
-            "graceful_timeout": server["graceful_timeout_s"],
+            "graceful_timeout": math.ceil(server["graceful_timeout_s"]),
             "keepalive": 5,
             "errorlog": "-",
             "loglevel": self.picam_config["log"]["level"].lower(),
