@@ -18,7 +18,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import Database
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import ConfigError, Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,19 @@ class Accounts:
         if self.db.conn.execute("SELECT 1 FROM users LIMIT 1").fetchone():
             return None
         password = env_password or secrets.token_urlsafe(12)
-        self.add_user("admin", password, "operator")
+        try:
+            self.add_user("admin", password, "operator")
+        except InvalidInput as exc:
+            # Only a password from the environment can fail the checks: name the variable.
+            reason = exc.extra["errors"]["password"][0]
+            raise ConfigError(f"PICAM_ADMIN_PASSWORD: {reason}") from None
         if env_password:
             return None
         path = data_dir / INITIAL_PASSWORD_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # open() keeps the mode of a file that already exists, say one left by an
+        # earlier install; the password must not be readable by anyone else.
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(password + "\n")
         return password

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import swagger_ui_bundle
 from apiflask import APIFlask
-from flask import request, send_from_directory
+from flask import send_from_directory
 
 from . import __version__, problems
 from .accounts import Accounts
@@ -19,14 +19,14 @@ from .camera import CameraOwner, make_backend
 from .capture import CaptureService
 from .config import from_mapping, load_config
 from .db import Database
-from .errors import PicamError
+from .gpio import GpioService
 from .storage import PhotoStore
+from .streaming import StreamHub
+from .timelapse import TimelapseService
+from .watchdog import Watchdog, ping_interval
 from .workers import Worker
 
 log = logging.getLogger(__name__)
-
-BODY_METHODS = ("POST", "PUT", "PATCH")
-
 
 class Services:
     """Everything one app instance owns; ``app.extensions["picam"]``.
@@ -54,6 +54,10 @@ class Services:
                                  storage["thumbnail_px"], self._secret("cursor_key"))
         self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
+        self.streams = StreamHub(self.owner, self.capture, config)
+        self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
+                                           self._secret("cursor_key"))
+        self.gpio = GpioService(config["gpio"], self)
         self.workers: list[Worker] = []
         if storage["max_photos"] or storage["max_bytes"]:
             self.retention = Worker(
@@ -63,9 +67,14 @@ class Services:
             self.workers.append(self.retention)
         else:
             self.retention = None
+        interval = ping_interval()
+        if interval:  # under systemd with WatchdogSec=
+            self.workers.append(Worker("picam-watchdog", Watchdog(self.owner).tick, interval))
         self._stopped = False
 
     def start(self) -> None:
+        self.timelapses.start()
+        self.gpio.start()
         for worker in self.workers:
             worker.start()
 
@@ -73,8 +82,12 @@ class Services:
         if self._stopped:
             return
         self._stopped = True
+        timeout = self.config["server"]["graceful_timeout_s"]
+        self.timelapses.stop(timeout)
         for worker in self.workers:
-            worker.stop(self.config["server"]["graceful_timeout_s"])
+            worker.stop(timeout)
+        self.gpio.shutdown(timeout)
+        self.streams.shutdown(timeout)
         self.owner.close()
         self.db.close()
         log.info("picam-api stopped")
@@ -109,6 +122,8 @@ def create_app(config: Mapping | None = None) -> APIFlask:
                              "camera. Every route but health and the docs needs Basic or "
                              "Bearer credentials; operator actions need the operator role."},
     )
+    # An id like "..%2f" must be a 404, not a redirect to a merged path.
+    app.url_map.merge_slashes = False
     problems.init_app(app)
 
     services = Services(config)
@@ -116,14 +131,10 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     password = services.accounts.ensure_admin(services.data_dir,
                                               os.environ.get("PICAM_ADMIN_PASSWORD"))
     if password:
-        log.warning("created user 'admin' with password %s (also in %s); change it with "
-                    "'picam-api user passwd admin'", password,
+        # The password itself stays out of the log, which journald keeps for long.
+        log.warning("created user 'admin'; its password is in %s (mode 0600); change it "
+                    "with 'picam-api user passwd admin'",
                     services.data_dir / "initial-admin-password")
-
-    @app.before_request
-    def _require_json_body():
-        if request.method in BODY_METHODS and request.content_length and not request.is_json:
-            raise _UnsupportedMediaType("send the body as application/json")
 
     assets = Path(swagger_ui_bundle.swagger_ui_path)
 
@@ -132,12 +143,9 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     def docs_asset(name: str):
         return send_from_directory(assets, name, max_age=86400)
 
-    from .api import bp
+    from .api import bp, root
     app.register_blueprint(bp)
+    app.register_blueprint(root)
     services.start()
     return app
 
-
-class _UnsupportedMediaType(PicamError):
-    status = 415
-    title = "Unsupported media type"

@@ -22,9 +22,18 @@ from .errors import TooManyFailures
 
 log = logging.getLogger(__name__)
 
+
+class _BearerAuth(HTTPTokenAuth):
+    def is_compatible_auth(self, headers) -> bool:
+        # Schemes are case-insensitive (RFC 9110, 11.1), but Flask-HTTPAuth compares
+        # them exactly here, so MultiAuth would hand "bearer <token>" to Basic.
+        scheme = headers.get("Authorization", "").partition(" ")[0]
+        return scheme.lower() == self.scheme.lower()
+
+
 basic = HTTPBasicAuth(realm="picam-api", description="A user name and password.")
-bearer = HTTPTokenAuth(scheme="Bearer",
-                       description="A token from POST /api/v1/tokens.")
+bearer = _BearerAuth(scheme="Bearer", realm="picam-api",
+                     description="A token from POST /api/v1/tokens.")
 auth = MultiAuth(basic, bearer)
 
 
@@ -85,9 +94,13 @@ class LoginGuard:
     def failed(self, client: str) -> None:
         now = time.monotonic()
         with self._lock:
-            if len(self._failures) >= self.max_clients:
+            if client not in self._failures and len(self._failures) >= self.max_clients:
                 for other in list(self._failures):
                     self._recent(other, now)
+                if len(self._failures) >= self.max_clients:
+                    # Still full of recent failures (from many addresses): forget the
+                    # client that failed first rather than grow without bound.
+                    del self._failures[next(iter(self._failures))]
             self._failures.setdefault(client, collections.deque()).append(now)
 
     def _recent(self, client: str, now: float) -> collections.deque:

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Mapping
 
 from .camera import Capture, CameraOwner, CaptureSettings
 from .camera import settings as camera_settings
 from .db import Database
+from .errors import InvalidInput
 from .storage import Photo, PhotoStore
+
+log = logging.getLogger(__name__)
 
 DEFAULTS_KEY = "capture_defaults"
 
@@ -23,12 +27,31 @@ class CaptureService:
         self.owner = owner
         self.photos = photos
         self.db = db
+        self._warned_defaults = False
 
     def defaults(self) -> dict[str, Any]:
+        caps = self.owner.capabilities
+        factory = camera_settings.initial_defaults(caps)
         row = self.db.conn.execute("SELECT value FROM meta WHERE key = ?", (DEFAULTS_KEY,)).fetchone()
-        if row:
-            return json.loads(row[0])
-        return camera_settings.initial_defaults(self.owner.capabilities)
+        if row is None:
+            return factory
+        stored = {**factory, **json.loads(row[0])}
+        try:
+            camera_settings.resolve({}, stored, caps)
+        except InvalidInput as exc:
+            # Saved for another camera (a swapped module, or auto falling back to the
+            # mock): a request must not fail on a field it never sent, so each field
+            # that no longer fits takes its factory value. The stored row is kept for
+            # when that camera comes back.
+            bad = exc.extra["errors"]
+            stored["controls"] = {name: value for name, value in stored["controls"].items()
+                                  if f"controls.{name}" not in bad}
+            stored.update({key: factory[key] for key in bad if key in factory})
+            if not self._warned_defaults:
+                self._warned_defaults = True
+                log.warning("saved capture defaults do not fit this camera (%s); using the "
+                            "factory value for those fields", exc.detail)
+        return stored
 
     def update_defaults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``changes`` merged over the current defaults, then store them."""

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
+import sqlite3
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .accounts import ROLES, Accounts
 from .config import build_config, load_config
 from .db import Database
-from .errors import PicamError
+from .errors import ConfigError, PicamError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +71,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args) -> int:
-    from .server import serve
+    from .server import serve, setup_logging
     config = load_config(args.config)
     flags = {key: value for key, value in (("host", args.host), ("port", args.port)) if value}
     if flags:
         config = build_config([("config", config), ("command line", {"server": flags})],
                               os.environ)
-    _setup_logging(config["log"]["level"])
+    setup_logging(config["log"]["level"])
+    # Checked here, before gunicorn starts, so a bad data dir is one line, not a
+    # traceback from a worker that failed to boot.
+    _data_dir(config)
     return serve(config)
 
 
@@ -87,13 +92,31 @@ def _config_check(args) -> int:
     return 0
 
 
-def _accounts(args) -> Accounts:
-    config = load_config(args.config)
+def _data_dir(config: dict) -> Path:
+    """The data dir, made if missing; a ConfigError if it cannot be used."""
     data_dir = Path(config["storage"]["data_dir"])
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    db = Database(data_dir / "picam.db")
-    db.migrate()
-    return Accounts(db, config["auth"]["token_ttl_s"])
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise ConfigError(f"storage.data_dir: cannot create {data_dir}: "
+                          f"{exc.strerror}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"storage.data_dir: {data_dir} is not writable by this user")
+    return data_dir
+
+
+@contextmanager
+def _accounts(args) -> Iterator[Accounts]:
+    config = load_config(args.config)
+    db = Database(_data_dir(config) / "picam.db")
+    try:
+        db.migrate()
+        yield Accounts(db, config["auth"]["token_ttl_s"])
+    except sqlite3.Error as exc:
+        # Say which file, in one line: a read-only or damaged database.
+        raise PicamError(f"{db.path}: {exc}") from None
+    finally:
+        db.close()
 
 
 def _read_password(args) -> str:
@@ -106,35 +129,32 @@ def _read_password(args) -> str:
 
 
 def _user_add(args) -> int:
-    _accounts(args).add_user(args.name, _read_password(args), args.role)
+    with _accounts(args) as accounts:
+        accounts.add_user(args.name, _read_password(args), args.role)
     print(f"added {args.name} ({args.role})")
     return 0
 
 
 def _user_list(args) -> int:
-    for user in _accounts(args).list_users():
+    with _accounts(args) as accounts:
+        users = accounts.list_users()
+    for user in users:
         print(f"{user['name']}\t{user['role']}\t{user['created_at']}")
     return 0
 
 
 def _user_remove(args) -> int:
-    _accounts(args).remove_user(args.name)
+    with _accounts(args) as accounts:
+        accounts.remove_user(args.name)
     print(f"removed {args.name}")
     return 0
 
 
 def _user_passwd(args) -> int:
-    accounts = _accounts(args)
-    accounts.set_password(args.name, _read_password(args))
+    with _accounts(args) as accounts:
+        accounts.set_password(args.name, _read_password(args))
     print(f"password changed for {args.name}; their tokens are revoked")
     return 0
-
-
-def _setup_logging(level: str) -> None:
-    # journald stamps each line itself; elsewhere a timestamp helps.
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format=f"{stamp}%(levelname)s %(name)s: %(message)s")
 
 
 if __name__ == "__main__":

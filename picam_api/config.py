@@ -58,8 +58,37 @@ DEFAULTS: dict[str, Any] = {
         # How long verified Basic credentials skip the slow password hash.
         "credential_cache_s": 60.0,
     },
+    "timelapse": {
+        "min_interval_s": 0.5,
+        "max_active_jobs": 4,
+        # A job fails after this many captures in a row fail.
+        "max_consecutive_failures": 10,
+        "max_frames": 10_000_000,
+    },
+    "stream": {
+        "max_clients": 4,
+        "fps": 10.0,
+        "max_fps": 30.0,
+        # Sizes a client may ask for with ?size=WxH; the first is the default.
+        "sizes": [[640, 480], [1280, 720]],
+        "quality": 75,
+        # The producer stops this long after the last client leaves.
+        "idle_stop_s": 3.0,
+        # mjpg-streamer style /?action=stream|snapshot aliases need auth too.
+        "aliases_require_auth": True,
+    },
+    "gpio": {
+        # gpiozero's factory name (lgpio, rpigpio, mock, ...); GPIOZERO_PIN_FACTORY wins.
+        "pin_factory": "",
+        # Output device switched on while a capture is in progress.
+        "capture_light": "",
+        "devices": [],
+    },
     "log": {"level": "INFO"},
 }
+
+# Server threads kept free for everything but streams (see _check_threads).
+THREADS_BESIDE_STREAMS = 4
 
 ENV_KEYS = {
     "PICAM_HOST": "server.host",
@@ -118,6 +147,18 @@ def _size(value: Any) -> list[int]:
     return value
 
 
+def _sizes(value: Any) -> list[list[int]]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of [width, height]")
+    return [_size(size) for size in value]
+
+
+def _devices(value: Any) -> list[dict]:
+    # The GPIO module knows the device kinds and their options.
+    from .gpio.devices import check_devices
+    return check_devices(value)
+
+
 SPEC: dict[str, Callable] = {
     "server.host": _text,
     "server.port": _number(int, 1, 65535),
@@ -144,6 +185,20 @@ SPEC: dict[str, Callable] = {
     "auth.max_failures": _number(int, 1),
     "auth.failure_window_s": _number(float, 1),
     "auth.credential_cache_s": _number(float, 0),
+    "timelapse.min_interval_s": _number(float, 0.01, 86400),
+    "timelapse.max_active_jobs": _number(int, 1, 1000),
+    "timelapse.max_consecutive_failures": _number(int, 1, 1_000_000),
+    "timelapse.max_frames": _number(int, 1, 1_000_000_000),
+    "stream.max_clients": _number(int, 1, 1000),
+    "stream.fps": _number(float, 0.1, 120),
+    "stream.max_fps": _number(float, 0.1, 120),
+    "stream.sizes": _sizes,
+    "stream.quality": _number(int, 1, 100),
+    "stream.idle_stop_s": _number(float, 0, 3600),
+    "stream.aliases_require_auth": _bool,
+    "gpio.pin_factory": _text,
+    "gpio.capture_light": _text,
+    "gpio.devices": _devices,
     "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -203,8 +258,18 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
     config = copy.deepcopy(DEFAULTS)
     for source, layer in layers:
         _merge(config, layer, source)
+    _check_threads(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
+
+
+def _check_threads(config: Mapping) -> None:
+    """Every stream client holds a server thread; health, snapshots and the API need the rest."""
+    threads, streams = config["server"]["threads"], config["stream"]["max_clients"]
+    if threads < streams + THREADS_BESIDE_STREAMS:
+        raise ConfigError(f"server.threads: must be at least stream.max_clients + "
+                          f"{THREADS_BESIDE_STREAMS} = {streams + THREADS_BESIDE_STREAMS}, so that "
+                          f"the API answers while every stream is open (got {threads})")
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

@@ -54,6 +54,35 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX photos_sequence ON photos (timelapse_id, sequence)
         WHERE timelapse_id IS NOT NULL;
     """,
+    # 2: time-lapse jobs.
+    """
+    CREATE TABLE timelapses (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        state TEXT NOT NULL,
+        interval_s REAL NOT NULL,
+        frames INTEGER,
+        duration_s REAL,
+        end_at TEXT,
+        start_at TEXT NOT NULL,
+        active_start TEXT,
+        active_end TEXT,
+        settings TEXT NOT NULL,
+        frames_captured INTEGER NOT NULL DEFAULT 0,
+        frames_missed INTEGER NOT NULL DEFAULT 0,
+        frames_failed INTEGER NOT NULL DEFAULT 0,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_slot INTEGER,
+        next_sequence INTEGER NOT NULL DEFAULT 1,
+        pause_reason TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX timelapses_state ON timelapses (state);
+    CREATE INDEX timelapses_name ON timelapses (name);
+    """,
 ]
 
 

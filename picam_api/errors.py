@@ -42,6 +42,13 @@ class BadRequest(PicamError, ValueError):
     title = "Bad request"
 
 
+class UnsupportedMediaType(PicamError, ValueError):
+    """A request body that is not JSON."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
 class NotFound(PicamError, LookupError):
     """No resource has that id."""
 
@@ -61,6 +68,17 @@ class TooManyFailures(PicamError):
 
     status = 429
     title = "Too many failed logins"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyStreams(PicamError):
+    """Every live-view slot (``stream.max_clients``) is taken."""
+
+    status = 503
+    title = "Too many streams"
 
     def __init__(self, detail: str, retry_after: int):
         super().__init__(detail)

@@ -10,7 +10,7 @@ import re
 
 from apiflask import APIFlask, Schema, fields
 from apiflask.exceptions import HTTPError
-from flask import Response, json
+from flask import Response, json, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .errors import PicamError
@@ -62,6 +62,10 @@ def init_app(app: APIFlask) -> None:
 
     @app.errorhandler(PicamError)
     def _from_picam_error(error: PicamError) -> Response:
+        if error.status >= 500:
+            # The server's own failures (camera, disk) go to the log as well; the path
+            # has no query string, where a client might have put credentials.
+            log.warning("%s %s: %s", request.method, request.path, error.detail)
         return problem(error.status, error.detail, error.title, error.headers,
                        error.extra.get("errors"))
 
@@ -72,11 +76,15 @@ def init_app(app: APIFlask) -> None:
 
     @app.spec_processor
     def _problem_media_type(spec: dict) -> dict:
+        # Only problem bodies: a view may document its own JSON for a status >= 400
+        # (health's 503 is the health report, not a problem).
+        problem_ref = f"#/components/schemas/{ProblemSchema.__name__}"
         for path in spec.get("paths", {}).values():
             for operation in path.values():
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
-                    if int(status) >= 400 and "application/json" in content:
+                    schema = content.get("application/json", {}).get("schema", {})
+                    if int(status) >= 400 and schema.get("$ref") == problem_ref:
                         content[MEDIA_TYPE] = content.pop("application/json")
         return spec
 
@@ -102,6 +110,8 @@ def _field_errors(detail: dict) -> dict[str, list[str]]:
 
 
 _DETAILS = {
+    # Routing and parsing errors arrive with only a reason phrase; say what to fix.
+    400: "The request could not be read, such as a body that is not valid JSON.",
     401: "Send valid credentials: HTTP Basic, or a bearer token from POST /api/v1/tokens.",
     403: "Your role does not allow this; it needs an operator.",
     404: "There is nothing at this URL.",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from .errors import PicamError
@@ -36,10 +38,16 @@ class Server(BaseApplication):
             "graceful_timeout": math.ceil(server["graceful_timeout_s"]),
             "keepalive": 5,
             "errorlog": "-",
+            "logger_class": _GunicornLogger,
             "loglevel": self.picam_config["log"]["level"].lower(),
             "proc_name": "picam-api",
             "worker_exit": _worker_exit,
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens a control socket in $XDG_RUNTIME_DIR or ~/.gunicorn,
+            # one path shared by every instance of the user, through which the worker
+            # count can be changed; there must stay exactly one worker.
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -51,6 +59,40 @@ class Server(BaseApplication):
             log.error("%s", exc.detail)
             # gunicorn's "worker failed to boot" code: the arbiter stops, no respawn loop.
             sys.exit(3)
+
+
+def setup_logging(level: str) -> None:
+    """Log plain lines to stderr, where journald picks them up under systemd."""
+    logging.basicConfig(level=level, stream=sys.stderr, format=log_format())
+
+
+def log_format() -> str:
+    """The line shape of the app's log and of gunicorn's own.
+
+    journald stamps every line itself, so when stderr is the journal stream that
+    systemd names in $JOURNAL_STREAM ("device:inode"), a second timestamp is left out.
+    """
+    stamp = "" if _stderr_is_journal() else "%(asctime)s "
+    return f"{stamp}%(levelname)s %(name)s: %(message)s"
+
+
+def _stderr_is_journal() -> bool:
+    try:
+        device, inode = (int(n) for n in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        stat = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (device, inode)
+
+
+class _GunicornLogger(glogging.Logger):
+    """gunicorn's logger, writing its lines in ``log_format()``."""
+
+    datefmt = None  # logging's default, as in the app's lines
+
+    def __init__(self, cfg):
+        self.error_fmt = log_format()
+        super().__init__(cfg)
 
 
 def _worker_exit(server, worker) -> None:

@@ -6,30 +6,30 @@ its file, so after a crash the only possible leftovers are files with no row;
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import errno
 import hashlib
-import hmac
 import io
 import json
 import logging
-import re
-import secrets
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from PIL import Image
 
 from .camera import Capture, CaptureSettings
+from .clock import iso
 from .db import Database
-from .errors import BadRequest, InsufficientStorage, NotFound
+from .errors import InsufficientStorage, NotFound
 from .files import atomic_write, inside, remove_temp_files
+from .ids import is_id, new_id
+from .pagination import make_cursor, open_cursor
 
 log = logging.getLogger(__name__)
 
-ID_PATTERN = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{8}$")
 EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 COLUMNS = ("id, taken_at, path, width, height, format, bytes, etag, settings, metadata, "
            "source, timelapse_id, sequence, trigger")
@@ -91,20 +91,21 @@ class PhotoStore:
 
     def add(self, capture: Capture, settings: CaptureSettings, source: str = "api",
             timelapse_id: str | None = None, sequence: int | None = None,
-            trigger: str | None = None, taken_at: dt.datetime | None = None) -> Photo:
-        """Write the image and index it. Nothing is indexed unless the file is whole."""
+            trigger: str | None = None, taken_at: dt.datetime | None = None,
+            on_indexed: Callable[[sqlite3.Connection], None] | None = None) -> Photo:
+        """Write the image and index it. Nothing is indexed unless the file is whole.
+
+        ``on_indexed(conn)`` runs inside the transaction that indexes the photo, so
+        a caller's own bookkeeping (a time-lapse's frame count) commits with it.
+        """
         self.check_space(len(capture.data))
-        taken_at = taken_at or dt.datetime.now(dt.timezone.utc)
-        photo_id = f"{taken_at:%Y%m%dT%H%M%S%f}Z-{secrets.token_hex(4)}"
+        # UTC throughout: the id, the dated folder and taken_at must agree.
+        taken_at = (taken_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+        photo_id = new_id(taken_at)
         relative = Path("photos", f"{taken_at:%Y/%m/%d}", f"{photo_id}.{EXTENSIONS[capture.format]}")
-        try:
-            atomic_write(self.root / relative, capture.data)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("the disk is full; nothing was stored") from exc
-            raise
+        _write(self.root / relative, capture.data)
         photo = Photo(
-            id=photo_id, taken_at=_iso(taken_at), path=str(relative),
+            id=photo_id, taken_at=iso(taken_at), path=str(relative),
             width=capture.width, height=capture.height, format=capture.format,
             bytes=len(capture.data), etag=hashlib.sha256(capture.data).hexdigest()[:32],
             settings=settings.to_dict(), metadata=capture.metadata, source=source,
@@ -117,6 +118,8 @@ class PhotoStore:
                      photo.format, photo.bytes, photo.etag, json.dumps(photo.settings),
                      json.dumps(photo.metadata, default=str), photo.source,
                      photo.timelapse_id, photo.sequence, photo.trigger))
+                if on_indexed:
+                    on_indexed(conn)
         except BaseException:
             (self.root / relative).unlink(missing_ok=True)
             raise
@@ -125,7 +128,7 @@ class PhotoStore:
     # -- reading -----------------------------------------------------------------
 
     def get(self, photo_id: str) -> Photo:
-        if not ID_PATTERN.match(photo_id or ""):
+        if not is_id(photo_id):
             raise NotFound(f"no photo with id {photo_id[:80]!r}")
         row = self.db.conn.execute(f"SELECT {COLUMNS} FROM photos WHERE id = ?",
                                    (photo_id,)).fetchone()
@@ -146,13 +149,26 @@ class PhotoStore:
             args.append(timelapse)
         if cursor:
             where.append("id < ?")
-            args.append(self._open_cursor(cursor, timelapse))
+            args.append(open_cursor(self._cursor_key, cursor, timelapse))
         sql = (f"SELECT {COLUMNS} FROM photos {'WHERE ' + ' AND '.join(where) if where else ''} "
                f"ORDER BY id DESC LIMIT ?")
         rows = self.db.conn.execute(sql, (*args, limit + 1)).fetchall()
         photos = [Photo.from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return photos, self._make_cursor(photos[-1].id, timelapse) if more else None
+        return photos, make_cursor(self._cursor_key, photos[-1].id, timelapse) if more else None
+
+    def iter_frames(self, timelapse_id: str, batch: int = 200) -> Iterator[Photo]:
+        """A time-lapse's frames in sequence order, read a batch at a time."""
+        after = 0
+        while True:
+            rows = self.db.conn.execute(
+                f"SELECT {COLUMNS} FROM photos WHERE timelapse_id = ? AND sequence > ? "
+                f"ORDER BY sequence LIMIT ?", (timelapse_id, after, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield Photo.from_row(row)
+            after = rows[-1]["sequence"]
 
     def file(self, photo: Photo) -> Path:
         """The image file of ``photo``, resolved and checked to be inside the data dir."""
@@ -169,7 +185,7 @@ class PhotoStore:
                 image.thumbnail((self.thumbnail_px, self.thumbnail_px))
                 buffer = io.BytesIO()
                 image.convert("RGB").save(buffer, "JPEG", quality=80)
-            atomic_write(path, buffer.getvalue())
+            _write(path, buffer.getvalue())
         return path
 
     def stats(self) -> dict[str, int]:
@@ -185,6 +201,15 @@ class PhotoStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM photos WHERE id = ?", (photo.id,))
         self._unlink(photo)
+
+    def delete_frames(self, timelapse_id: str) -> int:
+        """Delete every frame of a time-lapse; return how many."""
+        photos = list(self.iter_frames(timelapse_id))
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
+        for photo in photos:
+            self._unlink(photo)
+        return len(photos)
 
     def enforce_retention(self, max_photos: int, max_bytes: int, batch: int = 500) -> int:
         """Delete the oldest photos until both limits hold (0 = no limit); return the count."""
@@ -214,43 +239,34 @@ class PhotoStore:
     # -- start-up ----------------------------------------------------------------
 
     def recover(self) -> None:
-        """Remove temp files and unindexed image files left by a crash."""
+        """Remove temp files, and image files and thumbnails with no row, left by a crash."""
         self.photos_dir.mkdir(parents=True, exist_ok=True)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
         temps = remove_temp_files(self.root)
-        indexed = {row[0] for row in self.db.conn.execute("SELECT path FROM photos")}
+        rows = self.db.conn.execute("SELECT id, path FROM photos").fetchall()
+        indexed = {path for _, path in rows}
+        # A crash between deleting a row and its files leaves a thumbnail too.
+        thumbnails = {f"{photo_id}.jpg" for photo_id, _ in rows}
         orphans = 0
         for path in self.photos_dir.rglob("*"):
             if path.is_file() and str(path.relative_to(self.root)) not in indexed:
                 path.unlink()
                 orphans += 1
+        for path in self.thumbs_dir.iterdir():
+            if path.is_file() and path.name not in thumbnails:
+                path.unlink()
+                orphans += 1
         if temps or orphans:
             log.warning("recovered from an unclean stop: removed %d temp file(s) and "
-                        "%d unindexed image(s)", temps, orphans)
-
-    # -- cursors -----------------------------------------------------------------
-
-    def _make_cursor(self, last_id: str, timelapse: str | None) -> str:
-        payload = json.dumps([last_id, timelapse], separators=(",", ":")).encode()
-        mac = hmac.new(self._cursor_key, payload, hashlib.sha256).digest()[:12]
-        return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
-
-    def _open_cursor(self, cursor: str, timelapse: str | None) -> str:
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            payload, mac = raw[:-12], raw[-12:]
-            expected = hmac.new(self._cursor_key, payload, hashlib.sha256).digest()[:12]
-            if not hmac.compare_digest(mac, expected):
-                raise ValueError("signature")
-            last_id, cursor_timelapse = json.loads(payload)
-        except (ValueError, TypeError, UnicodeDecodeError):
-            raise BadRequest("cursor is not one this server issued; start from the first page") \
-                from None
-        if cursor_timelapse != timelapse:
-            raise BadRequest("cursor belongs to a different filter; keep the same query")
-        return last_id
+                        "%d unindexed image(s) or thumbnail(s)", temps, orphans)
 
 
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _write(path: Path, data: bytes) -> None:
+    """``atomic_write``, with a full disk reported as 507 rather than a server fault."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage("the disk is full; nothing was stored") from exc
+        raise
 

@@ -109,7 +109,8 @@ class ServerProcess:
         env.pop("PICAM_CONFIG", None)
         self.proc = subprocess.Popen(
             [str(BIN / "picam-api"), "serve", "--config", str(self.config_file)],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env)
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -121,6 +122,11 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"server did not answer within {timeout} s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole server, worker included, as a crash or power cut would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc is None or self.proc.poll() is not None:
@@ -140,5 +146,4 @@ def server(tmp_path):
     process = ServerProcess(tmp_path).start()
     yield process
     if process.proc and process.proc.poll() is None:
-        process.proc.kill()
-        process.proc.wait()
+        process.kill()

@@ -9,6 +9,7 @@ tests can check what the backend asked for, and which requests it never released
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import inspect
 import io
 import json
@@ -16,12 +17,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from picam_api.camera import pi
 from picam_api.camera.base import CaptureSettings
 from picam_api.camera.owner import CameraOwner
 from picam_api.camera.pi import Picamera2Camera
@@ -59,6 +62,94 @@ class World:
         self.save_error: Exception | None = None
         self.make_image_error: Exception | None = None
         self.start_error: Exception | None = None
+        self.platform = FakePlatform.VC4         # what picamera2.platform.get_platform() says
+        self.hw_encoder_error: Exception | None = None  # the V4L2 MJPEG encoder fails to start
+        self.encoder_silent = False             # running encoders write no frames
+
+
+class FakePlatform(enum.Enum):
+    """picamera2.platform.Platform."""
+
+    VC4 = 0
+    PISP = 1
+
+
+class FakeQuality(enum.Enum):
+    """picamera2.encoders.Quality."""
+
+    VERY_LOW = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    VERY_HIGH = 4
+
+
+class FakeFileOutput:
+    """picamera2.outputs.FileOutput(file=None, pts=None, split=None) for a file object."""
+
+    def __init__(self, file=None, pts=None, split=None):
+        if not isinstance(file, io.BufferedIOBase):
+            raise RuntimeError("Must pass io.BufferedIOBase")
+        self.fileoutput = file
+        self.recording = False
+
+    def start(self):
+        self.recording = True
+
+    def stop(self):
+        self.recording = False
+
+    def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+        if self.recording:
+            self.fileoutput.write(frame)
+            self.fileoutput.flush()
+
+
+class FakeEncoder:
+    """What picamera2's Encoder does for start_encoder/stop_encoder: size, output, quality."""
+
+    world: World
+
+    def __init__(self):
+        self.output = None
+        self.name = None
+        self.width = self.height = None
+        self.quality = None
+        self.running = False
+        self.jpeg = b""
+
+    def start(self, quality=None):
+        self.quality = quality
+        # One JPEG of the stream's size, written for every frame.
+        buffer = io.BytesIO()
+        Image.linear_gradient("L").resize((self.width, self.height)).save(buffer, "JPEG")
+        self.jpeg = buffer.getvalue()
+        self.output.start()
+        self.running = True
+
+    def stop(self):
+        self.running = False
+        self.output.stop()
+
+
+class FakeJpegEncoder(FakeEncoder):
+    def __init__(self, num_threads=4, q=None, colour_space=None, colour_subsampling="420"):
+        super().__init__()
+        self.q = q
+
+
+class FakeMJPEGEncoder(FakeEncoder):
+    """The V4L2 hardware encoder: refuses to exist off VC4, as upstream does."""
+
+    def __init__(self, bitrate=None):
+        if self.world.platform is not FakePlatform.VC4:
+            raise RuntimeError("Hardware MJPEG not available on this platform")
+        super().__init__()
+
+    def start(self, quality=None):
+        if self.world.hw_encoder_error is not None:
+            raise self.world.hw_encoder_error
+        super().start(quality)
 
 
 class FakeRequest:
@@ -146,6 +237,9 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
             self.options = {}
             self.calls: list = []
             self.unreleased: set = set()
+            self.encoders: set = set()
+            self._pump: threading.Thread | None = None
+            self._pumping = threading.Event()
             self.camera_properties = {"Model": "imx708", "PixelArraySize": SENSOR,
                                       "ColorFilterArrangement": 0}
             # (min, max, default) as picamera2 reports them; libcamera leaves
@@ -204,13 +298,80 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
             if size[0] % 2 or size[1] % 2:
                 raise RuntimeError("width and height should be even")
             for name in camera_config["controls"]:
-                if name not in self.camera_controls:
+                if name not in self.camera_controls and name != "FrameRate":
                     raise RuntimeError(NOT_ADVERTISED.format(name))
+            lores = camera_config.get("lores")
+            if lores is not None:
+                if lores["size"][0] > size[0] or lores["size"][1] > size[1]:
+                    raise RuntimeError("lores stream dimensions may not exceed main stream")
+                if world.platform is FakePlatform.VC4 and lores["format"] != "YUV420":
+                    raise RuntimeError("lores stream must be YUV")
             self.calls.append(("configure", camera_config))
             self.camera_config = dict(camera_config)
 
+        def create_video_configuration(self, main={}, lores=None, raw={}, transform=FakeTransform(),
+                                       colour_space=None, buffer_count=6, controls={},
+                                       display="main", encode="main", queue=True, sensor={},
+                                       use_case="video"):
+            self._check_open()
+            self.calls.append(("create_video_configuration",
+                               {"main": main, "lores": lores, "buffer_count": buffer_count,
+                                "transform": transform, "controls": controls}))
+
+            def stream(defaults, updates):
+                if updates is None:
+                    return None
+                out = dict(defaults)
+                for key, value in updates.items():
+                    if key not in ("format", "size", "stride", "preserve_ar"):
+                        raise ValueError(f"Bad key {key!r}: valid stream configuration keys are "
+                                         "('format', 'size', 'stride', 'preserve_ar')")
+                    out[key] = value
+                w, h = out["size"]
+                out["size"] = (w - w % 2, h - h % 2)
+                return out
+
+            main_stream = stream({"format": "XBGR8888", "size": (1280, 720), "preserve_ar": True}, main)
+            lores_stream = stream({"format": "YUV420", "size": main_stream["size"],
+                                   "preserve_ar": False}, lores)
+            return {"use_case": use_case, "transform": transform, "colour_space": colour_space,
+                    "buffer_count": buffer_count, "queue": queue, "main": main_stream,
+                    "lores": lores_stream, "raw": raw,
+                    "controls": {"NoiseReductionMode": 1, "FrameDurationLimits": (33333, 33333)}
+                    | controls, "sensor": sensor, "display": display, "encode": encode}
+
         def camera_configuration(self):
             return self.camera_config
+
+        def start_encoder(self, encoder=None, output=None, pts=None, quality=None, name=None):
+            if encoder is None:
+                raise RuntimeError("No encoder specified")
+            if not self.camera_config:
+                raise RuntimeError("Camera has not been configured")
+            name = name or self.camera_config["encode"]
+            if self.camera_config.get(name) is None:
+                raise RuntimeError(f"Encode stream {name} was not defined")
+            encoder.output = output
+            encoder.name = name
+            encoder.width, encoder.height = self.camera_config[name]["size"]
+            self.calls.append(("start_encoder", {"encoder": encoder, "name": name,
+                                                 "quality": quality}))
+            encoder.start(quality=quality)
+            self.encoders.add(encoder)
+
+        def stop_encoder(self, encoders=None):
+            stopping = set(self.encoders) if encoders is None else {encoders}
+            for encoder in stopping:
+                encoder.stop()
+            self.encoders -= stopping
+            self.calls.append(("stop_encoder", stopping))
+
+        def _pump_frames(self):
+            # The encoder threads: every running encoder writes a frame per camera frame.
+            while not self._pumping.wait(0.02):
+                if not world.encoder_silent:
+                    for encoder in list(self.encoders):
+                        encoder.output.outputframe(encoder.jpeg, keyframe=True)
 
         def start(self, config=None, show_preview=False):
             if config is not None:
@@ -223,11 +384,16 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
             # None runs no event loop: capture jobs would never complete.
             self.event_loop = self.event_loop or show_preview is not None
             self.started = True
+            self._pumping.clear()
+            self._pump = threading.Thread(target=self._pump_frames, daemon=True)
+            self._pump.start()
 
         def stop(self):
             if self.started:
                 self.calls.append(("stop",))
                 self.started = False
+                self._pumping.set()
+                self._pump.join()
 
         def close(self):
             if not self.is_open:
@@ -268,6 +434,22 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
     return module
 
 
+def fake_submodules(world: World) -> dict[str, types.ModuleType]:
+    """picamera2.encoders (and .mjpeg_encoder), picamera2.outputs, picamera2.platform."""
+    FakeEncoder.world = world
+    encoders = types.ModuleType("picamera2.encoders")
+    encoders.JpegEncoder = FakeJpegEncoder
+    encoders.Quality = FakeQuality
+    mjpeg = types.ModuleType("picamera2.encoders.mjpeg_encoder")
+    mjpeg.MJPEGEncoder = FakeMJPEGEncoder
+    outputs = types.ModuleType("picamera2.outputs")
+    outputs.FileOutput = FakeFileOutput
+    platform = types.ModuleType("picamera2.platform")
+    platform.Platform = FakePlatform
+    platform.get_platform = lambda: world.platform
+    return {module.__name__: module for module in (encoders, mjpeg, outputs, platform)}
+
+
 @pytest.fixture
 def world(monkeypatch):
     world = World()
@@ -276,6 +458,8 @@ def world(monkeypatch):
     monkeypatch.setattr(FakeTransform, "made", [])
     monkeypatch.setitem(sys.modules, "libcamera", libcamera)
     monkeypatch.setitem(sys.modules, "picamera2", make_fake_picamera2(world))
+    for name, module in fake_submodules(world).items():
+        monkeypatch.setitem(sys.modules, name, module)
     return world
 
 
@@ -320,9 +504,18 @@ def test_fake_keeps_the_upstream_signatures(world):
         "start": ["config", "show_preview"],
         "capture_request": ["wait", "signal_function", "flush"],
         "set_controls": ["controls"],
+        "create_video_configuration": ["main", "lores", "raw", "transform", "colour_space",
+                                       "buffer_count", "controls", "display", "encode", "queue",
+                                       "sensor", "use_case"],
+        "start_encoder": ["encoder", "output", "pts", "quality", "name"],
+        "stop_encoder": ["encoders"],
     }
     for method, params in expected.items():
         assert list(inspect.signature(getattr(fake, method)).parameters)[1:] == params, method
+    assert list(inspect.signature(FakeJpegEncoder).parameters) == [
+        "num_threads", "q", "colour_space", "colour_subsampling"]
+    assert list(inspect.signature(FakeMJPEGEncoder).parameters) == ["bitrate"]
+    assert list(inspect.signature(FakeFileOutput).parameters) == ["file", "pts", "split"]
     assert list(inspect.signature(FakeRequest.save).parameters)[1:] == [
         "name", "file_output", "format", "exif_data"]
     assert list(inspect.signature(FakeTransform).parameters) == [
@@ -638,6 +831,151 @@ def test_owner_reopens_a_new_picamera2_after_a_timeout(world):
         assert not first.unreleased and not second.unreleased
     finally:
         owner.close()
+
+
+# -- streaming ----------------------------------------------------------------------
+
+STREAM = (320, 240)
+
+
+def streamed(**kw) -> CaptureSettings:
+    kw.setdefault("width", STREAM[0])
+    kw.setdefault("height", STREAM[1])
+    kw.setdefault("quality", 75)
+    return CaptureSettings(**kw)
+
+
+def use_cases(cam) -> list[str]:
+    return [config["use_case"] for config in cam.args("configure")]
+
+
+def test_streaming_runs_a_video_configuration_with_hardware_mjpeg_on_lores(backend, cam):
+    frame = backend.stream_frame(streamed(), 15.0, TIMEOUT)
+    (args,) = cam.args("create_video_configuration")
+    assert args["main"] == {"size": SENSOR, "format": "BGR888"}
+    assert args["lores"] == {"size": STREAM, "format": "YUV420"}
+    assert args["buffer_count"] == 4
+    assert cam.camera_config["controls"]["FrameRate"] == 15.0
+    (started,) = cam.args("start_encoder")
+    assert type(started["encoder"]) is FakeMJPEGEncoder and started["name"] == "lores"
+    assert started["quality"] is FakeQuality.VERY_HIGH  # the level nearest quality 75
+    assert decoded(frame.data).size == STREAM and frame.format == "jpeg"
+    backend.stream_frame(streamed(), 15.0, TIMEOUT)
+    assert use_cases(cam) == ["still", "video"]  # later frames just come from the encoder
+    assert cam.started and cam.args("start")[-1] is False
+
+
+def test_a_pi_5_streams_with_the_software_jpeg_encoder(backend, cam, world):
+    world.platform = FakePlatform.PISP
+    backend.stream_frame(streamed(quality=60), 10.0, TIMEOUT)
+    (started,) = cam.args("start_encoder")
+    assert type(started["encoder"]) is FakeJpegEncoder and started["encoder"].q == 60
+
+
+def test_a_hardware_encoder_that_fails_to_start_falls_back_to_software_for_good(backend, cam, world):
+    # picamera2's probe says VC4 when it cannot tell, as on a Pi 5 with /dev/video* unreadable.
+    world.hw_encoder_error = OSError(2, "No such file or directory: '/dev/video11'")
+    frame = backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    decoded(frame.data)
+    assert [type(a["encoder"]) for a in cam.args("start_encoder")] == [FakeMJPEGEncoder,
+                                                                        FakeJpegEncoder]
+    backend.stop_stream(STREAM)
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    assert type(cam.args("start_encoder")[-1]["encoder"]) is FakeJpegEncoder
+
+
+def test_stills_that_fit_the_main_stream_come_from_the_running_stream(backend, cam):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    for size in ((320, 200), SENSOR):
+        result = backend.capture(shot(width=size[0], height=size[1]), TIMEOUT)
+        assert decoded(result.data).size == size
+    assert use_cases(cam) == ["still", "video"] and cam.count("stop_encoder") == 0
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)  # the stream went on
+    assert not cam.unreleased
+
+
+def test_a_still_larger_than_the_main_stream_pauses_the_stream_and_resumes_it(
+        backend, cam, monkeypatch):
+    monkeypatch.setattr(pi, "VIDEO_MAIN_BOX", (320, 240))
+    backend.stream_frame(streamed(width=160, height=120), 10.0, TIMEOUT)
+    assert cam.camera_config["main"]["size"] == (320, 240)
+    result = backend.capture(shot(quality=88), TIMEOUT)  # the full sensor
+    assert decoded(result.data).size == SENSOR
+    assert [c for c in cam.calls if c[0] == "save"] == [("save", "main", "jpeg", 88, 1)]
+    assert use_cases(cam) == ["still", "video", "still", "video"]
+    assert (cam.count("stop_encoder"), cam.count("start_encoder")) == (1, 2)
+    assert len(cam.encoders) == 1 and cam.started
+    frame = backend.stream_frame(streamed(width=160, height=120), 10.0, TIMEOUT)
+    assert decoded(frame.data).size == (160, 120)
+    assert not cam.unreleased
+
+
+def test_a_second_stream_size_is_encoded_from_the_main_stream(backend, cam):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    other = backend.stream_frame(streamed(width=160, height=120), 10.0, TIMEOUT)
+    assert decoded(other.data).size == (160, 120)
+    assert cam.count("start_encoder") == 1 and cam.count("make_image") == 1
+
+
+def test_a_new_rate_is_a_frame_rate_control_not_a_restart(backend, cam):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    backend.stream_frame(streamed(), 25.0, TIMEOUT)
+    assert cam.args("set_controls") == [{"FrameRate": 25.0}]
+    assert use_cases(cam) == ["still", "video"]
+
+
+def test_new_flips_restart_the_stream_with_its_encoder(backend, cam):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    backend.stream_frame(streamed(vflip=True), 10.0, TIMEOUT)
+    assert use_cases(cam) == ["still", "video", "video"]
+    assert cam.camera_config["transform"].vflip
+    assert cam.count("start_encoder") == 2 and len(cam.encoders) == 1
+
+
+def test_stop_stream_goes_back_to_the_still_configuration(backend, cam):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    backend.stop_stream((160, 120))  # not the size being encoded: nothing to stop
+    assert cam.camera_config["use_case"] == "video"
+    backend.stop_stream(STREAM)
+    assert cam.camera_config["use_case"] == "still" and cam.camera_config["main"]["size"] == SENSOR
+    assert not cam.encoders and cam.started
+
+
+def test_an_encoder_that_writes_nothing_is_a_capture_timeout(backend, cam, world):
+    world.encoder_silent = True
+    with pytest.raises(CaptureTimeout, match="MJPEG encoder"):
+        backend.stream_frame(streamed(), 10.0, 0.2)
+
+
+def test_closing_while_streaming_stops_the_encoder_and_reopening_takes_stills(backend, cam, world):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)
+    backend.close()
+    assert not cam.encoders and not cam.is_open
+    backend.open()
+    assert world.instances[-1].camera_config["use_case"] == "still"
+
+
+def test_the_owner_streams_through_the_backend_and_ends_the_stream(world):
+    owner = CameraOwner(Picamera2Camera({"camera_num": 0}), timeout=TIMEOUT, retry_after=5)
+    try:
+        frame = owner.stream_frame(streamed(), 10.0)
+        assert decoded(frame.data).size == STREAM and owner.captures == 1
+        cam = world.instances[0]
+        owner.end_stream(STREAM)
+        assert cam.camera_config["use_case"] == "still" and not cam.encoders
+    finally:
+        owner.close()
+
+
+def test_the_frame_sink_hands_out_each_frame_once():
+    sink = pi._FrameSink()
+    assert sink.writable()
+    sink.write(b"one")
+    sink.write(b"two")
+    assert sink.next_frame(0.01) == b"two"  # the newest; older ones are skipped
+    assert sink.next_frame(0.01) is None
+    sink.write(memoryview(b"three"))
+    assert sink.next_frame(0.01) == b"three"
 
 
 # -- import hygiene ---------------------------------------------------------------

@@ -2,5 +2,7 @@
 from apiflask import APIBlueprint
 
 bp = APIBlueprint("api", __name__, url_prefix="/api/v1", tag="api")
+# "/" itself, outside the API prefix: mjpg-streamer's ?action= aliases.
+root = APIBlueprint("root", __name__)
 
-from . import camera, photos, system, tokens  # noqa: E402,F401  (they register routes on bp)
+from . import camera, gpio, index, photos, stream, system, timelapses, tokens  # noqa: E402,F401  (they register the routes)

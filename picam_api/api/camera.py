@@ -41,6 +41,11 @@ def patch_camera(changes: dict):
 @bp.doc(summary="Capture now and return a JPEG; nothing is stored",
         responses={200: IMAGE_RESPONSE, **errors(503)})
 def snapshot(query: dict):
+    return snapshot_response(query)
+
+
+def snapshot_response(query: dict) -> Response:
+    """A JPEG captured now for ``query``; the mjpg-streamer alias serves it too."""
     capture = services().capture.snapshot({**query, "format": "jpeg"})
     return Response(capture.data, mimetype="image/jpeg",
                     headers={"Cache-Control": "no-store"})

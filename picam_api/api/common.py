@@ -1,12 +1,16 @@
 """Helpers the view modules share: role decorators, documented errors, services."""
 from __future__ import annotations
 
-from flask import current_app
+import functools
+
+from flask import current_app, request
 
 from ..app import Services
 from ..auth import auth
+from ..errors import UnsupportedMediaType
 from . import bp
 
+BODY_METHODS = ("POST", "PUT", "PATCH")
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
     403: "Needs the operator role",
@@ -27,8 +31,18 @@ def viewer(view):
 
 
 def operator(view):
-    """Operators only."""
-    return bp.auth_required(auth, roles=["operator"])(view)
+    """Operators only; a request body must be JSON (checked after auth, so 401 comes first)."""
+    return bp.auth_required(auth, roles=["operator"])(_json_only(view))
+
+
+def _json_only(view):
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        # webargs reads a non-JSON body as empty, which would quietly use defaults.
+        if request.method in BODY_METHODS and request.content_length and not request.is_json:
+            raise UnsupportedMediaType("send the body as application/json")
+        return view(*args, **kwargs)
+    return checked
 
 
 def errors(*codes: int) -> dict:

@@ -31,7 +31,7 @@ def photo_body(photo: Photo) -> dict:
 @operator
 @bp.input(CaptureRequest, arg_name="requested")
 @bp.output(PhotoSchema, status_code=201, headers={"Location": {"type": "string"}})
-@bp.doc(summary="Take a photo and store it", responses=errors(403, 413, 415, 503, 507))
+@bp.doc(summary="Take a photo and store it", responses=errors(400, 403, 413, 415, 503, 507))
 def create_photo(requested: dict):
     photo = services().capture.take_photo(requested)
     body = photo_body(photo)
@@ -75,7 +75,7 @@ def delete_photo(photo_id: str):
 @bp.get("/photos/<photo_id>/image")
 @viewer
 @bp.doc(summary="The image file (cacheable: ETag, Last-Modified, 304)",
-        responses={200: IMAGE_RESPONSE, 304: "Not modified"})
+        responses={200: IMAGE_RESPONSE, 304: "Not modified", **errors()})
 def photo_image(photo_id: str):
     store = services().photos
     photo = store.get(photo_id)
@@ -88,7 +88,7 @@ def photo_image(photo_id: str):
 @viewer
 @bp.doc(summary="A small JPEG of the photo",
         responses={200: {"description": "A JPEG", "content": {"image/jpeg": IMAGE_RESPONSE[
-            "content"]["image/jpeg"]}}, 304: "Not modified"})
+            "content"]["image/jpeg"]}}, 304: "Not modified", **errors(507)})
 def photo_thumbnail(photo_id: str):
     store = services().photos
     photo = store.get(photo_id)

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 from apiflask import Schema, fields
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Equal, Length, OneOf, Range, Regexp
+from marshmallow import ValidationError, validates_schema
 
 from ..camera.base import FORMATS
 
 
+class _StrictBoolean(fields.Boolean):
+    """JSON booleans only.
 
-def _bool() -> fields.Boolean:
-    # JSON booleans only: marshmallow would also take "yes", 1 and "on".
-    return fields.Boolean(truthy={True}, falsy={False})
+    marshmallow's Boolean takes "yes", "on" and 1; even ``truthy={True}`` lets 1
+    and 0 through, because ``1 in {True}`` holds in Python.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class CaptureRequest(Schema):
@@ -23,9 +31,12 @@ class CaptureRequest(Schema):
     format = fields.String(validate=OneOf(FORMATS))
     quality = fields.Integer(strict=True, validate=Range(1, 100),
                              metadata={"description": "JPEG quality"})
-    hflip = _bool()
-    vflip = _bool()
-    controls = fields.Dict(keys=fields.String(validate=Length(1, 64)), values=fields.Raw(),
+    hflip = _StrictBoolean()
+    vflip = _StrictBoolean()
+    # Values may be null here so that settings.check_control names the bad one as
+    # "controls.<name>" with the camera's own rule, like any other wrong value.
+    controls = fields.Dict(keys=fields.String(validate=Length(1, 64)),
+                           values=fields.Raw(allow_none=True),
                            validate=Length(max=32),
                            metadata={"description": "Advertised control names to values; "
                                                     "see GET /api/v1/camera"})
@@ -35,6 +46,14 @@ class SnapshotQuery(Schema):
     width = fields.Integer(validate=Range(16, 20000))
     height = fields.Integer(validate=Range(16, 20000))
     quality = fields.Integer(validate=Range(1, 100))
+
+
+class StreamQuery(Schema):
+    fps = fields.Float(validate=Range(min=0, min_inclusive=False),
+                       metadata={"description": "Frames per second (default stream.fps); "
+                                                "more than stream.max_fps gets stream.max_fps"})
+    size = fields.String(metadata={"description": "WxH, one of stream.sizes (default: the "
+                                                  "first)", "example": "640x480"})
 
 
 class Settings(Schema):
@@ -108,3 +127,169 @@ class Info(Schema):
     storage = fields.Dict()
     uptime_s = fields.Float()
     counts = fields.Dict()
+    gpio = fields.Dict(metadata={"description": "pin_factory (gpiozero's class name), mock "
+                                                "(true when pins are simulated), devices, "
+                                                "capture_light"})
+    stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
+                                                  "sizes being produced"})
+
+
+class _JsonNumber(fields.Float):
+    """JSON numbers only: marshmallow's Float also takes "0.5" as a string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _seconds(what: str) -> fields.Field:
+    return _JsonNumber(load_default=1.0, allow_nan=False,
+                       validate=Range(0, 3600, min_inclusive=False),
+                       metadata={"description": f"seconds {what} (default 1)"})
+
+
+def _times() -> fields.Field:
+    return fields.Integer(strict=True, allow_none=True, load_default=None,
+                          validate=Range(1, 1_000_000),
+                          metadata={"description": "how many times; null (the default) "
+                                                   "means until the next change"})
+
+
+class GpioBlink(Schema):
+    on_time = _seconds("on")
+    off_time = _seconds("off")
+    n = _times()
+
+
+class GpioPulse(Schema):
+    fade_in_time = _seconds("fading in")
+    fade_out_time = _seconds("fading out")
+    n = _times()
+
+
+class GpioChange(Schema):
+    """Exactly one action for an output device."""
+
+    value = _JsonNumber(allow_nan=False, validate=Range(0, 1),
+                        metadata={"description": "0 or 1; 0.0 to 1.0 for pwm"})
+    toggle = _StrictBoolean(validate=Equal(True), metadata={"description": "must be true"})
+    blink = fields.Nested(GpioBlink, metadata={"description": "in the background, until "
+                                                             "the next change"})
+    pulse = fields.Nested(GpioPulse, metadata={"description": "pwm only: fade in and out"})
+
+    @validates_schema
+    def _one_action(self, data, **kwargs):
+        if len(data) != 1:
+            raise ValidationError("send exactly one of value, toggle, blink or pulse")
+
+
+class GpioLinks(Schema):
+    self = fields.String()
+
+
+class GpioDevice(Schema):
+    name = fields.String()
+    kind = fields.String(metadata={"description": "led, output, buzzer, pwm, button or input"})
+    pin = fields.String(metadata={"description": "gpiozero's BCM name, such as GPIO17"})
+    value = fields.Raw(metadata={"type": "number", "description": "0 or 1; 0.0-1.0 for pwm"})
+    last_changed = fields.String(allow_none=True, metadata={
+        "description": "inputs: ISO 8601 UTC time of the last edge, null before the first"})
+    edges = fields.Integer(metadata={"description": "inputs: edges seen since start-up"})
+    triggers_fired = fields.Integer(metadata={"description": "inputs: trigger runs queued"})
+    triggers_suppressed = fields.Integer(metadata={"description": "inputs: triggers skipped "
+                                                                  "inside min_interval_s"})
+    triggers_dropped = fields.Integer(metadata={"description": "inputs: triggers dropped "
+                                                               "because the queue was full"})
+    trigger_failures = fields.Integer(metadata={"description": "inputs: trigger actions that "
+                                                               "failed"})
+    last_error = fields.String(allow_none=True, metadata={"description": "inputs: the last "
+                                                                         "trigger failure"})
+    links = fields.Nested(GpioLinks)
+
+
+class GpioDeviceItem(GpioDevice):
+    """A GpioDevice in a GpioPage.
+
+    APIFlask documents the list route first, and a schema it first meets nested
+    it registers again under a second name ("GpioDevice1") when it meets it on
+    its own; a subclass keeps both names plain.
+    """
+
+
+class GpioPage(Schema):
+    items = fields.List(fields.Nested(GpioDeviceItem))
+    next = fields.String(allow_none=True, metadata={"description": "always null: one page"})
+
+
+HH_MM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class ActiveHours(Schema):
+    start = fields.String(required=True, validate=Regexp(HH_MM, error="must be HH:MM"),
+                          metadata={"example": "07:00"})
+    end = fields.String(required=True, validate=Regexp(HH_MM, error="must be HH:MM"),
+                        metadata={"example": "19:30"})
+
+
+class TimelapseCreate(CaptureRequest):
+    """A new time-lapse: its schedule, plus capture settings at the same level."""
+
+    name = fields.String(validate=Regexp(r"^[\w .:-]{1,64}$",
+                                         error="1-64 letters, digits, spaces or . : _ -"))
+    interval_s = fields.Float(required=True, allow_nan=False, validate=Range(0, 30 * 86400,
+                              min_inclusive=False), metadata={"description": "seconds between frames"})
+    frames = fields.Integer(strict=True, metadata={"description": "how many frames (one bound)"})
+    duration_s = fields.Float(allow_nan=False, metadata={"description": "how long (one bound)"})
+    end_at = fields.AwareDateTime(format="iso", metadata={"description": "when to stop (one bound)"})
+    start_at = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with offset; "
+                                                                           "default now"})
+    active_hours = fields.Nested(ActiveHours, metadata={
+        "description": "daily window in the Pi's local time; may cross midnight"})
+
+
+class TimelapsePatch(Schema):
+    state = fields.String(required=True, validate=OneOf(("paused", "running", "cancelled")))
+
+
+class TimelapseDeleteQuery(Schema):
+    frames = fields.Boolean(load_default=False,
+                            metadata={"description": "also delete the job's photos"})
+
+
+class PageQuery(Schema):
+    limit = fields.Integer(load_default=50, validate=Range(1, 500))
+    cursor = fields.String(validate=Length(1, 512))
+
+
+class TimelapseLinks(Schema):
+    self = fields.String()
+    frames = fields.String()
+    archive = fields.String()
+
+
+class Timelapse(Settings):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    state = fields.String(metadata={"description": "scheduled, running, paused, completed, "
+                                                   "cancelled or failed"})
+    interval_s = fields.Float()
+    frames = fields.Integer(allow_none=True)
+    duration_s = fields.Float(allow_none=True)
+    end_at = fields.String(allow_none=True)
+    start_at = fields.String()
+    active_hours = fields.Nested(ActiveHours, allow_none=True)
+    frames_captured = fields.Integer()
+    frames_missed = fields.Integer()
+    frames_failed = fields.Integer()
+    next_frame_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    pause_reason = fields.String(allow_none=True, metadata={"description": "user or storage"})
+    links = fields.Nested(TimelapseLinks)
+
+
+class TimelapsePage(Schema):
+    items = fields.List(fields.Nested(Timelapse))
+    next = fields.String(allow_none=True)

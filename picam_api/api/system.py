@@ -12,7 +12,9 @@ from .schemas import Health, Info
 
 @bp.get("/health")
 @bp.output(Health)
-@bp.doc(summary="Liveness", responses={503: "The camera is unusable"})
+@bp.doc(summary="Liveness", responses={503: {
+    "description": "The camera is unusable: the same report, with the reason",
+    "content": {"application/json": {"schema": Health}}}})
 def health():
     camera = services().owner.health()
     return ({"status": "ok" if camera["ok"] else "unavailable", "camera": camera,
@@ -43,4 +45,6 @@ def info():
                     "total_bytes": disk.total, "reserve_bytes": svc.photos.reserve_bytes},
         "uptime_s": round(time.time() - svc.started_at, 3),
         "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"]},
+        "gpio": svc.gpio.info(),
+        "stream": svc.streams.stats(),
     }

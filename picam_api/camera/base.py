@@ -75,6 +75,9 @@ class Capture:
 class CameraBackend(abc.ABC):
     """A camera. The owner serialises all calls; backends need not be thread-safe.
 
+    ``open``, ``close`` and ``capture`` are required. Live view adds two optional
+    methods, ``stream_frame`` and ``stop_stream``, whose defaults stream stills.
+
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
     """
@@ -92,6 +95,18 @@ class CameraBackend(abc.ABC):
     @abc.abstractmethod
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         """Take one still; give up with ``CaptureTimeout`` after ``timeout`` seconds."""
+
+    def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
+        """The next JPEG of a live stream at ``settings``' size, newer than the last one.
+
+        ``fps`` is the rate frames will be asked for. The default takes a still
+        with ``capture()``; a backend with a video pipeline (picamera2) hands out
+        what its encoder made instead.
+        """
+        return self.capture(settings, timeout)
+
+    def stop_stream(self, size: tuple[int, int]) -> None:
+        """No more stream frames of ``size`` will be asked for; the default has nothing to stop."""
 
     def __enter__(self):
         self.open()

@@ -31,13 +31,15 @@ class CameraOwner:
         self.retry_after = retry_after
         self.reopen_backoff = reopen_backoff
         self.hooks: list[Callable] = []
-        self._lock = threading.Lock()
+        self._lock = _StampedLock()
         self._capabilities: Capabilities | None = None
         self._is_open = False
         self._open_error: CameraError | None = None
         self._open_failed_at = float("-inf")
         self.captures = 0
         self.failures = 0
+        # Reset by any good frame; the systemd watchdog reads it (watchdog.py).
+        self.timeouts_in_a_row = 0
         self.last_error: str | None = None
         self.last_capture_at: float | None = None  # wall clock, for /info and /health
 
@@ -51,24 +53,27 @@ class CameraOwner:
 
     def capture(self, settings: CaptureSettings) -> Capture:
         """Take one still through the backend, mapping faults to ``CameraError``s."""
+        def take() -> Capture:
+            with contextlib.ExitStack() as stack:
+                for hook in self.hooks:
+                    stack.enter_context(hook())
+                return self.backend.capture(settings, self.timeout)
+        return self._counted(take)
+
+    def stream_frame(self, settings: CaptureSettings, fps: float) -> Capture:
+        """The next live-view frame; counted like a capture, but without the hooks
+        (a capture light would flicker at the stream's rate)."""
+        return self._counted(lambda: self.backend.stream_frame(settings, fps, self.timeout))
+
+    def end_stream(self, size: tuple[int, int]) -> None:
+        """Tell the backend that nobody wants stream frames of ``size`` any more.
+
+        A stream of that size that starts meanwhile just restarts the backend's
+        streaming on its first frame.
+        """
         with self._locked():
-            self._ensure_open()
-            try:
-                with contextlib.ExitStack() as stack:
-                    for hook in self.hooks:
-                        stack.enter_context(hook())
-                    result = self.backend.capture(settings, self.timeout)
-            except CameraError as exc:
-                self.failures += 1
-                self.last_error = exc.detail
-                if isinstance(exc, (CaptureTimeout, CameraUnavailable)):
-                    log.error("camera fault, will reopen on next use: %s", exc.detail)
-                    self._close_backend()
-                raise self._tagged(exc)
-            self.captures += 1
-            self.last_capture_at = time.time()
-            self.last_error = None
-            return result
+            if self._is_open:
+                self._guarded(lambda: self.backend.stop_stream(size))
 
     def health(self) -> dict:
         """Open the camera if it can be, and report whether it is usable."""
@@ -92,6 +97,39 @@ class CameraOwner:
         finally:
             if acquired:
                 self._lock.release()
+
+    def held_for(self) -> float:
+        """Seconds the call now holding the camera has run; 0.0 when it is idle.
+
+        Every backend call is bounded by ``timeout``, so one that runs far longer
+        is stuck where this process cannot end it; the systemd watchdog reads this.
+        """
+        since = self._lock.held_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _counted(self, take: Callable[[], Capture]) -> Capture:
+        with self._locked():
+            self._ensure_open()
+            result = self._guarded(take)
+            self.captures += 1
+            self.timeouts_in_a_row = 0
+            self.last_capture_at = time.time()
+            self.last_error = None
+            return result
+
+    def _guarded(self, call: Callable):
+        """Run a backend call, counting its faults and closing the camera after bad ones."""
+        try:
+            return call()
+        except CameraError as exc:
+            self.failures += 1
+            self.last_error = exc.detail
+            if isinstance(exc, CaptureTimeout):
+                self.timeouts_in_a_row += 1
+            if isinstance(exc, (CaptureTimeout, CameraUnavailable)):
+                log.error("camera fault, will reopen on next use: %s", exc.detail)
+                self._close_backend()
+            raise self._tagged(exc)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -129,3 +167,21 @@ class CameraOwner:
     def _tagged(self, exc: CameraError) -> CameraError:
         exc.retry_after = self.retry_after
         return exc
+
+
+class _StampedLock:
+    """A lock that knows since when it is held (``CameraOwner.held_for``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.held_since: float | None = None
+
+    def acquire(self, timeout: float = -1) -> bool:
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self.held_since = time.monotonic()
+        return True
+
+    def release(self) -> None:
+        self.held_since = None
+        self._lock.release()

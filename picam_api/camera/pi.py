@@ -18,6 +18,23 @@ frame from a running camera". ``capture()`` then:
   path), and any other size by resizing with Pillow. The client chooses the
   aspect ratio; a different one stretches the full field of view.
 
+While a live stream runs (``stream_frame``), the camera runs a video
+configuration instead: a main stream at the sensor's aspect ratio within
+1920x1440, and a lores stream at the stream size that an MJPEG encoder reads
+(picamera2's mjpeg_server_2 pattern). The encoder is the hardware
+``MJPEGEncoder`` on a Pi 4 and older (VC4) and simplejpeg's ``JpegEncoder`` on a
+Pi 5 (PiSP), which has no JPEG hardware and where picamera2's ``MJPEGEncoder``
+name is a slower libav software encoder. Meanwhile:
+
+* a still that fits in the main stream is the next frame of the running
+  camera, as above, and the stream goes on;
+* a larger still (full resolution) needs a mode switch: it stops the encoder
+  and the camera, takes the frame in the still configuration, and starts the
+  stream again by itself, so the stream pauses for about a second;
+* a stream of a second size is encoded in software from the main stream.
+
+``stop_stream`` goes back to the still configuration.
+
 ``picamera2`` and the apt-only ``libcamera`` are imported inside the methods,
 so this module imports on machines without them. Every library exception is
 mapped to the ``CameraError`` family here; the owner reopens the camera after a
@@ -28,6 +45,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
@@ -54,6 +73,60 @@ AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGa
 # the camera does untouched (auto exposure, auto white balance).
 BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
 BUSY_WORDS = ("busy", "acquire")
+# Streaming: the video main stream, where stills come from while streaming, keeps
+# the sensor's aspect ratio within this box (1920x1080 on a 16:9 sensor).
+VIDEO_MAIN_BOX = (1920, 1440)
+# A video pipeline needs spare buffers while the encoder holds one; each main
+# buffer is several MB of the CMA memory small Pis are short of.
+VIDEO_BUFFER_COUNT = 4
+# The Pi 4's hardware JPEG encoder takes at most 1920 pixels a side.
+HW_MJPEG_MAX_SIDE = 1920
+# picamera2's Quality levels, and the JPEG quality its JpegEncoder gives each.
+QUALITY_LEVELS = (("VERY_LOW", 25), ("LOW", 35), ("MEDIUM", 50), ("HIGH", 65), ("VERY_HIGH", 80))
+
+
+class _FrameSink(io.BufferedIOBase):
+    """Where the encoder's thread writes each JPEG; it keeps the newest only.
+
+    Its Condition is its own, never the owner's lock: that lock is held around
+    ``stop_encoder()``, which waits for the encoder's thread, and a lock that
+    ``write()`` also takes would deadlock (picamera2#858).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._changed = threading.Condition()
+        self._frame = b""
+        self._seq = 0
+        self._taken = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        with self._changed:
+            self._frame = bytes(data)
+            self._seq += 1
+            self._changed.notify_all()
+        return len(data)
+
+    def next_frame(self, timeout: float) -> bytes | None:
+        """A frame newer than the one returned last, or None after ``timeout`` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._seq > self._taken, timeout):
+                return None
+            self._taken = self._seq
+            return self._frame
+
+
+@dataclass
+class _Stream:
+    """The live stream the video configuration runs for."""
+
+    size: tuple[int, int]
+    fps: float
+    quality: int
+    sink: _FrameSink = field(default_factory=_FrameSink)
 
 
 class Picamera2Camera(CameraBackend):
@@ -66,9 +139,13 @@ class Picamera2Camera(CameraBackend):
         self._picam2 = None
         self._lib = None  # the picamera2 module, once imported
         self._caps: Capabilities | None = None
-        self._main_size: tuple[int, int] = (0, 0)
+        self._full_size: tuple[int, int] = (0, 0)  # the still configuration's main stream
+        self._main_size: tuple[int, int] = (0, 0)  # the running configuration's main stream
         self._flips: tuple[bool, bool] = (False, False)
         self._controls: dict[str, Any] = {}  # the set last sent to the camera
+        self._stream: _Stream | None = None  # set while the video configuration runs
+        self._encoder = None  # the running MJPEG encoder
+        self._hw_mjpeg: bool | None = None  # decided at the first stream
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -92,12 +169,12 @@ class Picamera2Camera(CameraBackend):
         except RuntimeError as exc:
             raise _open_error(exc, self.camera_num) from exc
         self._picam2 = picam2
-        self._flips, self._controls = (False, False), {}
+        self._flips, self._controls, self._stream = (False, False), {}, None
         try:
             props = picam2.camera_properties
             sensor = (int(props["PixelArraySize"][0]), int(props["PixelArraySize"][1]))
             # libcamera wants even sizes; every Pi sensor is, but be sure.
-            self._main_size = (sensor[0] - sensor[0] % 2, sensor[1] - sensor[1] % 2)
+            self._full_size = (sensor[0] - sensor[0] % 2, sensor[1] - sensor[1] % 2)
             self._configure_and_start(False, False, {})
             # Read after configure: ranges such as ExposureTime depend on the mode.
             controls = {name: _control_info(name, info)
@@ -115,13 +192,13 @@ class Picamera2Camera(CameraBackend):
         return self._caps
 
     def close(self) -> None:
-        picam2, self._picam2 = self._picam2, None
-        if picam2 is None:
+        if self._picam2 is None:
             return
         try:
-            picam2.stop()
+            self._stop()
         except Exception:  # a wedged camera may fail to stop; closing still releases it
             log.warning("picamera2 stop() failed while closing", exc_info=True)
+        picam2, self._picam2, self._stream = self._picam2, None, None
         try:
             picam2.close()
         except Exception as exc:
@@ -130,9 +207,46 @@ class Picamera2Camera(CameraBackend):
     # -- capture -------------------------------------------------------------
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
+        self._require_open()
+        stream = self._stream
+        if stream is not None and not (settings.width <= self._main_size[0]
+                                       and settings.height <= self._main_size[1]):
+            # Larger than the running main stream: pause the stream for a frame
+            # of the still configuration, then start it again.
+            self._switch(None)
+            try:
+                return self._take(settings, timeout)
+            finally:
+                self._switch(stream)
+        return self._take(settings, timeout)
+
+    def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
+        self._require_open()
+        size = (settings.width, settings.height)
+        if self._stream is not None and self._stream.size != size:
+            # The encoder makes one size; a second one is a still from the main stream.
+            return self.capture(settings, timeout)
+        if self._stream is None:
+            self._switch(_Stream(size, fps, settings.quality))
+        elif self._stream.fps != fps:
+            try:
+                self._picam2.set_controls({"FrameRate": fps})
+            except Exception as exc:
+                raise CaptureFailed(f"the camera refused {fps:g} frames per second: {exc}") from exc
+            self._stream.fps = fps
+        self._apply(settings)  # new flips restart the stream with them
+        data = self._stream.sink.next_frame(timeout)
+        if data is None:
+            raise CaptureTimeout(f"no frame from the MJPEG encoder within {timeout:g} s")
+        return Capture(data, size[0], size[1], "jpeg")
+
+    def stop_stream(self, size: tuple[int, int]) -> None:
+        if self._picam2 is not None and self._stream is not None and self._stream.size == size:
+            self._switch(None)
+
+    def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
+        """The next frame of the running configuration, encoded for ``settings``."""
         picam2 = self._picam2
-        if picam2 is None:
-            raise CameraUnavailable("the camera is not open")
         fresh = self._apply(settings)
         if settings.format == "png":
             picam2.options["compress_level"] = PNG_COMPRESS_LEVEL
@@ -164,7 +278,7 @@ class Picamera2Camera(CameraBackend):
             # while stopped. The new configuration carries the controls, so they
             # are applied from the first frame after the restart.
             try:
-                self._picam2.stop()
+                self._stop()
                 self._configure_and_start(*flips, self._with_resets(controls))
             except Exception as exc:
                 # Half-reconfigured is not a state to capture from: let the owner reopen.
@@ -181,13 +295,27 @@ class Picamera2Camera(CameraBackend):
         return False
 
     def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict) -> None:
+        """Configure for stills, or for ``self._stream`` when set, and start."""
         from libcamera import Transform
 
         picam2 = self._picam2
-        config = picam2.create_still_configuration(
-            main={"size": self._main_size}, buffer_count=BUFFER_COUNT,
-            transform=Transform(hflip=hflip, vflip=vflip), controls=dict(controls))
+        transform = Transform(hflip=hflip, vflip=vflip)
+        stream = self._stream
+        if stream is None:
+            config = picam2.create_still_configuration(
+                main={"size": self._full_size}, buffer_count=BUFFER_COUNT,
+                transform=transform, controls=dict(controls))
+        else:
+            # BGR888 like the still configuration, so stills encode the same way;
+            # YUV420 is what the hardware encoder takes from lores.
+            config = picam2.create_video_configuration(
+                main={"size": self._video_main_size(stream.size), "format": "BGR888"},
+                lores={"size": stream.size, "format": "YUV420"},
+                buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
+                controls={"FrameRate": stream.fps, **controls})
         picam2.configure(config)
+        if stream is not None:
+            self._start_encoder(stream)  # before start(), as picamera2's start_recording() does
         # show_preview=False runs picamera2's NullPreview event loop, which is
         # what completes capture jobs; None would start no loop and every
         # capture would wait until its timeout.
@@ -196,6 +324,62 @@ class Picamera2Camera(CameraBackend):
         # libcamera may adjust the size it was asked for; encode against what it chose.
         size = picam2.camera_configuration()["main"]["size"]
         self._main_size = (int(size[0]), int(size[1]))
+
+    def _stop(self) -> None:
+        """Stop the camera, then the encoder, as picamera2's stop_recording() does."""
+        encoder, self._encoder = self._encoder, None
+        try:
+            self._picam2.stop()
+        finally:
+            if encoder is not None:
+                self._picam2.stop_encoder(encoder)
+
+    def _switch(self, stream: _Stream | None) -> None:
+        """Restart in the still configuration (None) or streaming ``stream``."""
+        try:
+            self._stop()
+            self._stream = stream
+            self._configure_and_start(*self._flips, self._controls)
+        except Exception as exc:
+            # Half-reconfigured is not a state to capture from: let the owner reopen.
+            raise CameraUnavailable(f"switching the camera to {'streaming' if stream else 'stills'} "
+                                    f"failed: {exc}") from exc
+
+    def _video_main_size(self, stream_size: tuple[int, int]) -> tuple[int, int]:
+        full_w, full_h = self._full_size
+        scale = min(1.0, VIDEO_MAIN_BOX[0] / full_w, VIDEO_MAIN_BOX[1] / full_h)
+        # lores may not be larger than main.
+        return (max(int(full_w * scale) // 2 * 2, stream_size[0]),
+                max(int(full_h * scale) // 2 * 2, stream_size[1]))
+
+    def _start_encoder(self, stream: _Stream) -> None:
+        """Hardware MJPEG where there is one, else simplejpeg's JpegEncoder.
+
+        picamera2's platform probe tells a Pi 4 or older (VC4) from a Pi 5; it
+        answers VC4 when it cannot tell, so a hardware encoder that fails to
+        start falls back to software, for good.
+        """
+        from picamera2.encoders import JpegEncoder, Quality
+        from picamera2.outputs import FileOutput
+
+        if self._hw_mjpeg is None:
+            from picamera2.platform import Platform, get_platform
+            self._hw_mjpeg = get_platform() == Platform.VC4
+        if self._hw_mjpeg and max(stream.size) <= HW_MJPEG_MAX_SIDE:
+            try:
+                from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
+                encoder = MJPEGEncoder()
+                self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores",
+                                           quality=_quality_level(Quality, stream.quality))
+                self._encoder = encoder
+                return
+            except Exception:
+                log.warning("the hardware MJPEG encoder did not start; streaming with the "
+                            "software JpegEncoder instead", exc_info=True)
+                self._hw_mjpeg = False
+        encoder = JpegEncoder(q=stream.quality)
+        self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores")
+        self._encoder = encoder
 
     def _with_resets(self, controls: dict) -> dict:
         """``controls`` plus default values for the controls applied before and now dropped."""
@@ -252,6 +436,10 @@ class Picamera2Camera(CameraBackend):
         return buffer.getvalue()
 
     # -- library plumbing ----------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._picam2 is None:
+            raise CameraUnavailable("the camera is not open")
 
     def _import(self):
         if self._lib is None:
@@ -314,6 +502,11 @@ def _control_info(name: str, info: Any) -> ControlInfo:
         elif name == "FrameDurationLimits" and _is_number(minimum) and _is_number(maximum):
             default = [minimum, maximum]
     return ControlInfo(minimum, maximum, default)
+
+
+def _quality_level(levels, quality: int):
+    """The picamera2 ``Quality`` level nearest to JPEG ``quality``."""
+    return levels[min(QUALITY_LEVELS, key=lambda level: abs(level[1] - quality))[0]]
 
 
 def _jsonable(value: Any) -> Any:

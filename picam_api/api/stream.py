@@ -1,0 +1,45 @@
+"""Live view: GET /api/v1/stream.mjpg, MJPEG as ``multipart/x-mixed-replace``."""
+from __future__ import annotations
+
+from flask import Response, request
+
+from ..streaming import BOUNDARY, CONTENT_TYPE
+from . import bp
+from .common import errors, services, viewer
+from .schemas import StreamQuery
+
+# A client that stops reading fills the socket buffers, and then a write blocks:
+# this bounds the block, so a stalled or vanished client frees its thread and slot.
+WRITE_TIMEOUT_S = 5.0
+
+MJPEG_RESPONSE = {
+    "description": f"An endless `{CONTENT_TYPE}` body. Each part has `Content-Type: "
+                   "image/jpeg` and `Content-Length` headers and one JPEG.",
+    "content": {"multipart/x-mixed-replace": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@bp.get("/stream.mjpg")
+@viewer
+@bp.input(StreamQuery, location="query", arg_name="query")
+@bp.doc(summary="Live view as MJPEG (browsers, ffmpeg, VLC, Home Assistant, OctoPrint)",
+        description="Every client gets the newest frame; a slow one skips frames. Clients "
+                    "beyond `stream.max_clients` get 503 with Retry-After. The same stream "
+                    f"is at `/?action=stream` for mjpg-streamer clients. Boundary: `{BOUNDARY}`.",
+        responses={200: MJPEG_RESPONSE, **errors(422, 503)})
+def stream(query: dict):
+    return stream_response(query)
+
+
+def stream_response(query: dict) -> Response:
+    """The MJPEG response for ``size`` and ``fps`` in ``query``; the alias serves it too."""
+    subscription = services().streams.subscribe(query.get("size"), query.get("fps"))
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is not None:
+        sock.settimeout(WRITE_TIMEOUT_S)
+    response = Response(subscription.parts(), content_type=CONTENT_TYPE,
+                        headers={"Cache-Control": "no-store"})
+    # A body the server never started (the client left first) never runs the
+    # generator's own clean-up, so closing the response frees the slot too.
+    response.call_on_close(subscription.close)
+    return response

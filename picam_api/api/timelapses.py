@@ -1,0 +1,95 @@
+"""Time-lapse jobs: create, list, control, delete, download."""
+from __future__ import annotations
+
+from flask import Response, url_for
+
+from ..timelapse import Job
+from ..timelapse.archive import zip_stream
+from . import bp
+from .common import errors, operator, services, viewer
+from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuery,
+                      TimelapsePage, TimelapsePatch)
+
+
+def job_body(job: Job) -> dict:
+    """A time-lapse resource with its capture settings at the top level and its links."""
+    base = f"{bp.url_prefix}/timelapses/{job.id}"
+    return {
+        **job.settings,
+        "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
+        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
+        "start_at": job.start_at,
+        "active_hours": {"start": job.active_start, "end": job.active_end}
+        if job.active_start else None,
+        "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,
+        "frames_failed": job.frames_failed, "next_frame_at": job.next_frame_at,
+        "started_at": job.started_at, "finished_at": job.finished_at,
+        "last_error": job.last_error, "pause_reason": job.pause_reason,
+        "links": {"self": base, "frames": f"{bp.url_prefix}/photos?timelapse={job.id}",
+                  "archive": f"{base}/archive.zip"},
+    }
+
+
+@bp.post("/timelapses")
+@operator
+@bp.input(TimelapseCreate, arg_name="body")
+@bp.output(Timelapse, status_code=201, headers={"Location": {"type": "string"}})
+@bp.doc(summary="Create a time-lapse job", responses=errors(400, 403, 409, 413, 415, 503))
+def create_timelapse(body: dict):
+    job = job_body(services().timelapses.create(body))
+    return job, 201, {"Location": job["links"]["self"]}
+
+
+@bp.get("/timelapses")
+@viewer
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(TimelapsePage)
+@bp.doc(summary="Time-lapse jobs, newest first", responses=errors(400))
+def list_timelapses(query: dict):
+    jobs, cursor = services().timelapses.list(query["limit"], query.get("cursor"))
+    next_url = url_for("api.list_timelapses", limit=query["limit"], cursor=cursor) if cursor else None
+    return {"items": [job_body(job) for job in jobs], "next": next_url}
+
+
+@bp.get("/timelapses/<job_id>")
+@viewer
+@bp.output(Timelapse)
+@bp.doc(summary="One job with its state and progress", responses=errors())
+def get_timelapse(job_id: str):
+    return job_body(services().timelapses.get(job_id))
+
+
+@bp.patch("/timelapses/<job_id>")
+@operator
+@bp.input(TimelapsePatch, arg_name="body")
+@bp.output(Timelapse)
+@bp.doc(summary="Pause, resume or cancel a job", responses=errors(400, 403, 409, 413, 415))
+def patch_timelapse(job_id: str, body: dict):
+    timelapses = services().timelapses
+    timelapses.get(job_id)  # 404 before 409 for an unknown id
+    return job_body(timelapses.set_state(job_id, body["state"]))
+
+
+@bp.delete("/timelapses/<job_id>")
+@operator
+@bp.input(TimelapseDeleteQuery, location="query", arg_name="query")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Remove a finished job (and its frames with ?frames=true)",
+        responses=errors(403, 409))
+def delete_timelapse(job_id: str, query: dict):
+    services().timelapses.delete(job_id, query["frames"])
+    return ""
+
+
+@bp.get("/timelapses/<job_id>/archive.zip")
+@viewer
+@bp.doc(summary="All frames as a zip, in sequence order, streamed",
+        responses={200: {"description": "A zip of the frames, named by sequence number",
+                         "content": {"application/zip": {"schema": {"type": "string",
+                                                                    "format": "binary"}}}},
+                   **errors()})
+def timelapse_archive(job_id: str):
+    svc = services()
+    frames = svc.timelapses.frames(job_id)
+    return Response(zip_stream(frames, svc.photos), mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="timelapse-{job_id}.zip"'})

@@ -1,0 +1,159 @@
+"""The GPIO service: one app's devices, their state, PATCH actions and triggers."""
+from __future__ import annotations
+
+import functools
+import logging
+
+from gpiozero.pins.mock import MockFactory
+
+from ..errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
+from .devices import KINDS
+from .factory import make_pin_factory
+from .live import Input, LiveDevice, Output
+from .triggers import TriggerWorker
+
+log = logging.getLogger(__name__)
+
+
+class GpioService:
+    """The GPIO devices named in the config, built on this app's own pin factory.
+
+    Every device is built when the service is made, so a pin that cannot be had
+    stops start-up with one line. Inputs hand their trigger actions to a
+    ``TriggerWorker``; photos go through ``services.capture`` and time-lapse
+    actions through ``services.timelapses``, looked up when they run. The capture
+    light is a camera-owner hook. ``shutdown()`` closes every device, so the pins
+    are free for the next start.
+    """
+
+    def __init__(self, config: dict, services):
+        self._services = services
+        self.triggers = TriggerWorker()
+        self.factory = self._pin_factory(config)
+        self.devices: dict[str, LiveDevice] = {}
+        try:
+            for spec in config["devices"]:
+                self.devices[spec["name"]] = self._build(spec)
+            self.light = self._capture_light(config["capture_light"])
+        except BaseException:
+            self._close()
+            raise
+        if self.light is not None:
+            services.owner.hooks.append(self.light.lit)
+
+    def start(self) -> None:
+        self.triggers.start()
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop the triggers (a capture in flight ends first), then release every pin."""
+        self.triggers.stop(timeout)
+        if self.light is not None:
+            self._services.owner.hooks.remove(self.light.lit)
+        self._close()
+
+    def info(self) -> dict:
+        return {"pin_factory": type(self.factory).__name__ if self.factory else None,
+                "mock": isinstance(self.factory, MockFactory),
+                "devices": len(self.devices),
+                "capture_light": self.light.name if self.light else None}
+
+    def get(self, name: str) -> LiveDevice:
+        try:
+            return self.devices[name]
+        except KeyError:
+            # Never echo the name: it is whatever the client put in the URL.
+            raise NotFound("there is no GPIO device with that name; see GET /api/v1/gpio") from None
+
+    def apply(self, name: str, change: dict) -> LiveDevice:
+        """Apply one PATCH action (``value``, ``toggle``, ``blink`` or ``pulse``) to an output."""
+        device = self.get(name)
+        if not isinstance(device, Output):
+            raise Conflict(f"{name} is an input ({device.kind.name}); only outputs can be changed")
+        [(action, args)] = change.items()
+        if action not in device.kind.actions:
+            able = [kind.name for kind in KINDS.values() if action in kind.actions]
+            raise InvalidInput({action: [f"a {device.kind.name} cannot {action}; "
+                                         f"only {', '.join(able)} devices can"]})
+        if action == "value":
+            try:
+                device.set(device.kind.check_value(args))
+            except ValueError as exc:
+                raise InvalidInput({"value": [f"{exc} for a {device.kind.name}"]}) from None
+        elif action == "toggle":
+            device.toggle()
+        elif action == "blink":
+            device.blink(**args)
+        else:
+            device.pulse(**args)
+        return device
+
+    def _pin_factory(self, config: dict):
+        try:
+            return make_pin_factory(config["pin_factory"])
+        except ConfigError as exc:
+            if config["devices"]:
+                raise
+            # A camera-only install must not fail to start because GPIO cannot.
+            log.warning("GPIO unavailable, and no devices are configured: %s", exc.detail)
+            return None
+
+    def _build(self, spec: dict) -> LiveDevice:
+        name, pin, kind = spec["name"], spec["pin"], KINDS[spec["kind"]]
+        options = {key: value for key, value in spec.items() if key in kind.options}
+        try:
+            device = kind.device_class(pin, pin_factory=self.factory, **options)
+        except Exception as exc:  # pin in use, a fixed pull-up, no PWM: each backend says it its way
+            raise ConfigError(f"gpio.devices: {name}: {pin} cannot be a {kind.name}: {exc}") from None
+        if not kind.is_input:
+            return Output(name, kind, pin, device)
+        return Input(name, kind, pin, device,
+                     actions={event: spec[event] for event in kind.events if event in spec},
+                     min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
+
+    def _capture_light(self, name: str) -> Output | None:
+        if not name:
+            return None
+        device = self.devices.get(name)
+        if not isinstance(device, Output):
+            outputs = [d.name for d in self.devices.values() if isinstance(d, Output)]
+            raise ConfigError(f"gpio.capture_light: must name an output device "
+                              f"({', '.join(outputs) or 'none configured'}), not {name!r}")
+        return device
+
+    def _submit(self, trigger: Input, event: str, actions: list[dict]) -> bool:
+        return self.triggers.submit(functools.partial(self._run, trigger, event, actions))
+
+    def _run(self, trigger: Input, event: str, actions: list[dict]) -> None:
+        """On the trigger worker: run each action; a failure is counted, never raised."""
+        for action in actions:
+            try:
+                self._perform(trigger.name, action)
+            except Exception as exc:
+                error = f"{event}: {action['action']}: {_describe(exc)}"
+                trigger.failed(error)
+                log.warning("GPIO trigger %s %s", trigger.name, error)
+
+    def _perform(self, trigger: str, action: dict) -> None:
+        kind = action["action"]
+        if kind == "photo":
+            self._services.capture.take_photo(action["settings"], source="gpio", trigger=trigger)
+        elif kind == "timelapse":
+            timelapses = getattr(self._services, "timelapses", None)
+            if timelapses is None:
+                raise RuntimeError("time-lapses are not available in this version")
+            timelapses.set_state(action["timelapse"], action["state"])
+        else:
+            self.devices[action["device"]].set(action["value"], action.get("for_s"))
+
+    def _close(self) -> None:
+        for device in self.devices.values():
+            try:
+                device.close()
+            except Exception:  # one stuck device must not keep the others' pins
+                log.exception("GPIO device %s did not close", device.name)
+        if self.factory is not None:
+            self.factory.close()
+
+
+def _describe(exc: Exception) -> str:
+    return exc.detail if isinstance(exc, PicamError) else str(exc) or type(exc).__name__

@@ -1,0 +1,163 @@
+"""Time-lapse jobs and their SQLite table."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from dataclasses import dataclass, field, fields
+
+from ..clock import iso
+from ..db import Database
+from ..errors import NotFound
+from ..ids import is_id
+from .schedule import Schedule, Window
+
+ACTIVE = ("scheduled", "running", "paused")
+FINISHED = ("completed", "cancelled", "failed")
+# Written only with the photo that a frame stores (see JobStore.record_frame).
+FRAME_COUNTERS = ("frames_captured", "next_sequence")
+
+
+@dataclass
+class Job:
+    """One time-lapse, as stored; the scheduler mutates it under its lock."""
+
+    id: str
+    name: str | None
+    state: str
+    interval_s: float
+    start_at: str
+    settings: dict
+    created_at: str
+    frames: int | None = None
+    duration_s: float | None = None
+    end_at: str | None = None
+    active_start: str | None = None
+    active_end: str | None = None
+    frames_captured: int = 0
+    frames_missed: int = 0
+    frames_failed: int = 0
+    consecutive_failures: int = 0
+    next_slot: int | None = 0
+    next_sequence: int = 1
+    pause_reason: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    last_error: str | None = None
+    schedule: Schedule = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        start = dt.datetime.fromisoformat(self.start_at).timestamp()
+        end = None
+        if self.end_at:
+            end = dt.datetime.fromisoformat(self.end_at).timestamp()
+        elif self.duration_s:
+            end = start + self.duration_s
+        window = Window.parse(self.active_start, self.active_end) if self.active_start else None
+        self.schedule = Schedule(start, self.interval_s, end, window)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def next_frame_at(self) -> str | None:
+        if self.state not in ("scheduled", "running") or self.next_slot is None:
+            return None
+        return iso(self.schedule.time_of(self.next_slot))
+
+    @property
+    def done(self) -> bool:
+        """No slot left: all ``frames`` had their turn (captured, missed or failed), or the end came."""
+        taken = self.frames_captured + self.frames_missed + self.frames_failed
+        return self.next_slot is None or (self.frames is not None and taken >= self.frames)
+
+
+COLUMNS = [f.name for f in fields(Job) if f.init]
+
+
+class JobStore:
+    """Reads and writes the ``timelapses`` table."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def insert(self, job: Job) -> None:
+        values = self._values(job, COLUMNS)
+        with self.db.transaction() as conn:
+            conn.execute(f"INSERT INTO timelapses ({', '.join(COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
+
+    def save(self, job: Job) -> None:
+        """Persist everything but the frame counters, which ``record_frame`` owns."""
+        columns = [c for c in COLUMNS if c not in FRAME_COUNTERS and c != "id"]
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE timelapses SET {', '.join(c + ' = ?' for c in columns)} "
+                         f"WHERE id = ?", (*self._values(job, columns), job.id))
+
+    @staticmethod
+    def record_frame(conn: sqlite3.Connection, job_id: str, sequence: int) -> None:
+        """Count a stored frame, inside the transaction that indexes its photo."""
+        conn.execute("UPDATE timelapses SET frames_captured = frames_captured + 1, "
+                     "next_sequence = ?, consecutive_failures = 0 WHERE id = ?",
+                     (sequence + 1, job_id))
+
+    def get(self, job_id: str) -> Job:
+        row = None
+        if is_id(job_id):
+            row = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM timelapses "
+                                       f"WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no time-lapse with id {job_id[:80]!r}")
+        return _job(row)
+
+    def find_active(self, ref: str) -> Job | None:
+        """The active job with id or name ``ref``."""
+        row = self.db.conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM timelapses WHERE (id = ? OR name = ?) AND state IN "
+            f"({', '.join('?' * len(ACTIVE))}) ORDER BY id DESC LIMIT 1", (ref, ref, *ACTIVE)
+        ).fetchone()
+        return _job(row) if row else None
+
+    def page(self, limit: int, before: str | None) -> list[Job]:
+        sql = f"SELECT {', '.join(COLUMNS)} FROM timelapses"
+        args: tuple = ()
+        if before:
+            sql += " WHERE id < ?"
+            args = (before,)
+        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_job(row) for row in rows]
+
+    def active(self) -> list[Job]:
+        rows = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM timelapses WHERE state IN "
+                                    f"({', '.join('?' * len(ACTIVE))})", ACTIVE).fetchall()
+        jobs = [_job(row) for row in rows]
+        for job in jobs:
+            # Sequence numbers are never reused, whatever a crash left unsaved.
+            (last,) = self.db.conn.execute("SELECT max(sequence) FROM photos WHERE timelapse_id = ?",
+                                           (job.id,)).fetchone()
+            job.next_sequence = max(job.next_sequence, (last or 0) + 1)
+        return jobs
+
+    def count_active(self) -> int:
+        return self.db.conn.execute(f"SELECT count(*) FROM timelapses WHERE state IN "
+                                    f"({', '.join('?' * len(ACTIVE))})", ACTIVE).fetchone()[0]
+
+    def name_in_use(self, name: str) -> bool:
+        return self.find_active(name) is not None
+
+    def delete(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM timelapses WHERE id = ?", (job_id,))
+
+    @staticmethod
+    def _values(job: Job, columns: list[str]) -> tuple:
+        return tuple(json.dumps(job.settings) if c == "settings" else getattr(job, c)
+                     for c in columns)
+
+
+def _job(row) -> Job:
+    values = dict(row)
+    values["settings"] = json.loads(values["settings"])
+    return Job(**values)
+

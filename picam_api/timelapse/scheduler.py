@@ -1,0 +1,256 @@
+"""The one scheduler thread that runs every time-lapse job.
+
+It keeps a heap of ``(due, version, job id)`` on the monotonic clock, anchored
+to wall time once when it is built, so a job's slots keep their wall-clock
+schedule across restarts but a clock step while running cannot shift them.
+Each frame is captured on a thread of its own, so a slow capture delays only
+itself; a job has at most one capture in flight. A slot that cannot start
+within half an interval of its due time is skipped and counted as missed: the
+schedule never shifts and never bursts to catch up.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import threading
+from typing import Callable
+
+from ..clock import Clock, iso
+from ..errors import InsufficientStorage, PicamError
+from .jobs import Job, JobStore
+
+log = logging.getLogger(__name__)
+
+# How often jobs paused for storage check whether space is back.
+STORAGE_POLL_S = 2.0
+
+
+class Scheduler(threading.Thread):
+    """Runs the frames of all active jobs. Every method is safe from any thread.
+
+    ``take_frame(job, sequence)`` captures and stores one frame (raising
+    ``PicamError`` on failure); ``space_ok()`` says whether storing is possible.
+    """
+
+    def __init__(self, store: JobStore, take_frame: Callable[[Job, int], object],
+                 space_ok: Callable[[], bool], max_failures: int, clock: Clock | None = None):
+        super().__init__(name="picam-timelapse", daemon=True)
+        self.store = store
+        self.take_frame = take_frame
+        self.space_ok = space_ok
+        self.max_failures = max_failures
+        self.clock = clock or Clock()
+        # Wall minus monotonic, fixed once: the anchor between the two clocks.
+        self._offset = self.clock.time() - self.clock.monotonic()
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._versions: collections.Counter = collections.Counter()
+        self._heap: list[tuple[float, int, str]] = []
+        self._busy: set[str] = set()
+        self._captures: set[threading.Thread] = set()
+        self._last_space_check = float("-inf")
+        # Start lateness of recent frames, seconds: (job id, slot, late).
+        self.lateness: collections.deque = collections.deque(maxlen=100_000)
+
+    # -- called by the service -----------------------------------------------
+
+    def add(self, job: Job) -> None:
+        """Take over an active job: skip what fell in the past, then schedule it."""
+        with self._lock:
+            self._jobs[job.id] = job
+            if job.state in ("scheduled", "running"):
+                self._skip_to_now(job)
+            self._reschedule(job)
+
+    def job(self, job_id: str) -> Job | None:
+        """The live job object (with its in-memory progress), if the scheduler has it."""
+        return self._jobs.get(job_id)
+
+    def change_state(self, job_id: str, state: str) -> Job | None:
+        """Pause, resume or cancel a job; None if it is no longer active."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if state == "cancelled":
+                self._finish(job, "cancelled")
+            elif state == "paused" and job.state != "paused":
+                self._pause(job, "user")
+            elif state == "running" and job.state == "paused":
+                self._resume(job)
+            return job
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            with self._lock:
+                now = self.clock.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, version, job_id = heapq.heappop(self._heap)
+                    job = self._jobs.get(job_id)
+                    if job is not None and version == self._versions[job_id]:
+                        self._step(job, now)
+                timeout = self._heap[0][0] - now if self._heap else None
+                if any(j.pause_reason == "storage" for j in self._jobs.values()):
+                    self._resume_if_space()
+                    timeout = min(timeout or STORAGE_POLL_S, STORAGE_POLL_S)
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop scheduling, let frames in flight finish (or give up on them), save, join."""
+        self.stopping.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout)
+        for thread in list(self._captures):
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("a time-lapse capture did not finish within %.1f s; abandoned", timeout)
+        with self._lock:
+            for job in self._jobs.values():
+                self.store.save(job)
+
+    # -- the engine (under the lock) -------------------------------------------
+
+    def _step(self, job: Job, now: float) -> None:
+        if job.state not in ("scheduled", "running"):
+            return
+        left = self._slots_left(job)
+        if job.next_slot is None or (left is not None and left <= 0):
+            if job.id not in self._busy:  # else the capture's end finishes the job
+                self._finish(job, "completed")
+            return
+        slot = job.next_slot
+        due = self._mono(job.schedule.time_of(slot))
+        grace = job.interval_s / 2
+        if now - due > grace:
+            self._skip_to_now(job)
+            self._save_and_reschedule(job)
+            return
+        if job.id in self._busy:
+            # The previous frame is still being taken; this one may start until
+            # the grace runs out (the capture's end also wakes the job).
+            self._push(job, due + grace + 1e-3)
+            return
+        if job.state == "scheduled":
+            job.state, job.started_at = "running", iso(self.clock.time())
+            log.info("time-lapse %s started", job.id)
+        job.next_slot = job.schedule.next_active(slot + 1)
+        self.lateness.append((job.id, slot, now - due))
+        self._busy.add(job.id)
+        thread = threading.Thread(target=self._capture, args=(job, job.next_sequence),
+                                  name=f"picam-frame-{job.id}", daemon=True)
+        self._captures.add(thread)
+        thread.start()
+        self._save_and_reschedule(job)
+
+    def _capture(self, job: Job, sequence: int) -> None:
+        try:
+            self.take_frame(job, sequence)
+        except InsufficientStorage as exc:
+            with self._lock:
+                job.last_error = exc.detail
+                if job.state in ("scheduled", "running"):
+                    self._pause(job, "storage")
+        except Exception as exc:
+            detail = exc.detail if isinstance(exc, PicamError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, PicamError):
+                log.exception("time-lapse %s frame failed unexpectedly", job.id)
+            with self._lock:
+                job.frames_failed += 1
+                job.consecutive_failures += 1
+                job.last_error = detail
+                log.warning("time-lapse %s frame failed (%d in a row): %s", job.id,
+                            job.consecutive_failures, detail)
+                if job.consecutive_failures >= self.max_failures and job.active:
+                    self._finish(job, "failed")
+        else:
+            with self._lock:
+                job.frames_captured += 1
+                job.next_sequence = sequence + 1
+                job.consecutive_failures = 0
+        finally:
+            with self._lock:
+                self._busy.discard(job.id)
+                self._captures.discard(threading.current_thread())
+                if job.state == "running" and job.done:
+                    self._finish(job, "completed")
+                else:
+                    self._save_and_reschedule(job)
+            self._wake.set()
+
+    def _skip_to_now(self, job: Job) -> None:
+        """Count the slots whose start window has passed as missed; move to the next one."""
+        if job.next_slot is None:
+            return
+        now = self.clock.time()
+        first_startable = job.schedule.slot_at_or_after(now - job.interval_s / 2)
+        if first_startable <= job.next_slot:
+            return
+        missed = job.schedule.count_active(job.next_slot, first_startable)
+        left = self._slots_left(job)
+        if left is not None:
+            # A frame-count job ends after its frames; slots past that are not its own.
+            missed = min(missed, max(0, left))
+        job.frames_missed += missed
+        job.next_slot = job.schedule.next_active(first_startable)
+        if missed:
+            log.warning("time-lapse %s missed %d frame(s)", job.id, missed)
+
+    def _slots_left(self, job: Job) -> int | None:
+        """Frames a frame-count job has still to take (captured, missed or failed)."""
+        if job.frames is None:
+            return None
+        return (job.frames - job.frames_captured - job.frames_missed - job.frames_failed
+                - (job.id in self._busy))
+
+    def _pause(self, job: Job, reason: str) -> None:
+        job.state, job.pause_reason = "paused", reason
+        self._save_and_reschedule(job)
+        log.info("time-lapse %s paused (%s)", job.id, reason)
+
+    def _resume(self, job: Job) -> None:
+        """Go on from the next slot after now; slots passed while paused are not missed."""
+        job.next_slot = job.schedule.next_active(job.schedule.slot_at_or_after(self.clock.time()))
+        job.state = "running" if job.started_at else "scheduled"
+        job.pause_reason = None
+        self._save_and_reschedule(job)
+        log.info("time-lapse %s resumed", job.id)
+
+    def _finish(self, job: Job, state: str) -> None:
+        job.state, job.finished_at, job.pause_reason = state, iso(self.clock.time()), None
+        self._save_and_reschedule(job)
+        self._jobs.pop(job.id, None)
+        log.info("time-lapse %s %s: %d captured, %d missed, %d failed", job.id, state,
+                 job.frames_captured, job.frames_missed, job.frames_failed)
+
+    def _resume_if_space(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._last_space_check < STORAGE_POLL_S:
+            return
+        self._last_space_check = now
+        if self.space_ok():
+            for job in [j for j in self._jobs.values() if j.pause_reason == "storage"]:
+                log.info("time-lapse %s: storage is back", job.id)
+                self._resume(job)
+
+    def _save_and_reschedule(self, job: Job) -> None:
+        self.store.save(job)
+        self._reschedule(job)
+
+    def _reschedule(self, job: Job) -> None:
+        self._versions[job.id] += 1  # older heap entries of this job are now stale
+        if job.state in ("scheduled", "running"):
+            when = self._mono(job.schedule.time_of(job.next_slot)) if job.next_slot is not None \
+                else self.clock.monotonic()
+            self._push(job, when)
+
+    def _push(self, job: Job, when: float) -> None:
+        heapq.heappush(self._heap, (when, self._versions[job.id], job.id))
+        self._wake.set()
+
+    def _mono(self, wall: float) -> float:
+        return wall - self._offset

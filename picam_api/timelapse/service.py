@@ -1,0 +1,155 @@
+"""Time-lapse jobs as the API sees them: validation, state changes, listing, archives."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterator, Mapping
+
+from ..camera.settings import FIELDS as CAPTURE_FIELDS
+from ..capture import CaptureService
+from ..clock import Clock, iso
+from ..db import Database
+from ..errors import Conflict, InvalidInput, NotFound
+from ..ids import is_id, new_id
+from ..pagination import make_cursor, open_cursor
+from ..storage import Photo, PhotoStore
+from .jobs import Job, JobStore
+from .scheduler import Scheduler
+
+# How far in the past start_at may be: a client's clock may lag a little.
+START_SLACK_S = 60.0
+MAX_DURATION_S = 10 * 366 * 86400
+
+
+class TimelapseService:
+    """Creates and controls time-lapse jobs; one ``Scheduler`` thread runs them.
+
+    Frames are ordinary photos tagged with the job id and a sequence number
+    that is unique per job and never reused, also across restarts.
+    """
+
+    def __init__(self, db: Database, capture: CaptureService, photos: PhotoStore,
+                 config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None):
+        self.capture = capture
+        self.photos = photos
+        self.config = config
+        self.clock = clock or Clock()
+        self._cursor_key = cursor_key
+        self.store = JobStore(db)
+        self.scheduler = Scheduler(self.store, self._take_frame, self._space_ok,
+                                   config["max_consecutive_failures"], self.clock)
+
+    def start(self) -> None:
+        """Resume the jobs that were active when the service last stopped."""
+        for job in self.store.active():
+            self.scheduler.add(job)
+        self.scheduler.start()
+
+    def stop(self, timeout: float) -> None:
+        self.scheduler.stop(timeout)
+
+    # -- the API's operations ------------------------------------------------------
+
+    def create(self, body: Mapping[str, Any]) -> Job:
+        """Validate a new job (raising ``InvalidInput`` naming every bad field) and start it."""
+        errors: dict[str, list[str]] = {}
+        now = self.clock.time()
+        interval = body["interval_s"]
+        if interval < self.config["min_interval_s"]:
+            errors["interval_s"] = [f"must be at least {self.config['min_interval_s']:g} s"]
+        bounds = [key for key in ("frames", "duration_s", "end_at") if body.get(key) is not None]
+        if len(bounds) > 1:
+            for key in bounds:
+                errors[key] = ["give at most one of frames, duration_s and end_at"]
+        if body.get("frames") is not None and not 1 <= body["frames"] <= self.config["max_frames"]:
+            errors["frames"] = [f"must be between 1 and {self.config['max_frames']}"]
+        if body.get("duration_s") is not None and not 0 < body["duration_s"] <= MAX_DURATION_S:
+            errors["duration_s"] = ["must be more than 0 and at most ten years"]
+        start = body["start_at"].timestamp() if body.get("start_at") else now
+        if start < now - START_SLACK_S:
+            errors["start_at"] = ["is more than a minute in the past"]
+        if body.get("end_at") and body["end_at"].timestamp() <= start:
+            errors["end_at"] = ["must be after start_at"]
+        window = body.get("active_hours")
+        if window and window["start"] == window["end"]:
+            errors["active_hours"] = ["start and end must differ (leave it out for all day)"]
+        try:
+            settings = self.capture.resolve(
+                {key: body[key] for key in CAPTURE_FIELDS if key in body}).to_dict()
+        except InvalidInput as exc:
+            errors.update(exc.extra["errors"])
+        if errors:
+            raise InvalidInput(errors)
+        job = Job(
+            id=new_id(dt.datetime.fromtimestamp(now, dt.timezone.utc)), name=body.get("name"),
+            state="running" if start <= now else "scheduled", interval_s=interval,
+            start_at=iso(start), settings=settings, created_at=iso(now),
+            frames=body.get("frames"), duration_s=body.get("duration_s"),
+            end_at=iso(body["end_at"]) if body.get("end_at") else None,
+            active_start=window["start"] if window else None,
+            active_end=window["end"] if window else None,
+            started_at=iso(now) if start <= now else None)
+        job.next_slot = job.schedule.next_active(0)
+        if job.next_slot is None:
+            raise InvalidInput({"active_hours": ["no frame of this schedule falls inside the window"]})
+        if job.name and self.store.name_in_use(job.name):
+            raise Conflict(f"an active time-lapse is already named {job.name!r}")
+        if self.store.count_active() >= self.config["max_active_jobs"]:
+            raise Conflict(f"{self.config['max_active_jobs']} time-lapses are active, the most "
+                           f"allowed (timelapse.max_active_jobs); cancel one first")
+        self.store.insert(job)
+        self.scheduler.add(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        return self.scheduler.job(job_id) or self.store.get(job_id)
+
+    def list(self, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+        """A page of jobs, newest first, and the cursor of the next page (or None)."""
+        before = open_cursor(self._cursor_key, cursor, "timelapses") if cursor else None
+        jobs = self.store.page(limit + 1, before)
+        more, jobs = len(jobs) > limit, jobs[:limit]
+        jobs = [self.scheduler.job(job.id) or job for job in jobs]
+        return jobs, make_cursor(self._cursor_key, jobs[-1].id, "timelapses") if more else None
+
+    def set_state(self, ref: str, state: str) -> Job:
+        """Pause, resume or cancel the job with id or name ``ref``.
+
+        Setting the state a job already has is allowed and changes nothing;
+        anything else out of a finished state is a ``Conflict``.
+        """
+        found = self.store.find_active(ref)
+        job = self.scheduler.change_state(found.id, state) if found else None
+        if job is None:
+            current = self.store.get(ref) if is_id(ref) else None
+            if current is None:
+                raise NotFound(f"no active time-lapse named {ref[:80]!r}")
+            raise Conflict(f"the time-lapse is {current.state}; it cannot become {state}")
+        return job
+
+    def delete(self, job_id: str, with_frames: bool) -> None:
+        """Remove a finished job, and its frames too if asked."""
+        job = self.get(job_id)
+        if job.active:
+            raise Conflict(f"the time-lapse is {job.state}; cancel it before deleting it")
+        if with_frames:
+            self.photos.delete_frames(job.id)
+        self.store.delete(job.id)
+
+    def frames(self, job_id: str) -> Iterator[Photo]:
+        """The job's stored frames in sequence order (404 for an unknown job)."""
+        return self.photos.iter_frames(self.get(job_id).id)
+
+    # -- what the scheduler calls ----------------------------------------------------
+
+    def _take_frame(self, job: Job, sequence: int) -> Photo:
+        return self.capture.take_photo(
+            job.settings, source="timelapse", timelapse_id=job.id, sequence=sequence,
+            on_indexed=lambda conn: JobStore.record_frame(conn, job.id, sequence))
+
+    def _space_ok(self) -> bool:
+        try:
+            self.photos.check_space()
+        except OSError:
+            return False
+        return True
+
