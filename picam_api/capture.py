@@ -54,8 +54,15 @@ class CaptureService:
         return stored
 
     def update_defaults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate ``changes`` merged over the current defaults, then store them."""
-        settings = self.resolve(changes)
+        """Validate ``changes`` merged over the current defaults, then store them.
+
+        As in a JSON merge patch, a control set to null is removed from the defaults.
+        """
+        base = self.defaults()
+        controls = {**base["controls"], **changes.get("controls", {})}
+        base["controls"] = {name: value for name, value in controls.items() if value is not None}
+        fields = {key: value for key, value in changes.items() if key != "controls"}
+        settings = camera_settings.resolve(fields, base, self.owner.capabilities)
         value = settings.to_dict()
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "

@@ -90,22 +90,25 @@ def init_app(app: APIFlask) -> None:
 
 
 def _field_errors(detail: dict) -> dict[str, list[str]]:
-    """Flatten APIFlask's ``{location: {field: [msgs]}}`` to ``{field: [msgs]}``."""
+    """Flatten APIFlask's ``{location: {field: {...}: [msgs]}}`` to ``{"a.b": [msgs]}``.
+
+    marshmallow files a schema's own errors (wrong type of a nested object, a
+    body that is not an object) under ``_schema``; they belong to the field that
+    holds that schema, or to ``body`` at the top.
+    """
     flat: dict[str, list[str]] = {}
 
     def walk(prefix: str, value) -> None:
         if isinstance(value, dict):
             for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+                name = str(key)
+                walk(prefix if name == "_schema" else f"{prefix}.{name}" if prefix else name, sub)
         else:
-            flat[prefix or "body"] = [str(m) for m in (value if isinstance(value, list) else [value])]
+            messages = value if isinstance(value, list) else [value]
+            flat.setdefault(prefix or "body", []).extend(str(m) for m in messages)
 
-    for location, fields_ in detail.items():
-        if isinstance(fields_, dict):
-            for name, messages in fields_.items():
-                walk("body" if name == "_schema" else str(name), messages)
-        else:
-            walk(location, fields_)
+    for fields_ in detail.values():
+        walk("", fields_)
     return flat
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
 
 from gunicorn import glogging
@@ -41,6 +42,7 @@ class Server(BaseApplication):
             "logger_class": _GunicornLogger,
             "loglevel": self.picam_config["log"]["level"].lower(),
             "proc_name": "picam-api",
+            "post_worker_init": _post_worker_init,
             "worker_exit": _worker_exit,
         }
         if "control_socket_disable" in self.cfg.settings:
@@ -95,10 +97,30 @@ class _GunicornLogger(glogging.Logger):
         super().__init__(cfg)
 
 
+def _post_worker_init(worker) -> None:
+    # On SIGTERM gunicorn waits for requests in flight for the whole grace period,
+    # then kills the worker before it closes the camera; live streams never end
+    # by themselves, so end them first.
+    graceful_exit = signal.getsignal(signal.SIGTERM)
+
+    def end_streams_then_exit(signum, frame):
+        services = _services(worker)
+        if services is not None:
+            services.streams.close()
+        graceful_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, end_streams_then_exit)
+
+
 def _worker_exit(server, worker) -> None:
+    services = _services(worker)
+    if services is not None:
+        services.shutdown()
+
+
+def _services(worker):
     app = getattr(worker, "wsgi", None)
-    if app is not None and "picam" in getattr(app, "extensions", {}):
-        app.extensions["picam"].shutdown()
+    return getattr(app, "extensions", {}).get("picam")
 
 
 def _bracketed(host: str) -> str:

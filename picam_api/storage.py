@@ -186,6 +186,11 @@ class PhotoStore:
                 buffer = io.BytesIO()
                 image.convert("RGB").save(buffer, "JPEG", quality=80)
             _write(path, buffer.getvalue())
+            # Deleted (by a client or retention) while we drew it: its delete may
+            # already have run, so take the thumbnail away ourselves.
+            if not self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo.id,)).fetchone():
+                path.unlink(missing_ok=True)
+                raise NotFound(f"photo {photo.id} was deleted")
         return path
 
     def stats(self) -> dict[str, int]:

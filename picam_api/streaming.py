@@ -34,7 +34,8 @@ Lifecycle
     back first (a browser reload or a Home Assistant reconnect finds it running).
     A camera that fails for longer than the capture timeout ends the producer and
     its clients' streams; new clients get 503 until it works again.
-    ``shutdown()`` sets every producer's ``stopping`` Event and joins it.
+    ``close()`` sets every producer's ``stopping`` Event, which ends every stream
+    (``picam-api serve`` does this on SIGTERM); ``shutdown()`` also joins them.
 """
 from __future__ import annotations
 
@@ -89,9 +90,11 @@ class StreamHub:
         self.max_clients = stream["max_clients"]
         self.idle_stop_s = stream["idle_stop_s"]
         self.retry_after = config["camera"]["retry_after_s"]
-        # Guards the producers, the client count, and each producer's rates and idle_since.
-        self._lock = threading.Lock()
-        self._producers: dict[tuple[int, int], Producer] = {}
+        # Guards what follows, and each producer's rates and idle_since. Re-entrant
+        # because close() runs in a signal handler, maybe inside shutdown().
+        self._lock = threading.RLock()
+        self._producers: dict[tuple[int, int], Producer] = {}  # by size, taking clients
+        self._running: set[Producer] = set()  # every producer thread not yet finished
         self._clients = 0
         self._closed = False
 
@@ -116,6 +119,7 @@ class StreamHub:
             new = producer is None
             if new:
                 producer = self._producers[dims] = Producer(self, dims)
+                self._running.add(producer)
             producer.rates.append(rate)
             self._clients += 1
             subscription = Subscription(self, producer, rate)
@@ -140,11 +144,23 @@ class StreamHub:
             return {"clients": self._clients, "max_clients": self.max_clients,
                     "producers": sorted(f"{w}x{h}" for w, h in self._producers)}
 
-    def shutdown(self, timeout: float) -> None:
-        """Stop every producer, which ends every stream; later clients get 503."""
+    def close(self) -> None:
+        """End every stream now and refuse new ones, waiting for nothing.
+
+        ``picam-api serve`` calls this on SIGTERM: gunicorn waits for requests
+        in flight, and a stream never ends by itself.
+        """
         with self._lock:
             self._closed = True
-            producers = list(self._producers.values())
+            producers = list(self._running)
+        for producer in producers:
+            producer.stop()
+
+    def shutdown(self, timeout: float) -> None:
+        """``close()``, then join every producer."""
+        self.close()
+        with self._lock:
+            producers = list(self._running)
         for producer in producers:
             producer.stop(timeout)
 
@@ -178,16 +194,18 @@ class StreamHub:
                 producer.idle_since = now
             if now - producer.idle_since < self.idle_stop_s:
                 return 0.0
-            self._forget_locked(producer)
+            self._forget(producer)
             return None
 
     def _forget(self, producer: Producer) -> None:
+        """Take no more clients to ``producer``: the next one starts a new producer."""
         with self._lock:
-            self._forget_locked(producer)
+            if self._producers.get(producer.size) is producer:
+                del self._producers[producer.size]
 
-    def _forget_locked(self, producer: Producer) -> None:
-        if self._producers.get(producer.size) is producer:
-            del self._producers[producer.size]
+    def _finished(self, producer: Producer) -> None:
+        with self._lock:
+            self._running.discard(producer)
 
     def _tagged(self, exc: CameraError) -> CameraError:
         exc.retry_after = self.retry_after
@@ -219,10 +237,11 @@ class Producer(threading.Thread):
         """Clients came or went: look at the rate again now, not at the next tick."""
         self._wake.set()
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to end; given a timeout, wait that long for it to."""
         self.stopping.set()
         self._wake.set()
-        if self.is_alive():
+        if timeout is not None and self.is_alive():
             self.join(timeout)
             if self.is_alive():
                 log.error("%s did not stop within %.1f s", self.name, timeout)
@@ -239,6 +258,7 @@ class Producer(threading.Thread):
                 self.changed.notify_all()
             if not self.stopping.is_set():  # at shutdown the camera closes anyway
                 self._end_stream()
+            self.hub._finished(self)
 
     def _produce(self) -> None:
         seq, period, due = 0, 0.0, 0.0
@@ -319,7 +339,7 @@ class Subscription:
                 producer.error is not None and producer.attempts > attempts)), timeout)
             if producer.frame is not None:
                 return
-            error = producer.error if producer.attempts > attempts else None
+            error = producer.error if producer.attempts > attempts or producer.done else None
         if error is None:
             error = self.hub._tagged(
                 CameraUnavailable("the server is stopping") if producer.done

@@ -1,14 +1,16 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are for the scripts that source this
 # Sourced by install.sh and uninstall.sh: where the service lives and how the
-# scripts talk. Every path is under $root, which is / unless --root DIR says
+# scripts talk. Every path is under a root directory, / unless --root DIR says
 # otherwise (the tests install into a throwaway tree that way; the picam user,
 # being system-wide, is real either way).
 
 service=picam-api
 user=picam
 
-# The paths, once $root is known.
+# The paths of an install under root directory $1.
 set_paths() {
-    local r=${root%/}
+    local r=${1%/}
     app_dir=$r/opt/$service
     venv=$app_dir/venv
     config_dir=$r/etc/$service

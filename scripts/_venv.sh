@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/serve and scripts/test: make or reuse .venv and install
 # the project into it. $1 is the pip extra to install ("" for none).
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

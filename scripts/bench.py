@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,9 @@ import requests
 
 from picam_api.camera.base import CaptureSettings
 from picam_api.camera.mock import MockCamera
+from picam_api.camera.owner import CameraOwner
 from picam_api.config import from_mapping
+from picam_api.streaming import multipart_part
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-password-1"
@@ -55,7 +58,7 @@ def median_time(fn, runs: int) -> float:
 class Server:
     """``picam-api serve`` on a free port with its own data dir."""
 
-    def __init__(self, data_dir: Path, threads: int = 8):
+    def __init__(self, data_dir: Path, threads: int = 8, extra_toml: str = ""):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -64,7 +67,7 @@ class Server:
         self.config.write_text(
             f'[server]\nport = {self.port}\nthreads = {threads}\n'
             f'[storage]\ndata_dir = "{data_dir}"\nreserve_mb = 0\n'
-            f'[camera]\nbackend = "mock"\n[log]\nlevel = "WARNING"\n')
+            f'[camera]\nbackend = "mock"\n[log]\nlevel = "WARNING"\n{extra_toml}')
         self.proc = None
         self.startup_s = None
 
@@ -88,18 +91,31 @@ class Server:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the arbiter plus its worker."""
+    def pids(self) -> list[int]:
+        """The arbiter and its worker."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the arbiter plus its worker."""
         total = 0
-        for pid in pids:
+        for pid in self.pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
         return total
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the arbiter and its worker so far."""
+        ticks = 0
+        for pid in self.pids():
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Client:
@@ -195,6 +211,139 @@ def bench_listing(tmp: Path, runs: int) -> None:
            "ratio <1.5", ratio < 1.5, "baseline: the same with 1k photos")
 
 
+STREAM_FPS = 15.0
+STREAM_CLIENTS = (1, 4, 16)
+STREAM_WINDOW_S = 4.0
+
+
+class StreamReader(threading.Thread):
+    """An MJPEG client that counts the parts it reads, at as little cost as it can.
+
+    It asks with HTTP/1.0, as mjpg-streamer's clients do, so the body comes
+    unchunked and the parts can be read straight off the socket.
+    """
+
+    def __init__(self, server: Server):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        auth = basic_header()["Authorization"]
+        self.sock.sendall(f"GET /api/v1/stream.mjpg HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"
+                          .encode())
+        self.body = self.sock.makefile("rb")
+        status = self.body.readline()
+        assert b" 200 " in status, status
+        while self.body.readline() != b"\r\n":  # the response headers
+            pass
+        self.parts = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        body = self.body
+        try:
+            while not self.stopping.is_set():
+                body.readline()  # --frame
+                body.readline()  # Content-Type
+                length = int(body.readline().split(b":")[1])  # Content-Length
+                body.readline()
+                body.read(length + 2)  # the JPEG and its CRLF
+                self.parts += 1
+        except (OSError, ValueError, IndexError):
+            pass  # closed by stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.join(5)
+        self.body.close()
+        self.sock.close()
+
+
+def naive_stream(owner: CameraOwner, settings: CaptureSettings, fps: float):
+    """The per-client design: every client's generator captures its own frames."""
+    period, due = 1 / fps, time.monotonic()
+    while True:
+        yield multipart_part(owner.capture(settings).data)
+        due += period
+        time.sleep(max(0.0, due - time.monotonic()))
+
+
+def measure(counters: list, cpu_seconds) -> tuple[float, float]:
+    """(CPU seconds per second, the slowest client's fps) over a window, after a warm-up."""
+    time.sleep(1.0)
+    cpu, counts, started = cpu_seconds(), [c() for c in counters], time.monotonic()
+    time.sleep(STREAM_WINDOW_S)
+    elapsed = time.monotonic() - started
+    fps = min((c() - n) / elapsed for c, n in zip(counters, counts))
+    return (cpu_seconds() - cpu) / elapsed, fps
+
+
+def shared_stream_figures(tmp: Path) -> dict[int, tuple[float, float]]:
+    """The server's CPU and the clients' fps for each client count."""
+    most = max(STREAM_CLIENTS)
+    extra = (f"[stream]\nfps = {STREAM_FPS}\nmax_clients = {most}\nsizes = [[640, 480]]\n")
+    figures = {}
+    with Server(tmp / "stream", threads=most + 4, extra_toml=extra) as server:
+        for n in STREAM_CLIENTS:
+            readers = [StreamReader(server) for _ in range(n)]
+            figures[n] = measure([lambda r=r: r.parts for r in readers], server.cpu_seconds)
+            for reader in readers:
+                reader.stop()
+            # The server frees a slot at its next write to the closed socket.
+            while requests.get(server.url + "/api/v1/info", headers=basic_header(),
+                               timeout=10).json()["stream"]["clients"]:
+                time.sleep(0.05)
+    return figures
+
+
+def naive_figures() -> dict[int, tuple[float, float]]:
+    """The same with a capture per client, in this process (and no sockets at all)."""
+    owner = CameraOwner(MockCamera(from_mapping({})["camera"]), timeout=10.0, retry_after=5)
+    settings = CaptureSettings(width=640, height=480, quality=from_mapping({})["stream"]["quality"])
+    figures = {}
+    for n in STREAM_CLIENTS:
+        stop, counts = threading.Event(), [0] * n
+
+        def client(i):
+            for _ in naive_stream(owner, settings, STREAM_FPS):
+                counts[i] += 1
+                if stop.is_set():
+                    return
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        figures[n] = measure([lambda i=i: counts[i] for i in range(n)], time.process_time)
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    owner.close()
+    return figures
+
+
+def bench_stream(tmp: Path, runs: int) -> None:
+    """One capture fanned out to 1, 4 and 16 MJPEG clients, against a capture per client.
+
+    ``runs`` does not apply: every figure is a rate over the same window.
+    """
+    shared, naive = shared_stream_figures(tmp), naive_figures()
+    goal = 0.95 * STREAM_FPS
+    most = max(STREAM_CLIENTS)
+    for n in STREAM_CLIENTS:
+        cpu, fps = shared[n]
+        record(f"stream 640x480@15, {n} client(s): server CPU", cpu, "CPU s/s", shared[1][0],
+               "<1.5x" if n == most else "", cpu / shared[1][0] < 1.5 if n == most else None,
+               "baseline: the same server with 1 client")
+        record(f"stream 640x480@15, {n} client(s): fps per client", fps, "fps", None,
+               f">={goal:g}", fps >= goal, "the slowest client")
+    for n in STREAM_CLIENTS:
+        cpu, fps = naive[n]
+        record(f"naive capture per client, {n} client(s): CPU", cpu, "CPU s/s", shared[n][0],
+               "", None, "baseline: the shared stream at the same count")
+        record(f"naive capture per client, {n} client(s): fps per client", fps, "fps",
+               note="the slowest client")
+
+
 def print_table(rows: list[dict]) -> None:
     header = ("metric", "value", "baseline", "ratio", "target", "met")
     lines = [header]
@@ -221,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_snapshot(tmp, max(10, args.runs // 2))
         bench_auth(tmp, args.runs * 4)
         bench_listing(tmp, args.runs * 2)
+        bench_stream(tmp, args.runs)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)

@@ -86,7 +86,7 @@ def assert_problem(response, status: int, field: str | None = None) -> dict:
     body = response.json
     assert body["status"] == status and body["title"] and body["detail"]
     if field is not None:
-        # A nested table's own error may come as "<field>._schema".
+        # The field itself, or one inside it ("blink.on_time").
         assert any(key == field or key.startswith(field + ".") for key in body["errors"]), body
     return body
 
@@ -411,13 +411,13 @@ def test_a_timelapse_trigger_without_the_service_is_a_counted_failure(make_app, 
 # -- the capture light -----------------------------------------------------------------
 
 
-def lights_seen_by_captures(services, gpio, monkeypatch) -> list:
-    """Records the flash pin's state from inside every capture."""
+def lights_seen_by_captures(services, monkeypatch, light: str = "flash") -> list:
+    """Records the light's pin state from inside every capture."""
     seen = []
     original = services.backend.capture
 
     def capture(settings, timeout):
-        seen.append(pin(gpio, "flash").state)
+        seen.append(pin(services.gpio, light).state)
         return original(settings, timeout)
 
     monkeypatch.setattr(services.backend, "capture", capture)
@@ -426,7 +426,7 @@ def lights_seen_by_captures(services, gpio, monkeypatch) -> list:
 
 def test_the_capture_light_is_on_during_a_capture_and_off_after(client, admin_headers, services,
                                                                  gpio, monkeypatch):
-    seen = lights_seen_by_captures(services, gpio, monkeypatch)
+    seen = lights_seen_by_captures(services, monkeypatch)
     flash = pin(gpio, "flash")
     flash.clear_states()
     assert client.post("/api/v1/photos", headers=admin_headers, json=SMALL).status_code == 201
@@ -438,7 +438,7 @@ def test_the_capture_light_is_on_during_a_capture_and_off_after(client, admin_he
 
 
 def test_the_capture_light_lights_triggered_photos_too(client, services, gpio, monkeypatch):
-    seen = lights_seen_by_captures(services, gpio, monkeypatch)
+    seen = lights_seen_by_captures(services, monkeypatch)
     pin(gpio, "pir").drive_high()
     wait_for(lambda: gpio_photos(services))
     assert seen == [True]
@@ -446,10 +446,34 @@ def test_the_capture_light_lights_triggered_photos_too(client, services, gpio, m
 
 
 def test_a_capture_light_already_on_stays_on(client, admin_headers, services, gpio, monkeypatch):
-    seen = lights_seen_by_captures(services, gpio, monkeypatch)
+    seen = lights_seen_by_captures(services, monkeypatch)
     patch(client, admin_headers, "flash", {"value": 1})
     client.post("/api/v1/photos", headers=admin_headers, json=SMALL)
     assert seen == [True] and pin(gpio, "flash").state == 1
+
+
+def test_a_dimmed_capture_light_returns_to_its_level(make_app, config, admin_headers,
+                                                     monkeypatch):
+    config["gpio"]["capture_light"] = "dimmer"
+    app = make_app(config)
+    services, client = app.extensions["picam"], app.test_client()
+    seen = lights_seen_by_captures(services, monkeypatch, "dimmer")
+    patch(client, admin_headers, "dimmer", {"value": 0.3})
+    assert client.post("/api/v1/photos", headers=admin_headers, json=SMALL).status_code == 201
+    assert seen == [1] and pin(services.gpio, "dimmer").state == 0.3
+
+
+def test_a_change_to_the_light_during_a_capture_is_kept(client, admin_headers, services, gpio,
+                                                        monkeypatch):
+    original = services.backend.capture
+
+    def capture(settings, timeout):
+        gpio.apply("flash", {"value": 1})
+        return original(settings, timeout)
+
+    monkeypatch.setattr(services.backend, "capture", capture)
+    client.post("/api/v1/photos", headers=admin_headers, json=SMALL)
+    assert pin(gpio, "flash").state == 1
 
 
 def test_a_failed_capture_still_switches_the_light_off(client, admin_headers, services, gpio):
@@ -506,6 +530,7 @@ def test_shutdown_releases_the_pins(make_app, config, tmp_path, monkeypatch):
     assert pin(second.gpio, "porch").state == 1
 
 
-def test_shutdown_twice_is_harmless(services):
-    services.shutdown()
-    services.shutdown()
+def test_the_gpio_service_shuts_down_twice_harmlessly(gpio):
+    gpio.shutdown(1.0)
+    gpio.shutdown(1.0)
+    assert not gpio.triggers.is_alive()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import tomllib
+from pathlib import Path
 
 import pytest
 from gpiozero import Device
@@ -276,3 +278,18 @@ def test_the_app_uses_gpiozero_pin_factory_from_the_environment(make_app, config
     assert client.get("/api/v1/info", headers=admin_headers).json["gpio"]["mock"] is True
     assert client.patch("/api/v1/gpio/dimmer", headers=admin_headers,
                         json={"value": 0.5}).status_code == 200
+
+
+def test_the_readme_example_starts(make_app, config, admin_headers):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("\n## GPIO\n"):]
+    lines = section[section.index("\n    [gpio]\n") + 1:].splitlines()
+    block = []
+    for line in lines:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    config["gpio"] = tomllib.loads("\n".join(block))["gpio"]
+    client = make_app(config).test_client()
+    names = [d["name"] for d in client.get("/api/v1/gpio", headers=admin_headers).json["items"]]
+    assert names == ["status", "porch", "ir-lamp", "pir", "hold-to-pause"]

@@ -331,7 +331,8 @@ def make_fake_picamera2(world: World) -> types.ModuleType:
                 out["size"] = (w - w % 2, h - h % 2)
                 return out
 
-            main_stream = stream({"format": "XBGR8888", "size": (1280, 720), "preserve_ar": True}, main)
+            main_stream = stream({"format": "XBGR8888", "size": (1280, 720), "preserve_ar": True},
+                                 main)
             lores_stream = stream({"format": "YUV420", "size": main_stream["size"],
                                    "preserve_ar": False}, lores)
             return {"use_case": use_case, "transform": transform, "colour_space": colour_space,
@@ -872,7 +873,7 @@ def test_a_pi_5_streams_with_the_software_jpeg_encoder(backend, cam, world):
     assert type(started["encoder"]) is FakeJpegEncoder and started["encoder"].q == 60
 
 
-def test_a_hardware_encoder_that_fails_to_start_falls_back_to_software_for_good(backend, cam, world):
+def test_a_hardware_encoder_that_fails_to_start_falls_back_to_software(backend, cam, world):
     # picamera2's probe says VC4 when it cannot tell, as on a Pi 5 with /dev/video* unreadable.
     world.hw_encoder_error = OSError(2, "No such file or directory: '/dev/video11'")
     frame = backend.stream_frame(streamed(), 10.0, TIMEOUT)
@@ -896,7 +897,7 @@ def test_stills_that_fit_the_main_stream_come_from_the_running_stream(backend, c
 
 def test_a_still_larger_than_the_main_stream_pauses_the_stream_and_resumes_it(
         backend, cam, monkeypatch):
-    monkeypatch.setattr(pi, "VIDEO_MAIN_BOX", (320, 240))
+    monkeypatch.setattr(pi, "VIDEO_MAIN_COVERS", (320, 240))
     backend.stream_frame(streamed(width=160, height=120), 10.0, TIMEOUT)
     assert cam.camera_config["main"]["size"] == (320, 240)
     result = backend.capture(shot(quality=88), TIMEOUT)  # the full sensor

@@ -391,3 +391,18 @@ def test_stored_defaults_that_no_longer_fit_the_camera_are_not_used(make_app, co
     client = make_app(config).test_client()
     defaults = client.get("/api/v1/camera", headers=admin_headers).json["defaults"]
     assert (defaults["width"], defaults["height"], defaults["quality"]) == (4000, 500, 42)
+
+
+def test_patch_camera_null_removes_a_default_control(client, admin_headers):
+    set_ = client.patch("/api/v1/camera", headers=admin_headers,
+                        json={"controls": {"Brightness": 0.3, "Contrast": 2.0}})
+    assert set_.json["defaults"]["controls"] == {"Brightness": 0.3, "Contrast": 2.0}
+    removed = client.patch("/api/v1/camera", headers=admin_headers,
+                           json={"controls": {"Brightness": None}})
+    assert removed.status_code == 200
+    assert removed.json["defaults"]["controls"] == {"Contrast": 2.0}
+    photo = client.post("/api/v1/photos", headers=admin_headers, json={})
+    assert photo.json["settings"]["controls"] == {"Contrast": 2.0}
+    # In a capture request, null is no value at all.
+    bad = client.post("/api/v1/photos", headers=admin_headers, json={"controls": {"Contrast": None}})
+    assert bad.status_code == 422 and "controls.Contrast" in bad.json["errors"]

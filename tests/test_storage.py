@@ -331,7 +331,8 @@ def test_retention_keeps_the_newest_max_photos(make_app, config, admin_headers):
     assert remaining == [p["id"] for p in reversed(created[3:])]
     for photo in created[:3]:
         assert client.get(photo["links"]["self"], headers=admin_headers).status_code == 404
-    assert len(stored_files(services.data_dir)) == 6  # 3 images + 3 thumbnails
+    # Rows go first, files just after: wait for the worker to finish unlinking.
+    assert wait_for(lambda: len(stored_files(services.data_dir)) == 6)  # 3 images + 3 thumbs
     for photo in created[3:]:
         assert client.get(photo["links"]["image"], headers=admin_headers).status_code == 200
     assert {p.name.split(".")[0] for p in stored_files(services.data_dir)} == \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -17,9 +18,10 @@ import time
 import pytest
 import requests
 from PIL import Image
+from requests.auth import HTTPBasicAuth
 from werkzeug.serving import make_server
 
-from conftest import ADMIN_PASSWORD, ServerProcess, basic
+from conftest import ADMIN_PASSWORD, BIN, ServerProcess, basic
 from picam_api.camera.base import CaptureSettings
 from picam_api.config import from_mapping
 from picam_api.errors import CaptureFailed, ConfigError, TooManyStreams
@@ -295,6 +297,28 @@ def test_the_aliases_answer_like_the_real_paths(stream_server):
     assert "action" in body["errors"]
 
 
+def test_head_answers_like_get_and_holds_no_slot(stream_server):
+    base = stream_server.url
+    for _ in range(6):  # more than stream.max_clients
+        head = requests.head(base + STREAM, headers=ADMIN, timeout=10)
+        assert head.status_code == 200
+        assert head.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+    wait_for(lambda: info(base)["stream"]["clients"] == 0, 3, "no slot held")
+
+
+def test_sigterm_ends_the_streams_and_stops_cleanly_within_the_grace(stream_server):
+    reader = Reader(stream_server.url)
+    wait_parts([reader], 2)
+    started = time.monotonic()
+    assert stream_server.stop(signal.SIGTERM, timeout=10) == 0
+    # Within the grace (3 s), not killed at its end: the app closed the camera.
+    assert time.monotonic() - started < 3.0
+    assert "picam-api stopped" in stream_server.log.read_text()
+    reader.join(5)
+    # Its body ended, at a part boundary: the stream was closed, not cut.
+    assert isinstance(reader.error, StopIteration) and reader.parts.buffer == b""
+
+
 def test_ffprobe_identifies_the_stream_as_mjpeg(stream_server):
     if shutil.which("ffprobe") is None:
         pytest.skip("ffprobe is not installed (apt-get install ffmpeg); the stream was not "
@@ -306,6 +330,39 @@ def test_ffprobe_identifies_the_stream_as_mjpeg(stream_server):
     assert done.returncode == 0, done.stderr
     (stream,) = json.loads(done.stdout)["streams"]
     assert stream == {"codec_name": "mjpeg", "width": 640, "height": 480}
+
+
+def test_the_integration_settings_in_the_readme_work(stream_server, tmp_path):
+    """Home Assistant, OctoPrint and ffmpeg as the README sets them up, with a viewer."""
+    added = subprocess.run([str(BIN / "picam-api"), "user", "add", "homeassistant", "--role",
+                            "viewer", "--password-stdin", "--config",
+                            str(stream_server.config_file)],
+                           input="viewer-password-1\n", text=True, capture_output=True,
+                           timeout=30)
+    assert added.returncode == 0, added.stderr
+    base = stream_server.url
+    viewer = HTTPBasicAuth("homeassistant", "viewer-password-1")
+    # Home Assistant's MJPEG IP Camera checks each URL like this, then streams the first.
+    for url in (base + STREAM, base + "/api/v1/snapshot.jpg?width=1280&height=720"):
+        checked = requests.get(url, auth=viewer, stream=True, timeout=10)
+        assert checked.status_code == 200
+        checked.close()
+    parts = Parts(requests.get(base + STREAM, auth=viewer, stream=True, timeout=10))
+    parts.next()
+    parts.close()
+    # OctoPrint fetches the snapshot itself, credentials in the URL, within 5 s.
+    with_credentials = base.replace("http://", "http://homeassistant:viewer-password-1@")
+    snapshot = requests.get(with_credentials + "/api/v1/snapshot.jpg", timeout=5)
+    assert snapshot.status_code == 200 and snapshot.headers["Content-Type"] == "image/jpeg"
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg); its README command was "
+                    "not checked")
+    frame = tmp_path / "frame.jpg"
+    done = subprocess.run(["ffmpeg", "-v", "error", "-i", with_credentials + STREAM,
+                           "-frames:v", "1", "-y", str(frame)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(frame).size == (640, 480)
 
 
 # -- in-process ----------------------------------------------------------------------
@@ -347,7 +404,8 @@ def test_each_client_gets_its_own_rate_from_one_producer(services):
             counts[name] += 1
         parts.close()
 
-    threads = [threading.Thread(target=read, args=item) for item in (("fast", fast), ("slow", slow))]
+    threads = [threading.Thread(target=read, args=("fast", fast)),
+               threading.Thread(target=read, args=("slow", slow))]
     frames = services.backend.frames
     for thread in threads:
         thread.start()

@@ -19,8 +19,8 @@ frame from a running camera". ``capture()`` then:
   aspect ratio; a different one stretches the full field of view.
 
 While a live stream runs (``stream_frame``), the camera runs a video
-configuration instead: a main stream at the sensor's aspect ratio within
-1920x1440, and a lores stream at the stream size that an MJPEG encoder reads
+configuration instead: a main stream at the sensor's aspect ratio that just
+covers 1920x1080, and a lores stream at the stream size that an MJPEG encoder reads
 (picamera2's mjpeg_server_2 pattern). The encoder is the hardware
 ``MJPEGEncoder`` on a Pi 4 and older (VC4) and simplejpeg's ``JpegEncoder`` on a
 Pi 5 (PiSP), which has no JPEG hardware and where picamera2's ``MJPEGEncoder``
@@ -73,9 +73,9 @@ AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGa
 # the camera does untouched (auto exposure, auto white balance).
 BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
 BUSY_WORDS = ("busy", "acquire")
-# Streaming: the video main stream, where stills come from while streaming, keeps
-# the sensor's aspect ratio within this box (1920x1080 on a 16:9 sensor).
-VIDEO_MAIN_BOX = (1920, 1440)
+# Streaming: the video main stream, where stills come from while streaming, is the
+# sensor's aspect ratio scaled down just enough to cover this (the default still).
+VIDEO_MAIN_COVERS = (1920, 1080)
 # A video pipeline needs spare buffers while the encoder holds one; each main
 # buffer is several MB of the CMA memory small Pis are short of.
 VIDEO_BUFFER_COUNT = 4
@@ -342,15 +342,15 @@ class Picamera2Camera(CameraBackend):
             self._configure_and_start(*self._flips, self._controls)
         except Exception as exc:
             # Half-reconfigured is not a state to capture from: let the owner reopen.
-            raise CameraUnavailable(f"switching the camera to {'streaming' if stream else 'stills'} "
-                                    f"failed: {exc}") from exc
+            mode = "streaming" if stream else "stills"
+            raise CameraUnavailable(f"switching the camera to {mode} failed: {exc}") from exc
 
     def _video_main_size(self, stream_size: tuple[int, int]) -> tuple[int, int]:
         full_w, full_h = self._full_size
-        scale = min(1.0, VIDEO_MAIN_BOX[0] / full_w, VIDEO_MAIN_BOX[1] / full_h)
+        scale = min(1.0, max(VIDEO_MAIN_COVERS[0] / full_w, VIDEO_MAIN_COVERS[1] / full_h))
         # lores may not be larger than main.
-        return (max(int(full_w * scale) // 2 * 2, stream_size[0]),
-                max(int(full_h * scale) // 2 * 2, stream_size[1]))
+        return (max(round(full_w * scale) // 2 * 2, stream_size[0]),
+                max(round(full_h * scale) // 2 * 2, stream_size[1]))
 
     def _start_encoder(self, stream: _Stream) -> None:
         """Hardware MJPEG where there is one, else simplejpeg's JpegEncoder.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from gpiozero.pins.mock import MockFactory
 
@@ -11,6 +12,9 @@ from .devices import KINDS
 from .factory import make_pin_factory
 from .live import Input, LiveDevice, Output
 from .triggers import TriggerWorker
+
+if TYPE_CHECKING:
+    from ..app import Services
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ class GpioService:
     are free for the next start.
     """
 
-    def __init__(self, config: dict, services):
+    def __init__(self, config: dict, services: Services):
         self._services = services
         self.triggers = TriggerWorker()
         self.factory = self._pin_factory(config)
@@ -42,22 +46,26 @@ class GpioService:
             services.owner.hooks.append(self.light.lit)
 
     def start(self) -> None:
+        """Start running trigger actions (inputs may queue them from construction on)."""
         self.triggers.start()
 
     def shutdown(self, timeout: float) -> None:
         """Stop the triggers (a capture in flight ends first), then release every pin."""
         self.triggers.stop(timeout)
-        if self.light is not None:
-            self._services.owner.hooks.remove(self.light.lit)
+        hooks = self._services.owner.hooks
+        if self.light is not None and self.light.lit in hooks:
+            hooks.remove(self.light.lit)
         self._close()
 
     def info(self) -> dict:
+        """What /api/v1/info reports: which pin factory, and whether the pins are simulated."""
         return {"pin_factory": type(self.factory).__name__ if self.factory else None,
                 "mock": isinstance(self.factory, MockFactory),
                 "devices": len(self.devices),
                 "capture_light": self.light.name if self.light else None}
 
     def get(self, name: str) -> LiveDevice:
+        """The device named ``name``, or ``NotFound``."""
         try:
             return self.devices[name]
         except KeyError:
