@@ -259,6 +259,7 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
     for source, layer in layers:
         _merge(config, layer, source)
     _check_threads(config)
+    _check_capture_light(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
 
@@ -270,6 +271,15 @@ def _check_threads(config: Mapping) -> None:
         raise ConfigError(f"server.threads: must be at least stream.max_clients + "
                           f"{THREADS_BESIDE_STREAMS} = {streams + THREADS_BESIDE_STREAMS}, so that "
                           f"the API answers while every stream is open (got {threads})")
+
+
+def _check_capture_light(config: Mapping) -> None:
+    from .gpio.devices import check_capture_light
+    light = config["gpio"]["capture_light"]
+    try:
+        check_capture_light(light, config["gpio"]["devices"])
+    except ValueError as exc:
+        raise ConfigError(f"gpio.capture_light: {exc} (got {light!r})") from None
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

@@ -180,11 +180,15 @@ def start_error(make_app, config, gpio: dict) -> str:
 
 
 @pytest.mark.parametrize("light, expected", [
-    ("pir", "gpio.capture_light: must name an output device (porch), not 'pir'"),
-    ("nothing", "gpio.capture_light: must name an output device (porch), not 'nothing'"),
+    ("pir", "gpio.capture_light: must name an output device (porch) (got 'pir')"),
+    ("nothing", "gpio.capture_light: must name an output device (porch) (got 'nothing')"),
 ])
 def test_capture_light_must_name_an_output(make_app, config, light, expected):
-    assert start_error(make_app, config, {"devices": [LED, PIR], "capture_light": light}) == expected
+    gpio = {"devices": [LED, PIR], "capture_light": light}
+    assert start_error(make_app, config, gpio) == expected
+    # The config check sees it too, without starting anything.
+    with pytest.raises(ConfigError, match="gpio.capture_light"):
+        from_mapping({"gpio": gpio})
 
 
 def test_a_pin_gpiozero_refuses_stops_start_up_with_one_line(make_app, config):

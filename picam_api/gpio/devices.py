@@ -227,3 +227,10 @@ def _first(messages: Any) -> str:
     while isinstance(messages, (list, dict)):
         messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
     return str(messages)
+
+
+def check_capture_light(name: str, devices: list[dict]) -> None:
+    """The capture light, when set, must be one of the configured outputs."""
+    outputs = [d["name"] for d in devices if not KINDS[d["kind"]].is_input]
+    if name and name not in outputs:
+        raise ValueError(f"must name an output device ({', '.join(outputs) or 'none configured'})")
