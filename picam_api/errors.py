@@ -8,16 +8,25 @@ from __future__ import annotations
 
 
 class PicamError(Exception):
-    """Root of the errors this service raises."""
+    """Root of the errors this service raises.
+
+    ``retry_after`` (seconds), when set, becomes the response's Retry-After.
+    """
 
     status = 500
     title = "Internal error"
-    headers: dict[str, str] = {}
+    retry_after: int | None = None
 
-    def __init__(self, detail: str | None = None, **extra):
+    def __init__(self, detail: str | None = None, retry_after: int | None = None, **extra):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.extra = extra
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
 
 
 class ConfigError(PicamError, ValueError):
@@ -69,20 +78,12 @@ class TooManyFailures(PicamError):
     status = 429
     title = "Too many failed logins"
 
-    def __init__(self, detail: str, retry_after: int):
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after)}
-
 
 class TooManyStreams(PicamError):
     """Every live-view slot (``stream.max_clients``) is taken."""
 
     status = 503
     title = "Too many streams"
-
-    def __init__(self, detail: str, retry_after: int):
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 class InsufficientStorage(PicamError, OSError):
@@ -98,10 +99,6 @@ class CameraError(PicamError):
     status = 503
     title = "Camera unavailable"
     retry_after = 5
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class CameraUnavailable(CameraError):

@@ -114,7 +114,7 @@ class StreamHub:
                 raise self._tagged(CameraUnavailable("the server is stopping"))
             if self._clients >= self.max_clients:
                 raise TooManyStreams(f"all {self.max_clients} live-view slots are in use "
-                                     "(stream.max_clients); try again later", self.retry_after)
+                                     "(stream.max_clients); try again later", retry_after=self.retry_after)
             producer = self._producers.get(dims)
             new = producer is None
             if new:

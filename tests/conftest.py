@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import requests
 
 from picam_api import create_app
 
+PROBLEM = "application/problem+json"
 ADMIN_PASSWORD = "admin-password-1"
 VIEWER_PASSWORD = "viewer-password-1"
 BIN = Path(sys.executable).parent
@@ -21,6 +23,32 @@ BIN = Path(sys.executable).parent
 
 def basic(name: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def assert_problem(response, status: int, field: str | None = None) -> dict:
+    """``response`` (Flask's or requests') is an RFC 9457 problem with ``status``.
+
+    With ``field``, its ``errors`` name that field or one inside it ("blink.on_time").
+    """
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["Content-Type"] == PROBLEM
+    body = json.loads(response.text)
+    for key, kind in (("type", str), ("title", str), ("status", int), ("detail", str)):
+        assert isinstance(body.get(key), kind) and body[key] != "", key
+    assert body["status"] == status
+    assert "<html" not in response.text.lower() and "Traceback" not in response.text
+    if field is not None:
+        assert any(key == field or key.startswith(field + ".") for key in body["errors"]), body
+    return body
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "the condition"):
+    """Poll until ``predicate()`` is truthy and return its value; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.02)
+    return value
 
 
 @pytest.fixture

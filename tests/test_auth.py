@@ -14,9 +14,8 @@ from picam_api.accounts import INITIAL_PASSWORD_FILE
 from picam_api.auth import LoginGuard
 from picam_api.errors import PicamError, TooManyFailures
 
-from conftest import ADMIN_PASSWORD, VIEWER_PASSWORD, basic
+from conftest import ADMIN_PASSWORD, PROBLEM, VIEWER_PASSWORD, basic
 
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture

@@ -3,21 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, basic
-
-PROBLEM = "application/problem+json"
+from conftest import ADMIN_PASSWORD, assert_problem, basic
 
 
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    for key, kind in (("type", str), ("title", str), ("status", int), ("detail", str)):
-        assert isinstance(body.get(key), kind) and body[key] != "", key
-    assert body["status"] == status
-    text = response.get_data(as_text=True)
-    assert "<html" not in text.lower() and "Traceback" not in text
-    return body
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api/v1/nope", "/api/v2/photos",

@@ -11,8 +11,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from picam_api.errors import ConfigError
 from picam_api.gpio import service as gpio_service
+from conftest import PROBLEM, assert_problem, wait_for
 
-PROBLEM = "application/problem+json"
 SMALL = {"width": 64, "height": 48}
 DEVICES = [
     {"name": "porch", "pin": 17, "kind": "led"},
@@ -50,15 +50,6 @@ def pin(gpio, name: str):
     return gpio.factory.pin(gpio.devices[name].pin)
 
 
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.01)
-    raise AssertionError(f"not true within {timeout} s")
-
 
 def click(button_pin) -> None:
     """Press and release a button (active low)."""
@@ -79,16 +70,6 @@ def device(client, headers, name: str) -> dict:
 def gpio_photos(services) -> list:
     return [p for p in services.photos.list(100)[0] if p.source == "gpio"]
 
-
-def assert_problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.data[:300])
-    assert response.content_type == PROBLEM
-    body = response.json
-    assert body["status"] == status and body["title"] and body["detail"]
-    if field is not None:
-        # The field itself, or one inside it ("blink.on_time").
-        assert any(key == field or key.startswith(field + ".") for key in body["errors"]), body
-    return body
 
 
 # -- reading ---------------------------------------------------------------------------

@@ -13,9 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import ADMIN_PASSWORD, basic
+from conftest import ADMIN_PASSWORD, PROBLEM, assert_problem, basic
 
-PROBLEM = "application/problem+json"
 SMALL = {"width": 64, "height": 48}
 
 
@@ -28,16 +27,6 @@ def post_photo(client, headers, **body):
 def files_under(directory: Path) -> set[Path]:
     return {p for p in directory.rglob("*") if p.is_file()} if directory.exists() else set()
 
-
-def assert_problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.data[:300])
-    assert response.content_type == PROBLEM
-    body = response.json
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    if field is not None:
-        assert field in body["errors"], body
-    return body
 
 
 # -- round trip ---------------------------------------------------------------

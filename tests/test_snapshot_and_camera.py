@@ -7,8 +7,8 @@ import time
 
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
+from conftest import assert_problem
 
-PROBLEM = "application/problem+json"
 SNAPSHOT = "/api/v1/snapshot.jpg"
 
 
@@ -26,15 +26,6 @@ def stored_files(services) -> list:
 def row_count(services) -> int:
     return services.db.conn.execute("SELECT count(*) FROM photos").fetchone()[0]
 
-
-def assert_problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.data[:300])
-    assert response.content_type == PROBLEM
-    body = response.json
-    assert body["status"] == status and body["title"] and body["detail"]
-    if field is not None:
-        assert field in body["errors"], body
-    return body
 
 
 # -- snapshot -------------------------------------------------------------------

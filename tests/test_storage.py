@@ -13,8 +13,8 @@ import pytest
 
 from picam_api import files, storage
 from picam_api.files import atomic_write, inside
+from conftest import PROBLEM, wait_for
 
-PROBLEM = "application/problem+json"
 SMALL = {"width": 64, "height": 48}
 
 
@@ -75,14 +75,6 @@ def temp_files(data_dir: Path) -> list[Path]:
 def row_count(services) -> int:
     return services.db.conn.execute("SELECT count(*) FROM photos").fetchone()[0]
 
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- atomic writes --------------------------------------------------------------

@@ -21,13 +21,13 @@ from PIL import Image
 from requests.auth import HTTPBasicAuth
 from werkzeug.serving import make_server
 
-from conftest import ADMIN_PASSWORD, BIN, ServerProcess, basic
+from conftest import (ADMIN_PASSWORD, BIN, PROBLEM, ServerProcess, assert_problem, basic,
+                      wait_for)
 from picam_api.camera.base import CaptureSettings
 from picam_api.config import from_mapping
 from picam_api.errors import CaptureFailed, ConfigError, TooManyStreams
 
 STREAM = "/api/v1/stream.mjpg"
-PROBLEM = "application/problem+json"
 FPS = 10.0
 STREAM_TOML = f"[stream]\nfps = {FPS}\nidle_stop_s = 0.5\nmax_clients = 4\n"
 ADMIN = basic("admin", ADMIN_PASSWORD)
@@ -146,24 +146,10 @@ def info(base: str) -> dict:
     return response.json()
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.05)
-    return value
-
 
 def wait_parts(readers: list[Reader], count: int) -> None:
     wait_for(lambda: all(r.count >= count for r in readers), 10, f"{count} parts for every reader")
 
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text[:300]
-    assert response.headers["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 # -- over a real server -------------------------------------------------------------
@@ -292,7 +278,8 @@ def test_the_aliases_answer_like_the_real_paths(stream_server):
         refused = requests.get(base + path, timeout=5)
         assert_problem(refused, 401)
         assert refused.headers["WWW-Authenticate"].startswith("Basic")
-    assert_problem(requests.get(base + "/", headers=ADMIN, timeout=5), 404)
+    page = requests.get(base + "/", timeout=5)  # a bare / is the web page (test_web.py)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     body = assert_problem(requests.get(base + "/?action=take", headers=ADMIN, timeout=5), 422)
     assert "action" in body["errors"]
 

@@ -1,13 +1,15 @@
 import datetime as dt
 import io
+import sqlite3
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
-from conftest import ADMIN_PASSWORD, ServerProcess
+from conftest import ADMIN_PASSWORD, ServerProcess, basic, wait_for
 from picam_api.clock import Clock
 from picam_api.timelapse.scheduler import STORAGE_POLL_S
 
@@ -20,15 +22,6 @@ def config(config):
                            "max_consecutive_failures": 3}
     return config
 
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def create(client, headers, **body):
@@ -151,8 +144,7 @@ def test_daily_window_with_an_injected_clock(make_app, config, monkeypatch):
     clock = ShiftedClock(target.timestamp() - real)
     monkeypatch.setattr("picam_api.timelapse.service.Clock", lambda: clock)
     app = make_app(config)
-    client, services = app.test_client(), app.extensions["picam"]
-    headers = {"Authorization": _basic()}
+    client, headers = app.test_client(), basic("admin", ADMIN_PASSWORD)
     job = create(client, headers, interval_s=0.2, active_hours={"start": "12:00", "end": "12:01"})
     assert job["next_frame_at"] is not None
     next_local = dt.datetime.fromisoformat(job["next_frame_at"]).astimezone()
@@ -209,7 +201,7 @@ def test_low_storage_pauses_and_space_resumes(client, admin_headers, services):
 
 def test_restart_resumes_counts_downtime_and_never_reuses_sequences(make_app, config):
     app = make_app(config)
-    client, headers = app.test_client(), {"Authorization": _basic()}
+    client, headers = app.test_client(), basic("admin", ADMIN_PASSWORD)
     job = create(client, headers, interval_s=0.1)
     wait_for(lambda: get(client, headers, job["id"])["frames_captured"] >= 5)
     app.extensions["picam"].shutdown()
@@ -226,8 +218,7 @@ def test_restart_resumes_counts_downtime_and_never_reuses_sequences(make_app, co
 
 
 def get_via_new_store(config, job_id):
-    import sqlite3
-    from pathlib import Path
+    """frames_captured as stored, read with a connection of our own."""
     db = sqlite3.connect(Path(config["storage"]["data_dir"]) / "picam.db")
     (count,) = db.execute("SELECT frames_captured FROM timelapses WHERE id = ?", (job_id,)).fetchone()
     db.close()
@@ -252,7 +243,7 @@ def test_shutdown_with_a_frame_in_flight_is_prompt(make_app, config):
     app = make_app(config)
     services = app.extensions["picam"]
     services.backend.delay_s = 1.0
-    job = create(app.test_client(), {"Authorization": _basic()}, interval_s=0.1)
+    job = create(app.test_client(), basic("admin", ADMIN_PASSWORD), interval_s=0.1)
     wait_for(lambda: services.timelapses.scheduler._busy)
     started = time.monotonic()
     services.shutdown()
@@ -338,7 +329,3 @@ def test_a_killed_server_resumes_the_job_with_valid_frames(tmp_path):
     finally:
         server.kill()
 
-
-def _basic() -> str:
-    import base64
-    return "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 import requests
 
-from conftest import ADMIN_PASSWORD, ServerProcess
+from conftest import ADMIN_PASSWORD, ServerProcess, wait_for
 from notify_socket import NotifySocket
 from picam_api import watchdog
 from picam_api.camera.base import CaptureSettings
@@ -66,10 +65,10 @@ def test_pings_stop_while_a_camera_call_is_stuck(make_app, config, notify_socket
     stuck = threading.Thread(target=_capture_ignoring_errors, args=(owner,))
     stuck.start()
     try:
-        _wait_until(lambda: owner.held_for() > 0)
+        wait_for(lambda: owner.held_for() > 0)
         dog.tick()  # a capture in progress is fine
         assert notify_socket.receive(0.3) == ["WATCHDOG=1"]
-        _wait_until(lambda: owner.held_for() > owner.timeout + watchdog.STUCK_MARGIN_S)
+        wait_for(lambda: owner.held_for() > owner.timeout + watchdog.STUCK_MARGIN_S)
         dog.tick()
         dog.tick()
         assert notify_socket.receive(0.3) == []
@@ -130,12 +129,6 @@ def test_served_worker_feeds_the_watchdog_until_the_camera_hangs(
     finally:
         process.stop()
 
-
-def _wait_until(condition, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def _capture_ignoring_errors(owner) -> None:
