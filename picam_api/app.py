@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-import swagger_ui_bundle
+import flask_swagger_ui
 from apiflask import APIFlask
 from flask import send_from_directory
 
-from . import __version__, problems
+from . import __version__, headers, openapi, problems
 from .accounts import Accounts
 from .auth import CredentialCache, LoginGuard
 from .camera import CameraOwner, make_backend
@@ -21,6 +21,7 @@ from .config import from_mapping, load_config
 from .db import Database
 from .gpio import GpioService
 from .storage import PhotoStore
+from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
 from .watchdog import Watchdog, ping_interval
@@ -55,6 +56,7 @@ class Services:
         self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
         self.streams = StreamHub(self.owner, self.capture, config)
+        self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
                                            self._secret("cursor_key"))
         self.gpio = GpioService(config["gpio"], self)
@@ -109,7 +111,11 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     """
     config = load_config() if config is None else from_mapping(config)
     app = APIFlask(__name__, title="picam-api", version=__version__,
-                   spec_path="/openapi.json", docs_path="/docs", docs_ui="swagger-ui")
+                   spec_path="/openapi.json", docs_path="/docs", docs_ui="swagger-ui",
+                   spec_plugins=[openapi.JsonSchemaRules()],
+                   # No /static/<path> route: it would serve whatever lands in
+                   # picam_api/static to anyone. Public files have routes of their own.
+                   static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=config["server"]["max_body_bytes"],
         # Keep /docs working with no internet: Swagger UI comes from the package.
@@ -117,17 +123,22 @@ def create_app(config: Mapping | None = None) -> APIFlask:
         SWAGGER_UI_BUNDLE_JS="/docs/assets/swagger-ui-bundle.js",
         SWAGGER_UI_STANDALONE_PRESET_JS="/docs/assets/swagger-ui-standalone-preset.js",
         DOCS_FAVICON="/docs/assets/favicon-32x32.png",
+        # No badge fetched from validator.swagger.io: offline, and the CSP allows no other host.
+        SWAGGER_UI_CONFIG={"validatorUrl": None},
         AUTO_SERVERS=False,
         INFO={"description": "Photos, time-lapses, GPIO and live view for a Raspberry Pi "
                              "camera. Every route but health and the docs needs Basic or "
-                             "Bearer credentials; operator actions need the operator role."},
+                             "Bearer credentials (the live view also takes a signed URL); "
+                             "operator actions need the operator role."},
     )
     # An id like "..%2f" must be a 404, not a redirect to a merged path.
     app.url_map.merge_slashes = False
     problems.init_app(app)
+    headers.init_app(app)
 
     services = Services(config)
     app.extensions["picam"] = services
+    openapi.init_app(app, services)
     password = services.accounts.ensure_admin(services.data_dir,
                                               os.environ.get("PICAM_ADMIN_PASSWORD"))
     if password:
@@ -136,7 +147,7 @@ def create_app(config: Mapping | None = None) -> APIFlask:
                     "with 'picam-api user passwd admin'",
                     services.data_dir / "initial-admin-password")
 
-    assets = Path(swagger_ui_bundle.swagger_ui_path)
+    assets = Path(flask_swagger_ui.__file__).parent / "dist"
 
     @app.get("/docs/assets/<path:name>")
     @app.doc(hide=True)

@@ -13,8 +13,9 @@ import logging
 import secrets
 import threading
 import time
+import warnings
 
-from apiflask import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
+from apiflask import APIKeyQueryAuth, HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 from flask import current_app, request
 
 from .accounts import Accounts, User
@@ -35,6 +36,14 @@ basic = HTTPBasicAuth(realm="picam-api", description="A user name and password."
 bearer = _BearerAuth(scheme="Bearer", realm="picam-api",
                      description="A token from POST /api/v1/tokens.")
 auth = MultiAuth(basic, bearer)
+# The live view also takes a signed URL, for an <img>, which cannot send headers.
+ticket = APIKeyQueryAuth(name="StreamTicket", param_name="ticket", description=(
+    "A signed, single-use ticket from POST /api/v1/stream/urls, valid for a GET of "
+    "this route only, for stream.url_ttl_s seconds."))
+stream_auth = MultiAuth(basic, bearer, ticket)
+# APIFlask warns when two MultiAuths share a scheme name; here they share the very
+# same objects, so nothing in the OpenAPI document is overwritten.
+warnings.filterwarnings("ignore", r"The auth scheme name '(Basic|Bearer)Auth' has existed")
 
 
 class CredentialCache:
@@ -128,13 +137,27 @@ def _verify_password(name: str, password: str) -> User | None:
 
 @bearer.verify_token
 def _verify_token(token: str) -> User | None:
+    return _check_secret(token, "bearer token", lambda services: services.accounts.check_token(token))
+
+
+@ticket.verify_token
+def _verify_ticket(value: str) -> User | None:
+    def check(services) -> User | None:
+        # The path as url_for() made it when the ticket was issued, mount point included.
+        name = services.stream_urls.check(value, request.method, request.script_root + request.path)
+        return services.accounts.get_user(name) if name else None  # gone with its user
+    return _check_secret(value, "stream ticket", check)
+
+
+def _check_secret(secret: str, what: str, check) -> User | None:
+    """A bearer token or ticket, counted like a password by the login guard."""
     services = current_app.extensions["picam"]
     client = request.remote_addr or "?"
     services.login_guard.check(client)
-    user = services.accounts.check_token(token) if token else None
-    if user is None and token:
+    user = check(services) if secret else None
+    if user is None and secret:
         services.login_guard.failed(client)
-        log.warning("rejected bearer token from %s", client)
+        log.warning("rejected %s from %s", what, client)
     return user
 
 
@@ -142,3 +165,8 @@ def _verify_token(token: str) -> User | None:
 @bearer.get_user_roles
 def _roles(user: User) -> list[str]:
     return user.roles
+
+
+@ticket.get_user_roles
+def _ticket_roles(user: User) -> list[str]:
+    return ["viewer"]  # a ticket only ever reads, whoever asked for it

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
         "idle_stop_s": 3.0,
         # mjpg-streamer style /?action=stream|snapshot aliases need auth too.
         "aliases_require_auth": True,
+        # How long a signed stream URL (POST /api/v1/stream/urls) may wait for its GET.
+        "url_ttl_s": 30,
     },
     "gpio": {
         # gpiozero's factory name (lgpio, rpigpio, mock, ...); GPIOZERO_PIN_FACTORY wins.
@@ -196,6 +198,7 @@ SPEC: dict[str, Callable] = {
     "stream.quality": _number(int, 1, 100),
     "stream.idle_stop_s": _number(float, 0, 3600),
     "stream.aliases_require_auth": _bool,
+    "stream.url_ttl_s": _number(int, 1, 3600),
     "gpio.pin_factory": _text,
     "gpio.capture_light": _text,
     "gpio.devices": _devices,

@@ -38,6 +38,10 @@ class Server(BaseApplication):
             "preload_app": False,
             "graceful_timeout": math.ceil(server["graceful_timeout_s"]),
             "keepalive": 5,
+            # gunicorn's most (default 4094): a request within the API's own limits (a
+            # 512-character cursor, percent-encoded) must reach the app, which answers
+            # a bad one with a problem; gunicorn's own 414 is an HTML page.
+            "limit_request_line": 8190,
             "errorlog": "-",
             "logger_class": _GunicornLogger,
             "loglevel": self.picam_config["log"]["level"].lower(),

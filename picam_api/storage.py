@@ -103,7 +103,6 @@ class PhotoStore:
         taken_at = (taken_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         photo_id = new_id(taken_at)
         relative = Path("photos", f"{taken_at:%Y/%m/%d}", f"{photo_id}.{EXTENSIONS[capture.format]}")
-        _write(self.root / relative, capture.data)
         photo = Photo(
             id=photo_id, taken_at=iso(taken_at), path=str(relative),
             width=capture.width, height=capture.height, format=capture.format,
@@ -111,6 +110,9 @@ class PhotoStore:
             settings=settings.to_dict(), metadata=capture.metadata, source=source,
             timelapse_id=timelapse_id, sequence=sequence, trigger=trigger)
         try:
+            # Inside the try: a write can fail after its rename (the directory's fsync),
+            # and the file must not outlive the failure as an unindexed orphan.
+            _write(self.root / relative, capture.data)
             with self.db.transaction() as conn:
                 conn.execute(
                     f"INSERT INTO photos ({COLUMNS}) VALUES ({', '.join('?' * 14)})",

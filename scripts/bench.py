@@ -420,26 +420,58 @@ def bench_timelapse(tmp: Path, runs: int) -> None:
            "no cumulative drift", abs(ours[-1]) < TIMELAPSE_INTERVAL / 2, note)
 
 
+HEADER = ("metric", "value", "baseline", "ratio", "target", "met")
+# The README's Performance section holds the latest table between these (--readme).
+README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
+
+
+def cells(row: dict) -> tuple[str, ...]:
+    unit = row["unit"]
+    return (row["metric"], f"{row['value']:.2f} {unit}",
+            f"{row['baseline']:.2f} {unit}" if row["baseline"] else "-",
+            f"{row['ratio']:.3f}" if row["ratio"] else "-", row["target"] or "-",
+            {True: "yes", False: "NO", None: "-"}[row["met"]])
+
+
 def print_table(rows: list[dict]) -> None:
-    header = ("metric", "value", "baseline", "ratio", "target", "met")
-    lines = [header]
-    for row in rows:
-        unit = row["unit"]
-        lines.append((row["metric"], f"{row['value']:.2f} {unit}",
-                      f"{row['baseline']:.2f} {unit}" if row["baseline"] else "-",
-                      f"{row['ratio']:.3f}" if row["ratio"] else "-", row["target"] or "-",
-                      {True: "yes", False: "NO", None: "-"}[row["met"]]))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    lines = [HEADER] + [cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     for n, line in enumerate(lines):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
         if n == 0:
             print("  ".join("-" * width for width in widths))
+
+
+def update_readme(path: Path, machine: str, rows: list[dict]) -> None:
+    """Put the table, as Markdown, between the README's bench-table markers."""
+    text = path.read_text()
+    start, end = text.index(README_START), text.index(README_END)
+    table = "\n".join("| " + " | ".join(line) + " |" for line in
+                      [HEADER, ("---",) * len(HEADER), *(cells(row) for row in rows)])
+    block = (f"{README_START}\nLatest run, {dt.date.today():%Y-%m-%d}: {machine}, mock camera.\n\n"
+             f"{table}\n")
+    path.write_text(text[:start] + block + text[end:])
+
+
+def machine_name() -> str:
+    """The CPU model, its cores and the Python: what the figures depend on."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({platform.machine()}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per figure")
     parser.add_argument("--json", default="bench-results.json", help="where to write the table")
+    parser.add_argument("--readme", type=Path, help="also put the table in this README "
+                        f"(between {README_START} and {README_END})")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
@@ -448,10 +480,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_listing(tmp, args.runs * 2)
         bench_stream(tmp, args.runs)
         bench_timelapse(tmp, args.runs)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_name()
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)
     Path(args.json).write_text(json.dumps({"machine": machine, "rows": ROWS}, indent=2))
+    if args.readme:
+        update_readme(args.readme, machine, ROWS)
     return 0
 
 

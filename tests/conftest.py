@@ -51,6 +51,17 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "the condition"):
     return value
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true",
+                     help="run the proof tests (fuzzing, crashes, load) at full length")
+
+
+@pytest.fixture
+def long_run(request) -> bool:
+    """True under ``pytest --long``: the proof tests do more rounds."""
+    return request.config.getoption("--long")
+
+
 @pytest.fixture
 def config(tmp_path) -> dict:
     """The test config: mock camera, data in tmp_path, no free-space reserve."""

@@ -203,3 +203,75 @@ def test_docs_and_spec_need_no_credentials_but_accept_them(client):
     for path in ("/docs", "/openapi.json"):
         assert client.get(path).status_code == 200
         assert client.get(path, headers=basic("admin", ADMIN_PASSWORD)).status_code == 200
+
+
+# -- the document states the real constraints (schemathesis generates from it) ----------
+
+
+@pytest.fixture
+def small_spec(make_app, config) -> dict:
+    config["camera"]["mock"]["sensor"] = [320, 240]
+    config["timelapse"] = {"min_interval_s": 0.25, "max_frames": 5000}
+    config["stream"] = {"sizes": [[160, 120], [320, 240]]}
+    return make_app(config).test_client().get("/openapi.json").json
+
+
+def test_sizes_and_controls_are_this_cameras(small_spec):
+    schemas = small_spec["components"]["schemas"]
+    for name in ("CaptureRequest", "CameraPatch", "TimelapseCreate"):
+        properties = schemas[name]["properties"]
+        assert (properties["width"]["maximum"], properties["height"]["maximum"]) == (320, 240)
+        controls = properties["controls"]
+        assert {"Brightness", "ExposureTime", "ScalerCrop", "AwbEnable"} <= set(controls["properties"])
+        assert "maxLength" not in controls and controls["maxProperties"] == 32
+    photo = schemas["CaptureRequest"]["properties"]["controls"]
+    assert photo["additionalProperties"] is False
+    assert photo["properties"]["Brightness"] == {"type": "number", "minimum": -1.0, "maximum": 1.0}
+    assert photo["properties"]["ExposureTime"]["type"] == "integer"
+    assert photo["properties"]["AwbEnable"] == {"type": "boolean"}
+    crop = photo["properties"]["ScalerCrop"]
+    assert [(item["minimum"], item["maximum"]) for item in crop["prefixItems"]] == [
+        (0, 304), (0, 224), (16, 320), (16, 240)]
+    # A patch may remove a control from the defaults with null, any name included.
+    patch = schemas["CameraPatch"]["properties"]["controls"]
+    assert {"type": "null"} in patch["properties"]["Brightness"]["anyOf"]
+    assert patch["additionalProperties"] == {"type": "null"}
+    assert (patch["propertyNames"]["minLength"], patch["propertyNames"]["maxLength"]) == (1, 64)
+    query = {p["name"]: p["schema"] for p in
+             small_spec["paths"]["/api/v1/snapshot.jpg"]["get"]["parameters"]}
+    assert (query["width"]["maximum"], query["height"]["maximum"]) == (320, 240)
+    assert "x-runtime-bound" not in str(small_spec)
+
+
+def test_time_lapse_and_stream_limits_are_the_configs(small_spec):
+    create = small_spec["components"]["schemas"]["TimelapseCreate"]
+    interval = create["properties"]["interval_s"]
+    assert interval["minimum"] == 0.25 and "exclusiveMinimum" not in interval
+    assert (create["properties"]["frames"]["minimum"], create["properties"]["frames"]["maximum"]) \
+        == (1, 5000)
+    duration = create["properties"]["duration_s"]
+    assert duration["exclusiveMinimum"] == 0 and "minimum" not in duration
+    # At most one bound.
+    assert {"required": ["frames", "duration_s"]} in create["not"]["anyOf"]
+    query = {p["name"]: p["schema"] for p in
+             small_spec["paths"]["/api/v1/stream.mjpg"]["get"]["parameters"]}
+    assert query["size"]["enum"] == ["160x120", "320x240"]
+    assert query["fps"]["exclusiveMinimum"] == 0
+
+
+def test_schema_wide_rules_and_required_bodies(small_spec):
+    schemas = small_spec["components"]["schemas"]
+    assert (schemas["GpioChange"]["minProperties"], schemas["GpioChange"]["maxProperties"]) == (1, 1)
+    assert schemas["GpioBlink"]["properties"]["on_time"]["exclusiveMinimum"] == 0
+    paths = small_spec["paths"]
+    assert paths["/api/v1/timelapses"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/v1/timelapses/{job_id}"]["patch"]["requestBody"]["required"] is True
+    assert "required" not in paths["/api/v1/photos"]["post"]["requestBody"]  # all optional
+
+
+def test_without_a_camera_the_document_keeps_the_generic_bounds(make_app, config):
+    config["camera"]["mock"]["missing"] = True
+    spec = make_app(config).test_client().get("/openapi.json").json
+    properties = spec["components"]["schemas"]["CaptureRequest"]["properties"]
+    assert properties["width"]["maximum"] == 20000
+    assert "properties" not in properties["controls"]

@@ -425,6 +425,9 @@ def test_no_credentials_is_401(client, admin_headers):
     ({"controls": {"AeEnable": 1}}, "controls.AeEnable"),
     ({"controls": {"ScalerCrop": [0, 0, 16]}}, "controls.ScalerCrop"),
     ({"controls": {"ScalerCrop": "all"}}, "controls.ScalerCrop"),
+    ({"controls": {"ScalerCrop": [-1, 0, 16, 16]}}, "controls.ScalerCrop"),
+    ({"controls": {"ScalerCrop": [0, 0, 16.5, 16]}}, "controls.ScalerCrop"),
+    ({"controls": {"ScalerCrop": [0, 0, 1e17, 16]}}, "controls.ScalerCrop"),  # was a 500
     ({"controls": [1, 2]}, "controls"),
     ({"controls": "Brightness=1"}, "controls"),
     ({"controls": {f"C{i}": 0 for i in range(33)}}, "controls"),
@@ -434,6 +437,16 @@ def test_bad_capture_request_is_422_naming_the_field(client, admin_headers, serv
     assert_problem(client.post("/api/v1/photos", headers=admin_headers, json=body), 422, field)
     assert services.photos.stats()["count"] == 0
     assert files_under(services.data_dir / "photos") == set()
+
+
+def test_whole_number_floats_and_a_crop_past_the_sensor_are_taken(client, admin_headers):
+    # JSON has one number type: 320.0 is the integer 320, as JSON Schema says.
+    photo = post_photo(client, admin_headers, width=320.0, height=240, quality=80.0,
+                       controls={"ScalerCrop": [4000, 2000, 4608, 2592]})
+    assert (photo["width"], photo["height"], photo["settings"]["quality"]) == (320, 240, 80)
+    # The camera clamps a crop that reaches past the sensor, and so does the mock.
+    image = client.get(photo["links"]["image"], headers=admin_headers)
+    assert Image.open(io.BytesIO(image.data)).size == (320, 240)
 
 
 def test_every_bad_field_is_named(client, admin_headers):

@@ -268,6 +268,13 @@ def test_shutdown_with_a_frame_in_flight_is_prompt(make_app, config):
     ({"interval_s": 1, "active_hours": {"start": "7am", "end": "19:00"}}, "active_hours.start"),
     ({"interval_s": 1, "active_hours": {"start": "07:00"}}, "active_hours.end"),
     ({"interval_s": 1, "active_hours": {"start": "07:00", "end": "07:00"}}, "active_hours"),
+    # Python's re took these two, and the time parser then failed with a 500.
+    ({"interval_s": 1, "active_hours": {"start": "07:00\n", "end": "19:00"}}, "active_hours.start"),
+    ({"interval_s": 1, "active_hours": {"start": "0\u0667:00", "end": "19:00"}},
+     "active_hours.start"),
+    ({"interval_s": 1, "name": "garden\n"}, "name"),
+    ({"interval_s": "1"}, "interval_s"),
+    ({"interval_s": 1, "duration_s": 0}, "duration_s"),
     ({"interval_s": 1, "width": 7}, "width"),
     ({"interval_s": 1, "controls": {"Nope": 1}}, "controls.Nope"),
     ({"interval_s": 1, "colour": "red"}, "colour"),

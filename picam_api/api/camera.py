@@ -5,7 +5,7 @@ from flask import Response
 
 from . import bp
 from .common import errors, operator, services, viewer
-from .schemas import Camera, CaptureRequest, SnapshotQuery
+from .schemas import Camera, CameraPatch, SnapshotQuery
 
 IMAGE_RESPONSE = {"description": "A JPEG", "content": {"image/jpeg": {"schema": {
     "type": "string", "format": "binary"}}}}
@@ -27,7 +27,8 @@ def get_camera():
 
 @bp.patch("/camera")
 @operator
-@bp.input(CaptureRequest, arg_name="changes")
+@bp.input(CameraPatch, arg_name="changes", example={"quality": 80, "hflip": True,
+                                                      "controls": {"Brightness": 0.1}})
 @bp.output(Camera)
 @bp.doc(summary="Change the capture defaults", responses=errors(400, 403, 413, 415, 503))
 def patch_camera(changes: dict):

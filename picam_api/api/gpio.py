@@ -30,7 +30,7 @@ def get_gpio(name: str):
 
 @bp.patch("/gpio/<name>")
 @operator
-@bp.input(GpioChange, arg_name="change")
+@bp.input(GpioChange, arg_name="change", example={"value": 1})
 @bp.output(GpioDevice)
 @bp.doc(summary="Set, toggle, blink or pulse an output device",
         description="The body holds exactly one action. A blink or pulse runs in the "

@@ -1,12 +1,15 @@
-"""``/``: for now only mjpg-streamer's ``?action=stream`` and ``?action=snapshot``.
+"""``/``: the web page and its files, and mjpg-streamer's ``?action=`` aliases.
 
-Clients that know only mjpg-streamer's URLs get the live view and a snapshot
-here, with the same auth as the API unless ``stream.aliases_require_auth`` is
-false. A bare ``/`` is 404 until there is a page to serve.
+The page (``picam_api/web``) is public: it holds no secret, and it signs in
+through the API like any client. Clients that know only mjpg-streamer's URLs
+get the live view at ``/?action=stream`` and a snapshot at ``/?action=snapshot``,
+with the same auth as the API unless ``stream.aliases_require_auth`` is false.
 """
 from __future__ import annotations
 
-from flask import request
+from pathlib import Path
+
+from flask import request, send_from_directory
 
 from ..auth import auth
 from ..errors import InvalidInput, NotFound
@@ -15,6 +18,10 @@ from .camera import snapshot_response
 from .common import services
 from .stream import stream_response
 
+WEB = Path(__file__).parent.parent / "web"
+# Only these kinds of file are served, each with the type a browser will run under nosniff.
+MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
+               ".svg": "image/svg+xml"}
 ACTIONS = {
     "stream": lambda: stream_response({}),
     "snapshot": lambda: snapshot_response({}),
@@ -26,10 +33,24 @@ ACTIONS = {
 def index():
     action = request.args.get("action")
     if action is None:
-        raise NotFound("There is nothing at / yet: the API is under /api/v1, its docs at /docs.")
+        return _web_file("index.html")
     view = ACTIONS.get(action)
     if view is None:
         raise InvalidInput({"action": [f"must be one of {', '.join(ACTIONS)}"]})
     if services().config["stream"]["aliases_require_auth"]:
         view = auth.login_required(view)
     return view()
+
+
+@root.get("/ui/<path:name>")
+@root.doc(hide=True)
+def web_file(name: str):
+    return _web_file(name)
+
+
+def _web_file(name: str):
+    media_type = MEDIA_TYPES.get(Path(name).suffix)
+    if media_type is None:
+        raise NotFound("There is no such file of the web page.")
+    # max_age=0: the browser revalidates (ETag), so an upgrade shows at once.
+    return send_from_directory(WEB, name, mimetype=media_type, max_age=0)

@@ -29,7 +29,8 @@ def photo_body(photo: Photo) -> dict:
 
 @bp.post("/photos")
 @operator
-@bp.input(CaptureRequest, arg_name="requested")
+@bp.input(CaptureRequest, arg_name="requested", example={"width": 640, "height": 480,
+                                                            "quality": 85})
 @bp.output(PhotoSchema, status_code=201, headers={"Location": {"type": "string"}})
 @bp.doc(summary="Take a photo and store it", responses=errors(400, 403, 413, 415, 503, 507))
 def create_photo(requested: dict):

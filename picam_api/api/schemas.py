@@ -6,6 +6,7 @@ from apiflask.validators import Equal, Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
 from ..camera.base import FORMATS
+from ..openapi import RUNTIME
 
 
 class _StrictBoolean(fields.Boolean):
@@ -21,39 +22,82 @@ class _StrictBoolean(fields.Boolean):
         return value
 
 
+class _Pattern(Regexp):
+    """A pattern the whole value must match, as JSON Schema reads ``^...$``.
+
+    ``re.match`` lets ``$`` match before a final newline ("07:00\\n" passed), and
+    Python's ``\\d`` and ``\\w`` take non-ASCII digits and letters where JSON Schema's
+    do not, so patterns spell their classes out in ASCII.
+    """
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class _JsonInteger(fields.Integer):
+    """JSON integers: 3, and 3.0 as JSON Schema counts it; not 3.5, "3" or true."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not float(value).is_integer()):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(int(value), attr, data, **kwargs)
+
+
+def _controls(bound: str) -> fields.Dict:
+    # Values may be null here so that settings.check_control names the bad one as
+    # "controls.<name>" with the camera's own rule, like any other wrong value.
+    return fields.Dict(keys=fields.String(validate=Length(1, 64)),
+                       values=fields.Raw(allow_none=True), validate=Length(max=32),
+                       metadata={"description": "Advertised control names to values; "
+                                                "see GET /api/v1/camera", RUNTIME: bound})
+
+
 class CaptureRequest(Schema):
     """Capture settings; anything left out comes from the camera defaults."""
 
-    width = fields.Integer(strict=True, validate=Range(16, 20000),
-                           metadata={"description": "16 up to the sensor width"})
-    height = fields.Integer(strict=True, validate=Range(16, 20000),
-                            metadata={"description": "16 up to the sensor height"})
+    width = _JsonInteger(validate=Range(16, 20000),
+                         metadata={"description": "16 up to the sensor width",
+                                   RUNTIME: "sensor_width"})
+    height = _JsonInteger(validate=Range(16, 20000),
+                          metadata={"description": "16 up to the sensor height",
+                                    RUNTIME: "sensor_height"})
     format = fields.String(validate=OneOf(FORMATS))
-    quality = fields.Integer(strict=True, validate=Range(1, 100),
-                             metadata={"description": "JPEG quality"})
+    quality = _JsonInteger(validate=Range(1, 100), metadata={"description": "JPEG quality"})
     hflip = _StrictBoolean()
     vflip = _StrictBoolean()
-    # Values may be null here so that settings.check_control names the bad one as
-    # "controls.<name>" with the camera's own rule, like any other wrong value.
-    controls = fields.Dict(keys=fields.String(validate=Length(1, 64)),
-                           values=fields.Raw(allow_none=True),
-                           validate=Length(max=32),
-                           metadata={"description": "Advertised control names to values; "
-                                                    "see GET /api/v1/camera"})
+    controls = _controls("controls")
+
+
+class CameraPatch(CaptureRequest):
+    """New capture defaults; a control set to null is removed from them."""
+
+    controls = _controls("controls_or_null")
 
 
 class SnapshotQuery(Schema):
-    width = fields.Integer(validate=Range(16, 20000))
-    height = fields.Integer(validate=Range(16, 20000))
+    width = fields.Integer(validate=Range(16, 20000), metadata={RUNTIME: "sensor_width"})
+    height = fields.Integer(validate=Range(16, 20000), metadata={RUNTIME: "sensor_height"})
     quality = fields.Integer(validate=Range(1, 100))
 
 
 class StreamQuery(Schema):
+    # APIFlask converts query schemas with a converter of its own, which the
+    # openapi.JsonSchemaRules plugin does not reach: the exclusive bound is spelt out.
     fps = fields.Float(validate=Range(min=0, min_inclusive=False),
                        metadata={"description": "Frames per second (default stream.fps); "
-                                                "more than stream.max_fps gets stream.max_fps"})
+                                                "more than stream.max_fps gets stream.max_fps",
+                                 "exclusiveMinimum": 0})
     size = fields.String(metadata={"description": "WxH, one of stream.sizes (default: the "
-                                                  "first)", "example": "640x480"})
+                                                  "first)", "example": "640x480",
+                                   RUNTIME: "stream_size"})
+
+
+class StreamUrl(Schema):
+    url = fields.String(metadata={"description": "/api/v1/stream.mjpg?ticket=..."})
+    expires_at = fields.String(metadata={"description": "the ticket is refused after this"})
 
 
 class Settings(Schema):
@@ -150,10 +194,9 @@ def _seconds(what: str) -> fields.Field:
 
 
 def _times() -> fields.Field:
-    return fields.Integer(strict=True, allow_none=True, load_default=None,
-                          validate=Range(1, 1_000_000),
-                          metadata={"description": "how many times; null (the default) "
-                                                   "means until the next change"})
+    return _JsonInteger(allow_none=True, load_default=None, validate=Range(1, 1_000_000),
+                        metadata={"description": "how many times; null (the default) "
+                                                 "means until the next change"})
 
 
 class GpioBlink(Schema):
@@ -170,6 +213,9 @@ class GpioPulse(Schema):
 
 class GpioChange(Schema):
     """Exactly one action for an output device."""
+
+    class Meta:
+        json_schema = {"minProperties": 1, "maxProperties": 1}  # what _one_action checks
 
     value = _JsonNumber(allow_nan=False, validate=Range(0, 1),
                         metadata={"description": "0 or 1; 0.0 to 1.0 for pwm"})
@@ -222,25 +268,37 @@ class GpioPage(Schema):
     next = fields.String(allow_none=True, metadata={"description": "always null: one page"})
 
 
-HH_MM = r"^([01]\d|2[0-3]):[0-5]\d$"
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+MAX_DURATION_S = 10 * 366 * 86400  # ten years
 
 
 class ActiveHours(Schema):
-    start = fields.String(required=True, validate=Regexp(HH_MM, error="must be HH:MM"),
+    start = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
                           metadata={"example": "07:00"})
-    end = fields.String(required=True, validate=Regexp(HH_MM, error="must be HH:MM"),
+    end = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
                         metadata={"example": "19:30"})
 
 
 class TimelapseCreate(CaptureRequest):
     """A new time-lapse: its schedule, plus capture settings at the same level."""
 
-    name = fields.String(validate=Regexp(r"^[\w .:-]{1,64}$",
-                                         error="1-64 letters, digits, spaces or . : _ -"))
-    interval_s = fields.Float(required=True, allow_nan=False, validate=Range(0, 30 * 86400,
-                              min_inclusive=False), metadata={"description": "seconds between frames"})
-    frames = fields.Integer(strict=True, metadata={"description": "how many frames (one bound)"})
-    duration_s = fields.Float(allow_nan=False, metadata={"description": "how long (one bound)"})
+    class Meta:
+        # At most one bound; the service says so naming each bound given.
+        json_schema = {"not": {"anyOf": [{"required": list(pair)} for pair in (
+            ("frames", "duration_s"), ("frames", "end_at"), ("duration_s", "end_at"))]}}
+
+    name = fields.String(validate=_Pattern(r"^[A-Za-z0-9_ .:-]{1,64}$",
+                                           error="1-64 ASCII letters, digits, spaces or . : _ -"))
+    interval_s = _JsonNumber(required=True, allow_nan=False,
+                             validate=Range(0, 30 * 86400, min_inclusive=False), metadata={
+                                 "description": "seconds between frames, at least "
+                                                "timelapse.min_interval_s",
+                                 RUNTIME: "min_interval"})
+    frames = _JsonInteger(validate=Range(1, 1_000_000_000), metadata={
+        "description": "how many frames (one bound), at most timelapse.max_frames",
+        RUNTIME: "max_frames"})
+    duration_s = _JsonNumber(allow_nan=False, validate=Range(0, MAX_DURATION_S, min_inclusive=False),
+                             metadata={"description": "how long (one bound)"})
     end_at = fields.AwareDateTime(format="iso", metadata={"description": "when to stop (one bound)"})
     start_at = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with offset; "
                                                                            "default now"})

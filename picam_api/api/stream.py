@@ -1,12 +1,16 @@
 """Live view: GET /api/v1/stream.mjpg, MJPEG as ``multipart/x-mixed-replace``."""
 from __future__ import annotations
 
-from flask import Response, request
+from urllib.parse import urlencode
 
+from flask import Response, request, url_for
+
+from ..auth import auth, stream_auth
+from ..clock import iso
 from ..streaming import BOUNDARY, CONTENT_TYPE
 from . import bp
 from .common import errors, services, viewer
-from .schemas import StreamQuery
+from .schemas import StreamQuery, StreamUrl
 
 # A client that stops reading fills the socket buffers, and then a write blocks:
 # this bounds the block, so a stalled or vanished client frees its thread and slot.
@@ -20,7 +24,7 @@ MJPEG_RESPONSE = {
 
 
 @bp.get("/stream.mjpg")
-@viewer
+@bp.auth_required(stream_auth)
 @bp.input(StreamQuery, location="query", arg_name="query")
 @bp.doc(summary="Live view as MJPEG (browsers, ffmpeg, VLC, Home Assistant, OctoPrint)",
         description="Every client gets the newest frame; a slow one skips frames. Clients "
@@ -29,6 +33,21 @@ MJPEG_RESPONSE = {
         responses={200: MJPEG_RESPONSE, **errors(422, 503)})
 def stream(query: dict):
     return stream_response(query)
+
+
+@bp.post("/stream/urls")
+@viewer
+@bp.output(StreamUrl, status_code=201)
+@bp.doc(summary="A signed live-view URL, for an <img> that cannot send credentials",
+        description="The URL carries a `ticket`: valid once, for `stream.url_ttl_s` seconds, "
+                    "for a GET of the stream only, never for anything else. It is signed "
+                    "by the server and holds no password or token. Add `size` and `fps` "
+                    "to it as to any stream URL.",
+        responses=errors())
+def create_stream_url():
+    path = url_for("api.stream")
+    ticket, expires = services().stream_urls.issue(auth.current_user.name, path)
+    return {"url": f"{path}?{urlencode({'ticket': ticket})}", "expires_at": iso(expires)}
 
 
 def stream_response(query: dict) -> Response:

@@ -32,7 +32,9 @@ def job_body(job: Job) -> dict:
 
 @bp.post("/timelapses")
 @operator
-@bp.input(TimelapseCreate, arg_name="body")
+@bp.input(TimelapseCreate, arg_name="body", example={"name": "garden", "interval_s": 10,
+                                                     "frames": 360, "width": 640,
+                                                     "height": 480, "quality": 85})
 @bp.output(Timelapse, status_code=201, headers={"Location": {"type": "string"}})
 @bp.doc(summary="Create a time-lapse job", responses=errors(400, 403, 409, 413, 415, 503))
 def create_timelapse(body: dict):
@@ -61,7 +63,7 @@ def get_timelapse(job_id: str):
 
 @bp.patch("/timelapses/<job_id>")
 @operator
-@bp.input(TimelapsePatch, arg_name="body")
+@bp.input(TimelapsePatch, arg_name="body", example={"state": "paused"})
 @bp.output(Timelapse)
 @bp.doc(summary="Pause, resume or cancel a job", responses=errors(400, 403, 409, 413, 415))
 def patch_timelapse(job_id: str, body: dict):

@@ -125,10 +125,12 @@ def _apply_controls(image: Image.Image, controls: dict, sensor: tuple[int, int])
     crop = controls.get("ScalerCrop")
     if crop:
         # ScalerCrop is in sensor pixels; scale it to this frame, then zoom back.
+        # Like libcamera, clamp a crop that reaches past the sensor to it.
         sx, sy = image.width / sensor[0], image.height / sensor[1]
         x, y, w, h = crop
-        box = (int(x * sx), int(y * sy), max(int((x + w) * sx), int(x * sx) + 1),
-               max(int((y + h) * sy), int(y * sy) + 1))
+        left, top = min(int(x * sx), image.width - 1), min(int(y * sy), image.height - 1)
+        box = (left, top, max(min(int((x + w) * sx), image.width), left + 1),
+               max(min(int((y + h) * sy), image.height), top + 1))
         image = image.crop(box).resize(image.size)
     gain = 2 ** (controls.get("ExposureValue", 0.0) / 2)
     if not controls.get("AeEnable", True):

@@ -40,6 +40,7 @@ class CameraOwner:
         self.failures = 0
         # Reset by any good frame; the systemd watchdog reads it (watchdog.py).
         self.timeouts_in_a_row = 0
+        self._timeouts = 0  # ever; a waiter compares it before and after its wait
         self.last_error: str | None = None
         self.last_capture_at: float | None = None  # wall clock, for /info and /health
 
@@ -108,7 +109,14 @@ class CameraOwner:
         return 0.0 if since is None else time.monotonic() - since
 
     def _counted(self, take: Callable[[], Capture]) -> Capture:
+        timeouts = self._timeouts
         with self._locked():
+            if self._timeouts != timeouts:
+                # The capture this one waited for timed out. Trying again would keep
+                # the caller for a second whole timeout, and every capture queued
+                # behind it for one more each: answer now, while the camera reopens.
+                raise self._tagged(CameraBusy("the camera timed out on the capture before "
+                                              "this one and is being reopened"))
             self._ensure_open()
             result = self._guarded(take)
             self.captures += 1
@@ -126,6 +134,7 @@ class CameraOwner:
             self.last_error = exc.detail
             if isinstance(exc, CaptureTimeout):
                 self.timeouts_in_a_row += 1
+                self._timeouts += 1
             if isinstance(exc, (CaptureTimeout, CameraUnavailable)):
                 log.error("camera fault, will reopen on next use: %s", exc.detail)
                 self._close_backend()

@@ -1,0 +1,171 @@
+"""The OpenAPI document says exactly what the API accepts.
+
+Clients and fuzzers (schemathesis in the tests) generate requests from it, so a
+rule the server enforces but the document leaves out looks like a server that
+refuses valid input. Three things close that gap:
+
+- ``JsonSchemaRules``, an apispec plugin, writes what apispec leaves out or gets
+  wrong for marshmallow: exclusive ``Range`` bounds, ``Length`` on a ``Dict``
+  (a count of properties, not a string length), the key rule of a ``Dict``, and
+  schema-wide rules a schema class declares in ``Meta.json_schema``.
+- Fields whose bounds depend on this camera or this config carry a ``RUNTIME``
+  marker in their metadata; ``init_app``'s spec processor fills them in: the
+  sensor size, the advertised controls, ``timelapse.min_interval_s`` and so on.
+- A request body with required fields is marked required (APIFlask never does).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import marshmallow
+from apiflask import APIFlask
+from apispec import APISpec, BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
+
+from .camera.settings import control_schema
+from .errors import CameraError
+
+if TYPE_CHECKING:
+    from .app import Services
+
+log = logging.getLogger(__name__)
+
+# Field metadata naming the runtime value that bounds the field (see RULES below).
+RUNTIME = "x-runtime-bound"
+
+
+class JsonSchemaRules(BasePlugin):
+    """Fixes apispec's marshmallow conversion for the rules this API's schemas use."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        # APIFlask lists its MarshmallowPlugin first, so its converter exists by now.
+        for plugin in spec.plugins:
+            if isinstance(plugin, MarshmallowPlugin):
+                plugin.converter.add_attribute_function(_field_rules)
+
+    def schema_helper(self, name: str, definition: dict, **kwargs: Any) -> dict | None:
+        schema = kwargs.get("schema")
+        meta = getattr(resolve_schema_cls(schema), "Meta", None) if schema is not None else None
+        return getattr(meta, "json_schema", None)
+
+
+def _field_rules(self, field: marshmallow.fields.Field, ret: dict, **kwargs: Any) -> dict:
+    """An apispec attribute function (bound to its converter, hence ``self``).
+
+    OpenAPI 3.1 (JSON Schema 2020-12) spells an exclusive bound as a number of its
+    own; apispec writes ``min_inclusive=False`` as an inclusive ``minimum``.
+    """
+    extra: dict = {}
+    for validator in field.validators:
+        if isinstance(validator, marshmallow.validate.Range):
+            if validator.min is not None and not validator.min_inclusive:
+                ret.pop("minimum", None)
+                extra["exclusiveMinimum"] = validator.min
+            if validator.max is not None and not validator.max_inclusive:
+                ret.pop("maximum", None)
+                extra["exclusiveMaximum"] = validator.max
+    if isinstance(field, marshmallow.fields.Dict):
+        for length, count in (("minLength", "minProperties"), ("maxLength", "maxProperties")):
+            if length in ret:
+                extra[count] = ret.pop(length)
+        if field.key_field is not None and field.key_field.validators:
+            extra["propertyNames"] = self.field2property(field.key_field)
+    return extra
+
+
+def _sensor_axis(axis: int) -> Callable:
+    def bound(node: dict, caps, config: dict) -> None:
+        if caps is not None:
+            node["maximum"] = caps.sensor_size[axis]
+            if caps.even_sizes:
+                node["multipleOf"] = 2
+    return bound
+
+
+def _controls(nullable: bool) -> Callable:
+    def bound(node: dict, caps, config: dict) -> None:
+        if caps is None:
+            return
+        schemas = {name: control_schema(info) for name, info in caps.controls.items()}
+        others: dict | bool = False
+        if nullable:
+            # null removes a control from the defaults, as in a JSON merge patch, where
+            # removing one that is not there changes nothing: any name may be null.
+            schemas = {name: {"anyOf": [schema, {"type": "null"}]}
+                       for name, schema in schemas.items()}
+            others = {"type": "null"}
+        node.update(properties=schemas, additionalProperties=others)
+    return bound
+
+
+def _min_interval(node: dict, caps, config: dict) -> None:
+    node.pop("exclusiveMinimum", None)
+    node["minimum"] = config["timelapse"]["min_interval_s"]
+
+
+def _max_frames(node: dict, caps, config: dict) -> None:
+    node["maximum"] = config["timelapse"]["max_frames"]
+
+
+def _stream_size(node: dict, caps, config: dict) -> None:
+    node["enum"] = [f"{width}x{height}" for width, height in config["stream"]["sizes"]]
+
+
+RULES: dict[str, Callable[[dict, Any, dict], None]] = {
+    "sensor_width": _sensor_axis(0),
+    "sensor_height": _sensor_axis(1),
+    "controls": _controls(nullable=False),
+    "controls_or_null": _controls(nullable=True),
+    "min_interval": _min_interval,
+    "max_frames": _max_frames,
+    "stream_size": _stream_size,
+}
+
+
+def init_app(app: APIFlask, services: Services) -> None:
+    """Add this app's runtime bounds to its document, after any processor already set.
+
+    APIFlask builds the document once, at the first request for it; a camera that
+    cannot be opened then leaves the generic bounds in it until a restart.
+    """
+    previous = app.spec_callback
+
+    @app.spec_processor
+    def _runtime_bounds(spec: dict) -> dict:
+        spec = previous(spec) if previous else spec
+        try:
+            caps = services.owner.capabilities
+        except CameraError as exc:
+            # The API still checks every request against the camera once it opens.
+            log.warning("the OpenAPI document has no camera limits: %s", exc.detail)
+            caps = None
+        _fill(spec, caps, services.config)
+        _require_bodies(spec)
+        return spec
+
+
+def _fill(node: Any, caps, config: dict) -> None:
+    if isinstance(node, dict):
+        marker = node.pop(RUNTIME, None)
+        for value in node.values():
+            _fill(value, caps, config)
+        if marker is not None:
+            RULES[marker](node, caps, config)
+    elif isinstance(node, list):
+        for value in node:
+            _fill(value, caps, config)
+
+
+def _require_bodies(spec: dict) -> None:
+    schemas = spec.get("components", {}).get("schemas", {})
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if not body:
+                continue
+            for media in body["content"].values():
+                ref = media.get("schema", {}).get("$ref", "")
+                if schemas.get(ref.rsplit("/", 1)[-1], {}).get("required"):
+                    body["required"] = True

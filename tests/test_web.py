@@ -1,0 +1,353 @@
+"""The web page, end to end: Debian's chromium, driven by Playwright, against ``picam-api serve``.
+
+One server (mock camera, mock pins, an LED, a pwm lamp and a button) and one
+browser serve the module; each test has its own browser context, so its own
+sessionStorage. Every test also checks that the page logged no console error
+and asked no host but the service. Never ``playwright install``: the browser
+is /usr/bin/chromium from apt (``.ci/run`` installs it).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ADMIN_PASSWORD, BIN, VIEWER_PASSWORD, ServerProcess, basic, wait_for
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The flags the machine notes give: no sandbox as root, and no calls home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+GPIO_TOML = """
+[[gpio.devices]]
+name = "led"
+pin = 17
+kind = "led"
+[[gpio.devices]]
+name = "lamp"
+pin = 18
+kind = "pwm"
+[[gpio.devices]]
+name = "doorbell"
+pin = 27
+kind = "button"
+"""
+ADMIN = basic("admin", ADMIN_PASSWORD)
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+TIMEOUT_MS = 15_000
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium: apt-get install chromium")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One ``picam-api serve`` for the module, with a viewer account made by the CLI."""
+    process = ServerProcess(tmp_path_factory.mktemp("web"), GPIO_TOML).start()
+    added = subprocess.run([str(BIN / "picam-api"), "user", "add", "viewer", "--role", "viewer",
+                            "--password-stdin", "--config", str(process.config_file)],
+                           input=VIEWER_PASSWORD + "\n", text=True, capture_output=True,
+                           timeout=30)
+    assert added.returncode == 0, added.stderr
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Tab:
+    """A page in a fresh context that records console errors and every URL it asks for."""
+
+    def __init__(self, browser, base: str, viewport: dict = DESKTOP):
+        self.base = base
+        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        self.expected_statuses: set[int] = set()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on("request", lambda r: self.urls.append(r.url))
+
+    def login(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+        self.page.goto(self.base + "/")
+        self.page.get_by_label("User name").fill(user)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.locator("#who").wait_for()
+
+    def open(self, tab: str) -> None:
+        self.page.get_by_role("navigation").get_by_role("link", name=tab).click()
+
+    def token(self) -> str:
+        return self.page.evaluate("JSON.parse(sessionStorage.getItem('picam.session')).token")
+
+    def check(self) -> None:
+        """No console error but the HTTP statuses the test caused on purpose; no other host."""
+        allowed = re.compile(r"Failed to load resource: the server responded with a status of "
+                             rf"({'|'.join(map(str, self.expected_statuses)) or 'none'})\b")
+        assert [e for e in self.errors if not allowed.match(e)] == []
+        foreign = [u for u in self.urls
+                   if not u.startswith((self.base + "/", "blob:" + self.base + "/", "data:"))]
+        assert foreign == []
+
+
+@pytest.fixture
+def tab(browser, server):
+    tab = Tab(browser, server.url)
+    yield tab
+    tab.context.close()
+    tab.check()
+
+
+def live_frames_change(page) -> bool:
+    """Whether the live <img> shows a picture and shows another one a moment later."""
+    return page.evaluate("""async () => {
+        const image = document.getElementById("live-image");
+        if (!image.naturalWidth) return false;
+        const canvas = document.createElement("canvas");
+        canvas.width = image.naturalWidth;
+        canvas.height = image.naturalHeight;
+        const draw = () => { canvas.getContext("2d").drawImage(image, 0, 0); return canvas.toDataURL(); };
+        const before = draw();
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        return draw() !== before;
+    }""")
+
+
+def api(server, method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(method, server.url + path, headers=ADMIN, timeout=10, **kwargs)
+
+
+# -- the flows ------------------------------------------------------------------------
+
+
+def test_login_shows_live_frames_with_a_signed_url_not_the_token(tab, server):
+    tab.login()
+    page = tab.page
+    assert page.locator("#who-role").text_content() == "operator"
+    page.locator("#mock-camera").wait_for()
+    page.locator("#mock-pins").wait_for()
+    page.locator("#live-state").filter(has_text=re.compile("^Live$")).wait_for()  # a frame came
+    wait_for(lambda: live_frames_change(page), 10, "live frames")
+    token = tab.token()
+    stream_urls = [u for u in tab.urls if "/api/v1/stream.mjpg" in u]
+    assert stream_urls and all("ticket=" in u for u in stream_urls)
+    assert not any(token in u for u in tab.urls)
+    assert token not in server.log.read_text()
+    session = page.evaluate("sessionStorage.getItem('picam.session')")
+    assert ADMIN_PASSWORD not in session
+
+
+def test_a_wrong_password_shows_an_error(tab):
+    tab.expected_statuses.add(401)
+    tab.page.goto(tab.base + "/")
+    tab.page.get_by_label("User name").fill("admin")
+    tab.page.get_by_label("Password").fill("not-the-password")
+    tab.page.get_by_role("button", name="Sign in").click()
+    error = tab.page.locator("#login-error")
+    error.filter(has_text="Wrong user name or password").wait_for()
+    assert tab.page.locator("#app").is_hidden()
+    assert tab.page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_photo_taken_shows_in_the_gallery_and_can_be_deleted(tab, server):
+    page = tab.page
+    page.clock.install()  # time runs as usual until the test moves it on
+    tab.login()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Delete this photo?"
+    page.get_by_role("button", name="Take a photo").click()
+    dialog = page.locator("#photo-dialog")
+    dialog.wait_for()
+    wait_for(lambda: page.eval_on_selector("#photo-image", "i => i.naturalWidth") > 0, 10,
+             "the photo in its dialog")
+    photo = api(server, "GET", "/api/v1/photos?limit=1").json()["items"][0]
+    assert dialog.get_by_text(f"{photo['width']} × {photo['height']}").is_visible()
+    assert dialog.get_by_text("ago").or_(dialog.get_by_text("just now")).count() >= 1
+    dialog.get_by_role("button", name="Close").click()
+
+    tab.open("Photos")
+    card = page.locator(f'#gallery li[data-id="{photo["id"]}"]')
+    card.locator("img[src^='blob:']").wait_for()
+    assert card.locator("time").get_attribute("title")  # the exact time, on hover
+    page.clock.fast_forward("03:00")
+    card.locator("time", has_text="3 minutes ago").wait_for()  # kept current
+    card.get_by_role("button").click()
+    dialog.get_by_role("button", name="Delete").click()
+    card.wait_for(state="detached")
+    assert api(server, "GET", f"/api/v1/photos/{photo['id']}").status_code == 404
+
+
+def test_the_gallery_loads_the_next_page_as_it_scrolls(tab, server):
+    for _ in range(30):  # more than a page (24)
+        assert api(server, "POST", "/api/v1/photos", json={"width": 64, "height": 48}).ok
+    total = api(server, "GET", "/api/v1/info").json()["counts"]["photos"]
+    tab.login()
+    tab.open("Photos")
+    gallery = tab.page.locator("#gallery li")
+    wait_for(lambda: gallery.count() >= 24, 10, "the first page")
+    tab.page.locator("#gallery-end").scroll_into_view_if_needed()
+    tab.page.get_by_text("That is all.").wait_for()
+    assert gallery.count() == total
+    assert any("cursor=" in url for url in tab.urls)  # the "next" link was followed
+    newest = api(server, "GET", "/api/v1/photos?limit=1").json()["items"][0]["id"]
+    assert gallery.first.get_attribute("data-id") == newest
+
+
+def test_a_timelapse_runs_to_the_end_and_its_archive_downloads(tab, server):
+    tab.expected_statuses.add(422)
+    tab.login()
+    page = tab.page
+    tab.open("Time-lapses")
+    form = page.locator("#timelapse-form")
+    submit = form.get_by_role("button", name="Start the time-lapse")
+    # Checked in the page first: nothing is sent.
+    form.get_by_label("Frames", exact=True).fill("0")
+    submit.click()
+    assert "How many seconds" in page.locator("#error-interval_s").text_content()
+    assert "1 or more" in page.locator("#error-frames").text_content()
+    # The server's own rule (timelapse.min_interval_s), shown by the field it names.
+    form.get_by_label("Seconds between frames").fill("0.01")
+    form.get_by_label("Frames", exact=True).fill("3")
+    submit.click()
+    page.locator("#error-interval_s").filter(has_text="at least").wait_for()
+    assert form.get_by_label("Seconds between frames").get_attribute("aria-invalid") == "true"
+
+    form.get_by_label("Name (optional)").fill("web test")
+    form.get_by_label("Seconds between frames").fill("1")
+    submit.click()
+    job = page.locator("#jobs li", has_text="web test")
+    job.locator(".state", has_text="completed").wait_for(timeout=20_000)
+    assert "3 of 3 frames: 3 captured" in job.text_content()
+    newest = api(server, "GET", "/api/v1/timelapses?limit=1").json()["items"][0]["id"]
+    assert page.locator("#jobs li").first.get_attribute("data-id") == newest  # newest first
+    with page.expect_download() as download:
+        job.get_by_role("button", name="Download frames (.zip)").click()
+    assert download.value.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        assert archive.namelist() == ["000001.jpg", "000002.jpg", "000003.jpg"]
+
+
+def test_switching_the_led_changes_the_mock_pin(tab, server):
+    tab.login()
+    page = tab.page
+    tab.open("GPIO")
+    switch = page.get_by_role("switch", name="led on")
+    switch.check()
+    wait_for(lambda: api(server, "GET", "/api/v1/gpio/led").json()["value"] == 1, 5, "LED on")
+    page.locator('[data-name="led"] .value', has_text="On").wait_for()
+    switch.uncheck()
+    wait_for(lambda: api(server, "GET", "/api/v1/gpio/led").json()["value"] == 0, 5, "LED off")
+    page.locator('[data-name="lamp"] input[type=range]').fill("0.5")
+    wait_for(lambda: api(server, "GET", "/api/v1/gpio/lamp").json()["value"] == 0.5, 5, "lamp")
+    page.locator('[data-name="lamp"] .value', has_text="50 %").wait_for()
+    assert page.locator('[data-name="doorbell"]').get_by_text("Inactive").is_visible()
+
+
+def test_a_viewer_sees_no_operator_controls(tab, server):
+    photo = api(server, "POST", "/api/v1/photos", json={"width": 320, "height": 240}).json()
+    tab.login("viewer", VIEWER_PASSWORD)
+    page = tab.page
+    assert page.locator("#who-role").text_content() == "viewer"
+    wait_for(lambda: live_frames_change(page), 10, "live frames for a viewer")
+    assert page.get_by_role("button", name="Take a photo").is_hidden()
+    tab.open("Photos")
+    page.locator(f'#gallery li[data-id="{photo["id"]}"]').get_by_role("button").click()
+    page.locator("#photo-image[src^='blob:']").wait_for()
+    assert page.get_by_role("button", name="Delete").is_hidden()
+    assert page.get_by_role("link", name="Download").is_visible()
+    page.get_by_role("button", name="Close").click()
+    tab.open("Time-lapses")
+    assert page.locator("#timelapse-form").is_hidden()
+    tab.open("GPIO")
+    page.locator('[data-name="led"] .value').wait_for()
+    assert page.locator("#devices input, #devices button").count() == 0
+
+
+def test_logging_out_revokes_the_token(tab, server):
+    tab.login()
+    token = tab.token()
+    tab.page.get_by_role("button", name="Log out").click()
+    tab.page.get_by_role("button", name="Sign in").wait_for()
+    assert tab.page.evaluate("sessionStorage.length") == 0
+    revoked = requests.get(server.url + "/api/v1/info", timeout=5,
+                           headers={"Authorization": f"Bearer {token}"})
+    assert revoked.status_code == 401
+
+
+def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
+    own = ServerProcess(tmp_path).start()  # this one is killed mid-test
+    tab = Tab(browser, own.url)
+    try:
+        tab.login()
+        banner = tab.page.locator("#offline")
+        wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        own.kill()
+        banner.wait_for()
+        own.start()
+        banner.wait_for(state="hidden")
+        wait_for(lambda: live_frames_change(tab.page), 15, "live frames again")
+    finally:
+        tab.context.close()
+        own.stop()
+    # Chromium reports the stream cut short and the connections refused while it was down.
+    tab.errors = [e for e in tab.errors if "net::ERR_" not in e]
+    tab.check()
+
+
+def test_the_docs_page_runs_under_its_policy(tab):
+    tab.page.goto(tab.base + "/docs")
+    tab.page.locator(".swagger-ui .info .title", has_text="picam-api").wait_for()
+    tab.page.locator(".opblock-summary-path", has_text="/api/v1/stream/urls").wait_for()
+
+
+# -- screenshots for the README, on demand ---------------------------------------------
+
+
+@pytest.mark.skipif(not os.environ.get("PICAM_SCREENSHOTS"),
+                    reason="writes docs/screenshots; run with PICAM_SCREENSHOTS=1")
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_screenshots(browser, server, size):
+    api(server, "POST", "/api/v1/timelapses", json={"name": "garden", "interval_s": 1,
+                                                    "frames": 5, "width": 640, "height": 480})
+    for _ in range(3):
+        api(server, "POST", "/api/v1/photos", json={"width": 1280, "height": 720})
+    tab = Tab(browser, server.url, PHONE if size == "phone" else DESKTOP)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        tab.page.goto(server.url + "/")
+        tab.page.screenshot(path=SCREENSHOTS / f"login-{size}.png")
+        tab.login()
+        wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        tab.page.screenshot(path=SCREENSHOTS / f"live-{size}.png")
+        for view, ready in (("Photos", "#gallery img[src^='blob:']"),
+                            ("Time-lapses", "#jobs li"), ("GPIO", "#devices li"),
+                            ("Status", "#status-list dd")):
+            tab.open(view)
+            tab.page.locator(ready).first.wait_for()
+            tab.page.wait_for_timeout(500)  # the rest of the thumbnails
+            tab.page.screenshot(path=SCREENSHOTS / f"{view.lower()}-{size}.png")
+        tab.open("Photos")
+        tab.page.locator("#gallery .thumb").first.click()
+        tab.page.locator("#photo-image[src^='blob:']").wait_for()
+        tab.page.screenshot(path=SCREENSHOTS / f"photo-{size}.png")
+    finally:
+        tab.context.close()
+    tab.check()
