@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "camera_num": 0,
         "capture_timeout_s": 10.0,
         "retry_after_s": 5,
+        # A GPIO output (a flash, an IR lamp) switched on while a capture is in progress.
+        "light": "",
         "mock": {
             "sensor": [4608, 2592],
             # Fault injection for tests; never reachable over HTTP.
@@ -82,8 +84,6 @@ DEFAULTS: dict[str, Any] = {
     "gpio": {
         # gpiozero's factory name (lgpio, rpigpio, mock, ...); GPIOZERO_PIN_FACTORY wins.
         "pin_factory": "",
-        # Output device switched on while a capture is in progress.
-        "capture_light": "",
         "devices": [],
     },
     "log": {"level": "INFO"},
@@ -177,6 +177,7 @@ SPEC: dict[str, Callable] = {
     "camera.camera_num": _number(int, 0, 16),
     "camera.capture_timeout_s": _number(float, 0.1, 600),
     "camera.retry_after_s": _number(int, 1, 3600),
+    "camera.light": _text,
     "camera.mock.sensor": _size,
     "camera.mock.fail_rate": _number(float, 0, 1),
     "camera.mock.delay_s": _number(float, 0, 600),
@@ -200,7 +201,6 @@ SPEC: dict[str, Callable] = {
     "stream.aliases_require_auth": _bool,
     "stream.url_ttl_s": _number(int, 1, 3600),
     "gpio.pin_factory": _text,
-    "gpio.capture_light": _text,
     "gpio.devices": _devices,
     "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
 }
@@ -278,11 +278,11 @@ def _check_threads(config: Mapping) -> None:
 
 def _check_capture_light(config: Mapping) -> None:
     from .gpio.devices import check_capture_light
-    light = config["gpio"]["capture_light"]
+    light = config["camera"]["light"]
     try:
         check_capture_light(light, config["gpio"]["devices"])
     except ValueError as exc:
-        raise ConfigError(f"gpio.capture_light: {exc} (got {light!r})") from None
+        raise ConfigError(f"camera.light: {exc} (got {light!r})") from None
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

@@ -36,7 +36,8 @@ def no_factory_from_the_environment(monkeypatch):
 @pytest.fixture
 def config(config):
     """The test config plus the devices above; the flash is the capture light."""
-    config["gpio"] = {"devices": copy.deepcopy(DEVICES), "capture_light": "flash"}
+    config["gpio"] = {"devices": copy.deepcopy(DEVICES)}
+    config["camera"]["light"] = "flash"
     return config
 
 
@@ -106,7 +107,7 @@ def test_info_says_the_pins_are_simulated(client, viewer_headers):
 
 
 def test_no_devices_is_an_empty_list(make_app, config, admin_headers):
-    del config["gpio"]
+    del config["gpio"], config["camera"]["light"]
     client = make_app(config).test_client()
     assert client.get("/api/v1/gpio", headers=admin_headers).json == {"items": [], "next": None}
     assert client.get("/api/v1/info", headers=admin_headers).json["gpio"]["mock"] is True
@@ -435,7 +436,7 @@ def test_a_capture_light_already_on_stays_on(client, admin_headers, services, gp
 
 def test_a_dimmed_capture_light_returns_to_its_level(make_app, config, admin_headers,
                                                      monkeypatch):
-    config["gpio"]["capture_light"] = "dimmer"
+    config["camera"]["light"] = "dimmer"
     app = make_app(config)
     services, client = app.extensions["picam"], app.test_client()
     seen = lights_seen_by_captures(services, monkeypatch, "dimmer")

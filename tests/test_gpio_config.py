@@ -58,7 +58,7 @@ def test_a_full_config_is_normalised_and_checking_it_again_changes_nothing():
          "on_press": {"action": "timelapse", "timelapse": "garden", "state": "paused"},
          "on_hold": {"action": "photo"}},
     ]
-    config = from_mapping({"gpio": {"devices": devices, "capture_light": "porch"}})
+    config = from_mapping({"gpio": {"devices": devices}, "camera": {"light": "porch"}})
     checked = config["gpio"]["devices"]
     assert checked[4]["on_active"] == [
         {"action": "photo", "settings": {"width": 640, "quality": 80}},
@@ -158,7 +158,7 @@ def test_config_check_prints_the_one_line(tmp_path, toml, expected):
 
 def test_config_check_accepts_gpio_devices(tmp_path):
     path = tmp_path / "gpio.toml"
-    path.write_text('[gpio]\ncapture_light = "flash"\n'
+    path.write_text('[camera]\nlight = "flash"\n'
                     '[[gpio.devices]]\nname = "flash"\npin = 5\nkind = "led"\n'
                     '[[gpio.devices]]\nname = "pir"\npin = "GPIO23"\nkind = "input"\n'
                     'on_active = {action = "photo", settings = {width = 640, height = 480}}\n')
@@ -180,15 +180,15 @@ def start_error(make_app, config, gpio: dict) -> str:
 
 
 @pytest.mark.parametrize("light, expected", [
-    ("pir", "gpio.capture_light: must name an output device (porch) (got 'pir')"),
-    ("nothing", "gpio.capture_light: must name an output device (porch) (got 'nothing')"),
+    ("pir", "camera.light: must name an output device (porch) (got 'pir')"),
+    ("nothing", "camera.light: must name an output device (porch) (got 'nothing')"),
 ])
 def test_capture_light_must_name_an_output(make_app, config, light, expected):
-    gpio = {"devices": [LED, PIR], "capture_light": light}
-    assert start_error(make_app, config, gpio) == expected
+    config["camera"]["light"] = light
+    assert start_error(make_app, config, {"devices": [LED, PIR]}) == expected
     # The config check sees it too, without starting anything.
-    with pytest.raises(ConfigError, match="gpio.capture_light"):
-        from_mapping({"gpio": gpio})
+    with pytest.raises(ConfigError, match="camera.light"):
+        from_mapping({"gpio": {"devices": [LED, PIR]}, "camera": {"light": light}})
 
 
 def test_a_pin_gpiozero_refuses_stops_start_up_with_one_line(make_app, config):
@@ -287,13 +287,15 @@ def test_the_app_uses_gpiozero_pin_factory_from_the_environment(make_app, config
 def test_the_readme_example_starts(make_app, config, admin_headers):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme[readme.index("\n## GPIO\n"):]
-    lines = section[section.index("\n    [gpio]\n") + 1:].splitlines()
+    lines = section[section.index("\n    [camera]\n") + 1:].splitlines()
     block = []
     for line in lines:
         if line and not line.startswith("    "):
             break
         block.append(line[4:])
-    config["gpio"] = tomllib.loads("\n".join(block))["gpio"]
+    example = tomllib.loads("\n".join(block))
+    config["gpio"] = example["gpio"]
+    config["camera"].update(example["camera"])
     client = make_app(config).test_client()
     names = [d["name"] for d in client.get("/api/v1/gpio", headers=admin_headers).json["items"]]
     assert names == ["status", "porch", "ir-lamp", "pir", "hold-to-pause"]

@@ -38,7 +38,7 @@ class GpioService:
         try:
             for spec in config["devices"]:
                 self.devices[spec["name"]] = self._build(spec)
-            self.light = self._capture_light(config["capture_light"])
+            self.light = self._capture_light(services.config["camera"]["light"])
         except BaseException:
             self._close()
             raise
