@@ -29,6 +29,7 @@ from .workers import Worker
 
 log = logging.getLogger(__name__)
 
+
 class Services:
     """Everything one app instance owns; ``app.extensions["picam"]``.
 
@@ -51,14 +52,15 @@ class Services:
         self.backend = make_backend(config)
         self.owner = CameraOwner(self.backend, camera["capture_timeout_s"], camera["retry_after_s"])
         storage = config["storage"]
+        cursor_key = self._secret("cursor_key")
         self.photos = PhotoStore(self.db, self.data_dir, storage["reserve_mb"] * 2**20,
-                                 storage["thumbnail_px"], self._secret("cursor_key"))
+                                 storage["thumbnail_px"], cursor_key)
         self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
         self.streams = StreamHub(self.owner, self.capture, config)
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
-                                           self._secret("cursor_key"))
+                                           cursor_key)
         self.gpio = GpioService(config["gpio"], self)
         self.workers: list[Worker] = []
         if storage["max_photos"] or storage["max_bytes"]:
