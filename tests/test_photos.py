@@ -527,17 +527,21 @@ def _index_and_files_agree(conn: sqlite3.Connection, data_dir: Path) -> list[str
     return [row[0] for row in rows]
 
 
-def test_concurrent_posts_through_test_clients(app, admin_headers, services):
+def post_concurrently(make_post) -> list[tuple[int, str, str]]:
+    """8 threads post 5 photos each, all starting together; (status, id, Location) of each.
+
+    ``make_post()`` runs once per thread and returns that thread's ``post()``,
+    so each thread has a client of its own.
+    """
     results, errors = [], []
     barrier = threading.Barrier(8)
 
     def worker():
-        client = app.test_client()
+        post = make_post()
         barrier.wait()
         for _ in range(5):
             try:
-                response = client.post("/api/v1/photos", headers=admin_headers, json=SMALL)
-                results.append((response.status_code, response.json.get("id")))
+                results.append(post())
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -547,38 +551,39 @@ def test_concurrent_posts_through_test_clients(app, admin_headers, services):
     for t in threads:
         t.join(60)
     assert not errors
-    assert [status for status, _ in results] == [201] * 40
-    ids = [photo_id for _, photo_id in results]
-    assert len(set(ids)) == 40
+    assert [status for status, _, _ in results] == [201] * 40
+    assert len({photo_id for _, photo_id, _ in results}) == 40
+    return results
+
+
+def test_concurrent_posts_through_test_clients(app, admin_headers, services):
+    def make_post():
+        client = app.test_client()
+
+        def post():
+            response = client.post("/api/v1/photos", headers=admin_headers, json=SMALL)
+            return response.status_code, response.json.get("id"), response.headers.get("Location")
+        return post
+
+    ids = [photo_id for _, photo_id, _ in post_concurrently(make_post)]
     assert sorted(_index_and_files_agree(services.db.conn, services.data_dir)) == sorted(ids)
 
 
 def test_concurrent_posts_over_real_http(server):
     auth = basic("admin", ADMIN_PASSWORD)
-    results, errors = [], []
-    barrier = threading.Barrier(8)
 
-    def worker():
-        with requests.Session() as session:
-            barrier.wait()
-            for _ in range(5):
-                try:
-                    response = session.post(server.url + "/api/v1/photos", headers=auth,
-                                            json=SMALL, timeout=30)
-                    results.append((response.status_code, response.json().get("id"),
-                                    response.headers.get("Location")))
-                except Exception as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
+    def make_post():
+        session = requests.Session()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
-    assert [status for status, _, _ in results] == [201] * 40
+        def post():
+            response = session.post(server.url + "/api/v1/photos", headers=auth, json=SMALL,
+                                    timeout=30)
+            return (response.status_code, response.json().get("id"),
+                    response.headers.get("Location"))
+        return post
+
+    results = post_concurrently(make_post)
     ids = [photo_id for _, photo_id, _ in results]
-    assert len(set(ids)) == 40
     assert all(location == f"/api/v1/photos/{i}" for _, i, location in results)
 
     listed, url = [], server.url + "/api/v1/photos?limit=7"
