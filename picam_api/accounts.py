@@ -11,14 +11,15 @@ import logging
 import os
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from werkzeug.security import check_password_hash, generate_password_hash
-
 from .db import Database
-from .errors import ConfigError, Conflict, InvalidInput, NotFound
+from .errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
+from .limits import RateLimit
+from .passwords import Hasher
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ ROLES = ("viewer", "operator")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_PASSWORD = 8
 INITIAL_PASSWORD_FILE = "initial-admin-password"
-# Checked when a user does not exist, so a wrong name costs as much as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-password")
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,19 @@ class User:
 
 
 class Accounts:
-    """Creates, checks and removes users and their tokens."""
+    """Creates, checks and removes users and their tokens.
 
-    def __init__(self, db: Database, token_ttl_s: int):
+    A user keeps at most ``max_tokens`` live tokens (a new one revokes the
+    oldest) and gets at most ``tokens_per_minute`` new ones a minute.
+    """
+
+    def __init__(self, db: Database, token_ttl_s: int, hasher: Hasher | None = None,
+                 max_tokens: int = 100, tokens_per_minute: int = 60):
         self.db = db
         self.token_ttl_s = token_ttl_s
+        self.hasher = hasher or Hasher()
+        self.max_tokens = max_tokens
+        self._token_rate = RateLimit(tokens_per_minute, 60.0, "new tokens per user")
 
     # -- users ---------------------------------------------------------------------
 
@@ -55,7 +62,7 @@ class Accounts:
         _check_name(name)
         _check_role(role)
         _check_password(password)
-        user = User(name, role, generate_password_hash(password))
+        user = User(name, role, self.hasher.hash(password))
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"user {name!r} already exists")
@@ -78,7 +85,7 @@ class Accounts:
         _check_password(password)
         with self.db.transaction() as conn:
             changed = conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
-                                   (generate_password_hash(password), name)).rowcount
+                                   (self.hasher.hash(password), name)).rowcount
             if not changed:
                 raise NotFound(f"no user named {name!r}")
             conn.execute("DELETE FROM tokens WHERE user = ?", (name,))
@@ -91,12 +98,35 @@ class Accounts:
         log.info("user %s removed", name)
 
     def check_password(self, name: str, password: str) -> User | None:
-        """The user if the password is right, else None. Deliberately slow."""
+        """The user if the password is right, else None. Deliberately slow.
+
+        A hash made with other parameters than ``passwords.METHOD`` (an older
+        release's) is replaced by a new one once the password is known right.
+        """
         user = self.get_user(name)
         if user is None:
-            check_password_hash(_DUMMY_HASH, password)
+            # A wrong name costs as much as a wrong password.
+            self.hasher.verify_nobody(password)
             return None
-        return user if check_password_hash(user.password_hash, password) else None
+        if not self.hasher.verify(user.password_hash, password):
+            return None
+        if self.hasher.needs_rehash(user.password_hash):
+            user = self._rehash(user, password)
+        return user
+
+    def _rehash(self, user: User, password: str) -> User:
+        new = User(user.name, user.role, self.hasher.hash(password))
+        try:
+            with self.db.transaction() as conn:
+                # Only if unchanged meanwhile (``user passwd`` wins).
+                conn.execute("UPDATE users SET password_hash = ? WHERE name = ? AND "
+                             "password_hash = ?", (new.password_hash, user.name, user.password_hash))
+        except (sqlite3.Error, PicamError) as exc:
+            # A full disk, say: the login still succeeds, the rehash waits for the next one.
+            log.warning("password hash of user %s not renewed: %s", user.name, exc)
+            return user
+        log.info("password hash of user %s renewed with the current parameters", user.name)
+        return new
 
     def ensure_admin(self, data_dir: Path, env_password: str | None) -> str | None:
         """On first start with no users, create ``admin``; return a generated password.
@@ -127,14 +157,24 @@ class Accounts:
     # -- tokens --------------------------------------------------------------------
 
     def issue_token(self, user: User) -> tuple[str, dt.datetime]:
+        """A new token for ``user``; past ``max_tokens`` the oldest ones are revoked."""
+        self._token_rate.take(user.name)
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self.token_ttl_s
-        with self.db.transaction() as conn:
+        # On a full disk too, so that the web page can sign in to delete photos.
+        with self.db.transaction(frees_space=True) as conn:
             # Expired tokens are swept here rather than by another thread.
             conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
             conn.execute("INSERT INTO tokens (hash, user, created_at, expires_at) "
                          "VALUES (?, ?, ?, ?)", (_token_hash(token), user.name, now, expires))
+            revoked = conn.execute(
+                "DELETE FROM tokens WHERE user = ? AND hash NOT IN (SELECT hash FROM tokens "
+                "WHERE user = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+                (user.name, user.name, self.max_tokens)).rowcount
+        if revoked:
+            log.info("user %s has %d tokens, the most allowed (auth.max_tokens_per_user); "
+                     "revoked the oldest", user.name, self.max_tokens)
         return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc)
 
     def check_token(self, token: str) -> User | None:
@@ -144,7 +184,7 @@ class Accounts:
         return User(*row) if row else None
 
     def revoke_token(self, token: str) -> None:
-        with self.db.transaction() as conn:
+        with self.db.transaction(frees_space=True) as conn:
             conn.execute("DELETE FROM tokens WHERE hash = ?", (_token_hash(token),))
 
 

@@ -12,20 +12,22 @@ import flask_swagger_ui
 from apiflask import APIFlask
 from flask import send_from_directory
 
-from . import __version__, headers, openapi, problems
+from . import __version__, datadir, headers, openapi, problems, request_rules
 from .accounts import Accounts
 from .auth import CredentialCache, LoginGuard
 from .camera import CameraOwner, make_backend
 from .capture import CaptureService
 from .config import from_mapping, load_config
 from .db import Database
+from .files import SpaceReserve
 from .gpio import GpioService
+from .passwords import Hasher
 from .storage import PhotoStore
 from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
 from .watchdog import Watchdog, ping_interval
-from .workers import Worker
+from .workers import Worker, WorkerHealth
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,17 @@ class Services:
     def __init__(self, config: dict):
         self.config = config
         self.started_at = time.time()
-        self.data_dir = Path(config["storage"]["data_dir"])
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.db = Database(self.data_dir / "picam.db")
+        self.worker_health = WorkerHealth()
+        self.data_dir = datadir.prepare(Path(config["storage"]["data_dir"]))
+        self.db = Database(self.data_dir / "picam.db", SpaceReserve(self.data_dir))
         self.db.migrate()
-        self.accounts = Accounts(self.db, config["auth"]["token_ttl_s"])
-        self.credential_cache = CredentialCache(config["auth"]["credential_cache_s"])
-        self.login_guard = LoginGuard(config["auth"]["max_failures"],
-                                      config["auth"]["failure_window_s"])
+        self.db.reserve.ensure()
+        auth = config["auth"]
+        self.accounts = Accounts(self.db, auth["token_ttl_s"],
+                                 Hasher(auth["max_concurrent_hashes"]),
+                                 auth["max_tokens_per_user"], auth["tokens_per_minute"])
+        self.credential_cache = CredentialCache(auth["credential_cache_s"])
+        self.login_guard = LoginGuard(auth["max_failures"], auth["failure_window_s"])
         camera = config["camera"]
         self.backend = make_backend(config)
         self.owner = CameraOwner(self.backend, camera["capture_timeout_s"], camera["retry_after_s"])
@@ -55,25 +60,26 @@ class Services:
         cursor_key = self._secret("cursor_key")
         self.photos = PhotoStore(self.db, self.data_dir, storage["reserve_mb"] * 2**20,
                                  storage["thumbnail_px"], cursor_key)
-        self.photos.recover()
+        self.recovery = self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
-        self.streams = StreamHub(self.owner, self.capture, config)
+        self.streams = StreamHub(self.owner, self.capture, config, self.worker_health)
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
-                                           cursor_key)
+                                           cursor_key, health=self.worker_health)
         self.gpio = GpioService(config["gpio"], self)
         self.workers: list[Worker] = []
         if storage["max_photos"] or storage["max_bytes"]:
             self.retention = Worker(
                 "picam-retention",
                 lambda: self.photos.enforce_retention(storage["max_photos"], storage["max_bytes"]),
-                storage["retention_interval_s"])
+                storage["retention_interval_s"], self.worker_health)
             self.workers.append(self.retention)
         else:
             self.retention = None
         interval = ping_interval()
         if interval:  # under systemd with WatchdogSec=
-            self.workers.append(Worker("picam-watchdog", Watchdog(self.owner).tick, interval))
+            self.workers.append(Worker("picam-watchdog", Watchdog(self.owner).tick, interval,
+                                       self.worker_health))
         self._stopped = False
 
     def start(self) -> None:
@@ -92,6 +98,7 @@ class Services:
             worker.stop(timeout)
         self.gpio.shutdown(timeout)
         self.streams.shutdown(timeout)
+        self.accounts.hasher.close()
         self.owner.close()
         self.db.close()
         log.info("picam-api stopped")
@@ -137,6 +144,7 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     app.url_map.merge_slashes = False
     problems.init_app(app)
     headers.init_app(app)
+    request_rules.init_app(app, config["server"]["allowed_origins"])
 
     services = Services(config)
     app.extensions["picam"] = services

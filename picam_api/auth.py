@@ -6,7 +6,7 @@ the callbacks find the app's ``Accounts``, credential cache and login guard in
 """
 from __future__ import annotations
 
-import collections
+import functools
 import hashlib
 import hmac
 import logging
@@ -14,17 +14,44 @@ import secrets
 import threading
 import time
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 from apiflask import APIKeyQueryAuth, HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 from flask import current_app, request
 
+from . import request_rules
 from .accounts import Accounts, User
-from .errors import TooManyFailures
+from .errors import LoginsBusy, TooManyFailures
+from .limits import SlidingWindow
 
 log = logging.getLogger(__name__)
 
 
-class _BearerAuth(HTTPTokenAuth):
+class _ChecksBody:
+    """Runs ``request_rules.check_body`` once credentials are verified, before the view.
+
+    Every route with auth goes through one of these schemes (MultiAuth hands
+    the request to one of them), so every route inherits the rule.
+    """
+
+    def login_required(self, f=None, role=None, optional=None):
+        verify = super().login_required(role=role, optional=optional)
+
+        def decorator(view):
+            @functools.wraps(view)
+            def checked(*args, **kwargs):
+                request_rules.check_body()
+                return view(*args, **kwargs)
+            return verify(checked)
+        return decorator(f) if f else decorator
+
+
+class _BasicAuth(_ChecksBody, HTTPBasicAuth):
+    pass
+
+
+class _BearerAuth(_ChecksBody, HTTPTokenAuth):
     def is_compatible_auth(self, headers) -> bool:
         # Schemes are case-insensitive (RFC 9110, 11.1), but Flask-HTTPAuth compares
         # them exactly here, so MultiAuth would hand "bearer <token>" to Basic.
@@ -32,12 +59,16 @@ class _BearerAuth(HTTPTokenAuth):
         return scheme.lower() == self.scheme.lower()
 
 
-basic = HTTPBasicAuth(realm="picam-api", description="A user name and password.")
+class _TicketAuth(_ChecksBody, APIKeyQueryAuth):
+    pass
+
+
+basic = _BasicAuth(realm="picam-api", description="A user name and password.")
 bearer = _BearerAuth(scheme="Bearer", realm="picam-api",
                      description="A token from POST /api/v1/tokens.")
 auth = MultiAuth(basic, bearer)
 # The live view also takes a signed URL, for an <img>, which cannot send headers.
-ticket = APIKeyQueryAuth(name="StreamTicket", param_name="ticket", description=(
+ticket = _TicketAuth(name="StreamTicket", param_name="ticket", description=(
     "A signed, single-use ticket from POST /api/v1/stream/urls, valid for a GET of "
     "this route only, for stream.url_ttl_s seconds."))
 stream_auth = MultiAuth(basic, bearer, ticket)
@@ -82,56 +113,110 @@ class CredentialCache:
 
 
 class LoginGuard:
-    """Counts failed logins per client address and refuses with 429 past a limit."""
+    """Limits password checks per client address and user name; 429 past the limit.
 
-    def __init__(self, max_failures: int, window_s: float, max_clients: int = 10_000):
+    Failures count per (address, user name), so a client with a wrong password
+    does not lock out other users behind the same address (a NAT, or Home
+    Assistant and OctoPrint on one box). Names that are no user's count per
+    address too, and past ``ADDRESS_FACTOR`` times the limit that address may
+    try no more of them: spraying names is bounded, and users that exist are
+    never locked out by it.
+
+    ``attempt()`` holds its (address, name) key while the password is checked, so
+    the checks of one key run one after another and each failure is counted
+    before the next check starts: 40 parallel tries check at most
+    ``max_failures`` passwords. Bearer tokens and stream tickets are unguessable
+    and never pass through here, so a locked address keeps using them.
+    """
+
+    ADDRESS_FACTOR = 3
+
+    def __init__(self, max_failures: int, window_s: float, wait_s: float = 2.0,
+                 max_keys: int = 10_000):
         self.max_failures = max_failures
-        self.window_s = window_s
-        self.max_clients = max_clients
-        self._failures: dict[str, collections.deque] = {}
+        self.wait_s = wait_s
+        self._failures = SlidingWindow(window_s, max_keys)
         self._lock = threading.Lock()
+        self._held: dict[tuple[str, str], list] = {}  # key -> [lock, holders and waiters]
+        self._tag_key = secrets.token_bytes(16)
 
-    def check(self, client: str) -> None:
+    @contextmanager
+    def attempt(self, client: str, name: str, known: bool) -> Iterator[bool]:
+        """Check one password of ``name`` (``known``: a user has it) from ``client`` inside
+        this block, if it yields True (see ``check``)."""
+        key = (client, name[:128])
+        with self._lock:
+            entry = self._held.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            if not entry[0].acquire(timeout=self.wait_s):
+                raise LoginsBusy("this user's earlier logins from this client are still being "
+                                 "checked; try again", retry_after=1)
+            try:
+                yield self.check(client, name, known)
+            finally:
+                entry[0].release()
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._held[key]
+
+    def check(self, client: str, name: str, known: bool = True) -> bool:
+        """Whether a password of ``name`` from ``client`` may be checked now.
+
+        Past the limit, a user that exists gets ``TooManyFailures`` (429, with
+        Retry-After); a name that is no user's gets False: a plain 401 with no
+        hash, as nothing could ever log in as it.
+        """
+        now = time.monotonic()
+        limits = [((client, name[:128]), self.max_failures)]
+        if not known:
+            limits.append(((client, None), self.max_failures * self.ADDRESS_FACTOR))
+        with self._lock:
+            for key, limit in limits:
+                if self._failures.count(key, now) >= limit:
+                    if not known:
+                        return False
+                    retry = self._failures.retry_after(key, now)
+                    raise TooManyFailures(f"too many failed logins from {client}; "
+                                          f"try again in {retry} s", retry_after=retry)
+        return True
+
+    def failed(self, client: str, name: str, known: bool = True) -> None:
         now = time.monotonic()
         with self._lock:
-            recent = self._recent(client, now)
-            if len(recent) >= self.max_failures:
-                retry = max(1, int(recent[0] + self.window_s - now) + 1)
-                raise TooManyFailures(f"too many failed logins from {client}; "
-                                      f"try again in {retry} s", retry_after=retry)
+            self._failures.add((client, name[:128]), now)
+            if not known:
+                self._failures.add((client, None), now)
 
-    def failed(self, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if client not in self._failures and len(self._failures) >= self.max_clients:
-                for other in list(self._failures):
-                    self._recent(other, now)
-                if len(self._failures) >= self.max_clients:
-                    # Still full of recent failures (from many addresses): forget the
-                    # client that failed first rather than grow without bound.
-                    del self._failures[next(iter(self._failures))]
-            self._failures.setdefault(client, collections.deque()).append(now)
+    def tag(self, name: str) -> str:
+        """A short name for a user name that may be a mistyped password, for the log.
 
-    def _recent(self, client: str, now: float) -> collections.deque:
-        recent = self._failures.get(client, collections.deque())
-        while recent and recent[0] <= now - self.window_s:
-            recent.popleft()
-        if not recent:
-            self._failures.pop(client, None)
-        return recent
+        An HMAC under a per-process key: lines of one run can be matched up, and
+        the tag tells nothing about what was typed.
+        """
+        return hmac.new(self._tag_key, name.encode(), hashlib.sha256).hexdigest()[:8]
 
 
 @basic.verify_password
 def _verify_password(name: str, password: str) -> User | None:
-    services = current_app.extensions["picam"]
-    client = request.remote_addr or "?"
-    services.login_guard.check(client)
     if not name and not password:
         return None  # no credentials: a plain 401, not a failed login
-    user = services.credential_cache.check(services.accounts, name, password)
+    services = current_app.extensions["picam"]
+    client = request.remote_addr or "?"
+    guard = services.login_guard
+    known = services.accounts.get_user(name) is not None
+    with guard.attempt(client, name, known) as allowed:
+        if not allowed:
+            return None  # a name sprayed past the limit: refused unhashed, and not logged again
+        user = services.credential_cache.check(services.accounts, name, password)
+        if user is None:
+            guard.failed(client, name, known)
     if user is None:
-        services.login_guard.failed(client)
-        log.warning("failed Basic login for user %r from %s", name[:64], client)
+        # A user name that is no user may be a password typed in the wrong field.
+        who = f"user {name!r}" if known else f"an unknown user (tag {guard.tag(name)})"
+        log.warning("failed Basic login for %s from %s", who, client)
     return user
 
 
@@ -150,14 +235,11 @@ def _verify_ticket(value: str) -> User | None:
 
 
 def _check_secret(secret: str, what: str, check) -> User | None:
-    """A bearer token or ticket, counted like a password by the login guard."""
+    """A bearer token or ticket: 256 random bits or a MAC, so never rate-limited."""
     services = current_app.extensions["picam"]
-    client = request.remote_addr or "?"
-    services.login_guard.check(client)
     user = check(services) if secret else None
     if user is None and secret:
-        services.login_guard.failed(client)
-        log.warning("rejected %s from %s", what, client)
+        log.warning("rejected %s from %s", what, request.remote_addr or "?")
     return user
 
 

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from . import datadir
 from .accounts import ROLES, Accounts
 from .config import build_config, load_config
 from .db import Database
-from .errors import ConfigError, PicamError
+from .errors import PicamError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,10 +79,19 @@ def _serve(args) -> int:
         config = build_config([("config", config), ("command line", {"server": flags})],
                               os.environ)
     setup_logging(config["log"]["level"])
-    # Checked here, before gunicorn starts, so a bad data dir is one line, not a
-    # traceback from a worker that failed to boot.
-    _data_dir(config)
-    return serve(config)
+    # Checked here, before the server starts, so a bad or busy data dir or a
+    # damaged database is one line, not a traceback from a worker that failed to boot.
+    data_dir = _data_dir(config)
+    lock = datadir.lock(data_dir)  # held, by this process and its forks, until exit
+    db = Database(data_dir / "picam.db")
+    try:
+        db.migrate()
+    finally:
+        db.close()
+    try:
+        return serve(config)
+    finally:
+        os.close(lock)
 
 
 def _config_check(args) -> int:
@@ -93,16 +103,8 @@ def _config_check(args) -> int:
 
 
 def _data_dir(config: dict) -> Path:
-    """The data dir, made if missing; a ConfigError if it cannot be used."""
-    data_dir = Path(config["storage"]["data_dir"])
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise ConfigError(f"storage.data_dir: cannot create {data_dir}: "
-                          f"{exc.strerror}") from None
-    if not os.access(data_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"storage.data_dir: {data_dir} is not writable by this user")
-    return data_dir
+    """The data dir, made if missing; a ConfigError if it cannot be used or is not ours."""
+    return datadir.prepare(Path(config["storage"]["data_dir"]))
 
 
 @contextmanager

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
         "threads": 16,
         "max_body_bytes": 64 * 1024,
         "graceful_timeout_s": 5.0,
+        # Origins (https://ha.local:8123) whose pages may POST, PATCH or DELETE here
+        # with a browser's credentials; see docs/security.md.
+        "allowed_origins": [],
     },
     "storage": {
         "data_dir": "",
@@ -59,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
         "failure_window_s": 60.0,
         # How long verified Basic credentials skip the slow password hash.
         "credential_cache_s": 60.0,
+        # Password checks running at once (16 MiB each); see picam_api/passwords.py.
+        "max_concurrent_hashes": 2,
+        # Live tokens a user may hold (a new one revokes the oldest), and new ones a minute.
+        "max_tokens_per_user": 50,
+        "tokens_per_minute": 10,
     },
     "timelapse": {
         "min_interval_s": 0.5,
@@ -155,6 +163,13 @@ def _sizes(value: Any) -> list[list[int]]:
     return [_size(size) for size in value]
 
 
+def _origins(value: Any) -> list[str]:
+    from .request_rules import normalize_origin
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a list of origins such as \"https://ha.local:8123\"")
+    return [normalize_origin(origin) for origin in value]
+
+
 def _devices(value: Any) -> list[dict]:
     # The GPIO module knows the device kinds and their options.
     from .gpio.devices import check_devices
@@ -167,6 +182,7 @@ SPEC: dict[str, Callable] = {
     "server.threads": _number(int, 2, 256),
     "server.max_body_bytes": _number(int, 1024, 16 * 1024 * 1024),
     "server.graceful_timeout_s": _number(float, 0.5, 120),
+    "server.allowed_origins": _origins,
     "storage.data_dir": _text,
     "storage.reserve_mb": _number(int, 0),
     "storage.max_photos": _number(int, 0),
@@ -188,6 +204,9 @@ SPEC: dict[str, Callable] = {
     "auth.max_failures": _number(int, 1),
     "auth.failure_window_s": _number(float, 1),
     "auth.credential_cache_s": _number(float, 0),
+    "auth.max_concurrent_hashes": _number(int, 1, 16),
+    "auth.max_tokens_per_user": _number(int, 1, 100_000),
+    "auth.tokens_per_minute": _number(int, 1, 10_000),
     "timelapse.min_interval_s": _number(float, 0.01, 86400),
     "timelapse.max_active_jobs": _number(int, 1, 1000),
     "timelapse.max_consecutive_failures": _number(int, 1, 1_000_000),

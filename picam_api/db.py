@@ -3,17 +3,27 @@
 The schema version lives in ``PRAGMA user_version``. Each migration runs in its
 own transaction and is never edited once released: a change is a new entry in
 ``MIGRATIONS``, so a database made by any release opens with this code.
+
+The database holds the keys that sign stream tickets and cursors, so it and its
+``-wal`` and ``-shm`` files are private (0600) whatever the umask: SQLite gives
+those two the database file's own mode. A full disk is a 507
+(``InsufficientStorage``), never a 500; a transaction that frees space
+(``frees_space=True``) first gives up the data dir's ``SpaceReserve`` when the
+disk is full, so that deleting works on a full disk.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import PicamError
+from .errors import InsufficientStorage, PicamError
+from .files import SpaceReserve
 
 log = logging.getLogger(__name__)
 
@@ -86,23 +96,42 @@ MIGRATIONS: list[str] = [
 ]
 
 
+PRIVATE = 0o600
+
+
 class SchemaTooNew(PicamError):
     """The database was written by a newer release; refuse rather than damage it."""
+
+
+class DatabaseUnusable(PicamError):
+    """The database file cannot be read as one (damaged, or not a database)."""
+
+    status = 503
+    title = "Database unusable"
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying the disk is full."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class Database:
     """Hands each thread its own connection to one SQLite file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, reserve: SpaceReserve | None = None):
         self.path = path
+        self.reserve = reserve
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._private = False
 
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            if not self._private:
+                self._make_private()
             # Autocommit mode; transactions are explicit in ``transaction()``.
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
@@ -117,18 +146,73 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, frees_space: bool = False) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; a full disk is a 507.
+
+        ``frees_space``: the transaction deletes, to make room (photos, tokens);
+        on a full disk the reserve is given up for it first.
+        """
+        if frees_space and self.reserve is not None and self.reserve.release_if_full():
+            log.warning("the disk is full; gave up the space reserve so that a delete can run")
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back by itself (a full disk does that).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if is_full(exc):
+                raise InsufficientStorage("the disk is full; nothing was changed. Delete "
+                                          "photos to make room.") from exc
             raise
-        conn.execute("COMMIT")
+
+    def check(self) -> None:
+        """Raise ``DatabaseUnusable`` unless the database can be read now."""
+        try:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseUnusable(self._unusable(exc)) from None
 
     def migrate(self) -> int:
-        """Bring the schema up to the newest version; return that version."""
+        """Bring the schema up to the newest version; return that version.
+
+        A file that is not a database, or a damaged one, is ``DatabaseUnusable``:
+        one line naming the file and what to do.
+        """
+        try:
+            return self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if is_full(exc):
+                raise
+            raise DatabaseUnusable(self._unusable(exc)) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> str:
+        return (f"{self.path}: {exc}. Restore it from a backup, or move it (with its -wal "
+                f"and -shm files) aside to start with an empty one; the photos are then "
+                f"indexed again")
+
+    def _make_private(self) -> None:
+        """Create the file 0600 before SQLite does; tighten files left looser."""
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+            os.fchmod(fd, PRIVATE)  # whatever the umask took away
+            os.close(fd)
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & ~PRIVATE:
+                    os.chmod(path, PRIVATE)
+                    log.warning("%s was readable by others (mode %o); made it 0600", path, mode)
+            except FileNotFoundError:
+                pass
+        self._private = True
+
+    def _migrate(self) -> int:
         conn = self.conn
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current > len(MIGRATIONS):

@@ -79,6 +79,33 @@ class TooManyFailures(PicamError):
     title = "Too many failed logins"
 
 
+class RateLimited(PicamError):
+    """A client asked for something faster than its limit allows."""
+
+    status = 429
+    title = "Too many requests"
+
+
+class LoginsBusy(PicamError):
+    """Every password-check slot is taken (a burst of logins); clients may retry."""
+
+    status = 503
+    title = "Too many logins at once"
+
+
+class CrossSiteRequest(PicamError):
+    """A state-changing request sent by a page of another site."""
+
+    status = 403
+    title = "Cross-site request refused"
+
+
+class DamagedFile(PicamError):
+    """A stored file cannot be read as what the index says it is."""
+
+    title = "Damaged file"
+
+
 class TooManyStreams(PicamError):
     """Every live-view slot (``stream.max_clients``) is taken."""
 

@@ -12,6 +12,9 @@ refuses valid input. Three things close that gap:
   marker in their metadata; ``init_app``'s spec processor fills them in: the
   sensor size, the advertised controls, ``timelapse.min_interval_s`` and so on.
 - A request body with required fields is marked required (APIFlask never does).
+- Statuses that every route inherits rather than declares are documented on
+  each: from auth (429, 503) and, on state-changing routes, from
+  ``request_rules`` (400, 403, 415) and a full disk (507).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 
 from .camera.settings import control_schema
 from .errors import CameraError
+from .request_rules import STATE_CHANGING
 
 if TYPE_CHECKING:
     from .app import Services
@@ -143,6 +147,7 @@ def init_app(app: APIFlask, services: Services) -> None:
             caps = None
         _fill(spec, caps, services.config)
         _require_bodies(spec)
+        _inherited_statuses(spec)
         return spec
 
 
@@ -169,3 +174,28 @@ def _require_bodies(spec: dict) -> None:
                 ref = media.get("schema", {}).get("$ref", "")
                 if schemas.get(ref.rsplit("/", 1)[-1], {}).get("required"):
                     body["required"] = True
+
+
+INHERITED = {
+    "auth": {429: "Too many failed logins or new tokens; see Retry-After",
+             503: "Too many logins at once, or the camera is unavailable; see Retry-After"},
+    "state": {400: "Malformed request, or JSON nested too deep or with too long a number",
+              403: "Needs the operator role, or sent by a page of another site",
+              415: "Not application/json (see docs/security.md)",
+              507: "Below the free-space reserve, or disk full"},
+}
+
+
+def _inherited_statuses(spec: dict) -> None:
+    problem = {"application/problem+json": {"schema": {
+        "$ref": "#/components/schemas/ProblemSchema"}}}
+    for path in spec.get("paths", {}).values():
+        for method, operation in path.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = dict(INHERITED["auth"]) if operation.get("security") else {}
+            if method.upper() in STATE_CHANGING:
+                statuses.update(INHERITED["state"])
+            for status, description in statuses.items():
+                operation["responses"].setdefault(
+                    str(status), {"description": description, "content": problem})

@@ -13,7 +13,9 @@ from apiflask.exceptions import HTTPError
 from flask import Response, json, request
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .errors import PicamError
+from .db import is_full
+from .errors import InsufficientStorage, PicamError
+from .files import FULL_ERRNOS
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ def init_app(app: APIFlask) -> None:
 
     @app.errorhandler(Exception)
     def _from_unexpected(error: Exception) -> Response:
+        if _disk_full(error):
+            # Written anywhere, by anyone: a full disk is the same 507 as in the store.
+            return _from_picam_error(InsufficientStorage("the disk is full; nothing was changed. "
+                                                         "Delete photos to make room."))
         log.exception("unhandled error")
         return problem(500, "The server failed; the error is in its log.")
 
@@ -87,6 +93,10 @@ def init_app(app: APIFlask) -> None:
                     if int(status) >= 400 and schema.get("$ref") == problem_ref:
                         content[MEDIA_TYPE] = content.pop("application/json")
         return spec
+
+
+def _disk_full(error: BaseException) -> bool:
+    return is_full(error) or (isinstance(error, OSError) and error.errno in FULL_ERRNOS)
 
 
 def _field_errors(detail: dict) -> dict[str, list[str]]:

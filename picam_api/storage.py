@@ -1,17 +1,21 @@
 """The photo store: image files in the data dir, indexed in SQLite.
 
 A file is written (atomically) before its index row, and a row is deleted before
-its file, so after a crash the only possible leftovers are files with no row;
-``recover()`` removes them and stale temp files on start.
+its file, so after a crash the only possible leftovers are files with no row
+and temp files. ``recover()`` deletes only the temp files and thumbnails this
+service made, and indexes the images again (they may be photos whose rows a
+restored backup lacks): it never deletes a photo.
 """
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
 import io
 import json
 import logging
+import os
+import re
+import secrets
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -23,14 +27,17 @@ from PIL import Image
 from .camera import Capture, CaptureSettings
 from .clock import iso
 from .db import Database
-from .errors import InsufficientStorage, NotFound
-from .files import atomic_write, inside, remove_temp_files
-from .ids import is_id, new_id
+from .errors import DamagedFile, InsufficientStorage, NotFound
+from .files import FULL_ERRNOS, TEMP_NAME, atomic_write, inside, remove_temp_files
+from .ids import ID_PATTERN, is_id, new_id
 from .pagination import make_cursor, open_cursor
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png"}
+PIL_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x8769, 0x9003
+THUMBNAIL_NAME = re.compile(f"({ID_PATTERN.pattern})\\.jpg")
 COLUMNS = ("id, taken_at, path, width, height, format, bytes, etag, settings, metadata, "
            "source, timelapse_id, sequence, trigger")
 
@@ -82,7 +89,14 @@ class PhotoStore:
     # -- writing -----------------------------------------------------------------
 
     def check_space(self, incoming: int = 0) -> None:
-        """Raise ``InsufficientStorage`` if storing ``incoming`` bytes would cross the reserve."""
+        """Raise ``InsufficientStorage`` if storing ``incoming`` bytes would cross the reserve.
+
+        Also while the database's space reserve (``files.SpaceReserve``) is given up
+        and cannot be made again: that room is for deleting, not for new photos.
+        """
+        if self.db.reserve is not None and not self.db.reserve.ensure():
+            raise InsufficientStorage("the disk is full: the room kept for deleting photos is in "
+                                      "use. Delete photos or free space in the data dir.")
         free = shutil.disk_usage(self.root).free
         if free - incoming < self.reserve_bytes:
             raise InsufficientStorage(
@@ -179,21 +193,35 @@ class PhotoStore:
             raise NotFound(f"the image file of photo {photo.id} is missing")
         return path
 
-    def thumbnail(self, photo: Photo) -> Path:
-        """A small JPEG of ``photo``, made on first request and kept."""
+    def open_image(self, photo: Photo) -> io.BufferedReader:
+        """The image file of ``photo``, open: a delete after this cannot take it away."""
+        return _open(self.file(photo), photo)
+
+    def open_thumbnail(self, photo: Photo) -> io.BufferedReader:
+        """A small JPEG of ``photo``, made on first request and kept; open, as ``open_image``."""
         path = inside(self.thumbs_dir, f"{photo.id}.jpg")
-        if not path.exists():
-            with Image.open(self.file(photo)) as image:
-                image.thumbnail((self.thumbnail_px, self.thumbnail_px))
-                buffer = io.BytesIO()
-                image.convert("RGB").save(buffer, "JPEG", quality=80)
-            _write(path, buffer.getvalue())
-            # Deleted (by a client or retention) while we drew it: its delete may
-            # already have run, so take the thumbnail away ourselves.
-            if not self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo.id,)).fetchone():
-                path.unlink(missing_ok=True)
-                raise NotFound(f"photo {photo.id} was deleted")
-        return path
+        try:
+            return _open(path, photo)
+        except NotFound:
+            pass
+        with self.open_image(photo) as source:
+            try:
+                with Image.open(source) as image:
+                    image.thumbnail((self.thumbnail_px, self.thumbnail_px))
+                    buffer = io.BytesIO()
+                    image.convert("RGB").save(buffer, "JPEG", quality=80)
+            except (OSError, ValueError, Image.DecompressionBombError):
+                # Not the client's fault, and nothing a retry mends: a 500 that says so.
+                raise DamagedFile(f"the image file of photo {photo.id} is damaged and cannot "
+                                  "be made into a thumbnail; the file itself is still served "
+                                  "at its image link") from None
+        _write(path, buffer.getvalue())
+        # Deleted (by a client or retention) while we drew it: its delete may
+        # already have run, so take the thumbnail away ourselves.
+        if not self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo.id,)).fetchone():
+            path.unlink(missing_ok=True)
+            raise NotFound(f"photo {photo.id} was deleted")
+        return _open(path, photo)
 
     def stats(self) -> dict[str, int]:
         count, total = self.db.conn.execute(
@@ -205,14 +233,14 @@ class PhotoStore:
     def delete(self, photo_id: str) -> None:
         """Remove the index row, then the image and its thumbnail."""
         photo = self.get(photo_id)
-        with self.db.transaction() as conn:
+        with self.db.transaction(frees_space=True) as conn:
             conn.execute("DELETE FROM photos WHERE id = ?", (photo.id,))
         self._unlink(photo)
 
     def delete_frames(self, timelapse_id: str) -> int:
         """Delete every frame of a time-lapse; return how many."""
         photos = list(self.iter_frames(timelapse_id))
-        with self.db.transaction() as conn:
+        with self.db.transaction(frees_space=True) as conn:
             conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
         for photo in photos:
             self._unlink(photo)
@@ -232,7 +260,7 @@ class PhotoStore:
             if not rows:
                 return deleted
             photos = [Photo.from_row(row) for row in rows]
-            with self.db.transaction() as conn:
+            with self.db.transaction(frees_space=True) as conn:
                 conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
             for photo in photos:
                 self._unlink(photo)
@@ -245,27 +273,106 @@ class PhotoStore:
 
     # -- start-up ----------------------------------------------------------------
 
-    def recover(self) -> None:
-        """Remove temp files, and image files and thumbnails with no row, left by a crash."""
+    def recover(self) -> dict[str, int]:
+        """Clean up after an unclean stop without losing a photo; return what it did.
+
+        Deletes only what this service made and abandoned: ``atomic_write``'s temp
+        files in its own folders, and thumbnails (named by photo id) of photos
+        that are gone. A JPEG or PNG under photos/ with no row (the database was
+        moved aside, or restored from an older backup) is indexed again with
+        source "recovered"; any other file there or in thumbnails/ is moved to
+        quarantine/, keeping its path. Each is named in the log.
+        """
         self.photos_dir.mkdir(parents=True, exist_ok=True)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
-        temps = remove_temp_files(self.root)
-        rows = self.db.conn.execute("SELECT id, path FROM photos").fetchall()
-        indexed = {path for _, path in rows}
-        # A crash between deleting a row and its files leaves a thumbnail too.
-        thumbnails = {f"{photo_id}.jpg" for photo_id, _ in rows}
-        orphans = 0
-        for path in self.photos_dir.rglob("*"):
-            if path.is_file() and str(path.relative_to(self.root)) not in indexed:
-                path.unlink()
-                orphans += 1
-        for path in self.thumbs_dir.iterdir():
-            if path.is_file() and path.name not in thumbnails:
-                path.unlink()
-                orphans += 1
-        if temps or orphans:
-            log.warning("recovered from an unclean stop: removed %d temp file(s) and "
-                        "%d unindexed image(s) or thumbnail(s)", temps, orphans)
+        done = {"temp_files_removed": remove_temp_files(self.photos_dir, recursive=True)
+                + remove_temp_files(self.thumbs_dir) + remove_temp_files(self.root),
+                "thumbnails_removed": 0, "reindexed": 0, "quarantined": 0}
+        indexed = {path for (path,) in self.db.conn.execute("SELECT path FROM photos")}
+        for path in sorted(self.photos_dir.rglob("*")):
+            relative = str(path.relative_to(self.root))
+            if relative in indexed or TEMP_NAME.fullmatch(path.name) or (
+                    path.is_dir() and not path.is_symlink()):
+                continue
+            # A link could point anywhere: it is set aside, not followed.
+            if not path.is_symlink() and path.is_file() and self._reindex(path, relative):
+                done["reindexed"] += 1
+            else:
+                self._quarantine(path, "not an image this service stores")
+                done["quarantined"] += 1
+        ids = {photo_id for (photo_id,) in self.db.conn.execute("SELECT id FROM photos")}
+        for path in sorted(self.thumbs_dir.iterdir()):
+            match = THUMBNAIL_NAME.fullmatch(path.name)
+            if match and path.is_file() and not path.is_symlink():
+                if match.group(1) not in ids:
+                    # Made by this service from a photo that is gone: it can be made again.
+                    path.unlink()
+                    done["thumbnails_removed"] += 1
+            elif not TEMP_NAME.fullmatch(path.name):
+                self._quarantine(path, "not a thumbnail this service made")
+                done["quarantined"] += 1
+        if any(done.values()):
+            log.warning("recovered from an unclean stop or a restored database: %s",
+                        ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in done.items()))
+        return done
+
+    def _reindex(self, path: Path, relative: str) -> bool:
+        """Index an image file that has no row; False if it is not a JPEG or PNG we can read."""
+        try:
+            data = path.read_bytes()
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()  # a torn or damaged file fails here
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = PIL_FORMATS.get(image.format or "")
+                width, height = image.size
+                exif_time = image.getexif().get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return False
+        if fmt is None:
+            return False
+        photo_id = path.stem if is_id(path.stem) else None
+        if photo_id is None or self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?",
+                                                    (photo_id,)).fetchone():
+            taken_at = _exif_time(exif_time) or dt.datetime.fromtimestamp(path.stat().st_mtime,
+                                                                          dt.timezone.utc)
+            photo_id = new_id(taken_at)
+        else:
+            taken_at = dt.datetime.strptime(photo_id[:21], "%Y%m%dT%H%M%S%f").replace(
+                tzinfo=dt.timezone.utc)
+        settings = {"width": width, "height": height, "format": fmt}
+        with self.db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO photos ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                (photo_id, iso(taken_at), relative, width, height, fmt, len(data),
+                 hashlib.sha256(data).hexdigest()[:32], json.dumps(settings),
+                 json.dumps({"recovered_at": iso(dt.datetime.now(dt.timezone.utc))}),
+                 "recovered", None, None, None))
+        log.warning("indexed %s again as photo %s (it had no row)", relative, photo_id)
+        return True
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        target = self.root / "quarantine" / path.relative_to(self.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{target.name}.{secrets.token_hex(4)}")
+        os.replace(path, target)
+        log.warning("moved %s to %s: %s", path.relative_to(self.root),
+                    target.relative_to(self.root), why)
+
+
+def _exif_time(value) -> dt.datetime | None:
+    """EXIF's "YYYY:MM:DD HH:MM:SS" (local time of the camera; read as UTC), else None."""
+    try:
+        return dt.datetime.strptime(str(value), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def _open(path: Path, photo: Photo) -> io.BufferedReader:
+    try:
+        return path.open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise NotFound(f"the file of photo {photo.id} is gone (deleted meanwhile)") from None
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -273,7 +380,7 @@ def _write(path: Path, data: bytes) -> None:
     try:
         atomic_write(path, data)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in FULL_ERRNOS:
             raise InsufficientStorage("the disk is full; nothing was stored") from exc
         raise
 

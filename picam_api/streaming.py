@@ -50,6 +50,7 @@ from .camera import CameraOwner, CaptureSettings
 from .capture import CaptureService
 from .errors import (CameraError, CameraUnavailable, CaptureTimeout, InvalidInput, PicamError,
                      TooManyStreams)
+from .workers import WorkerHealth
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,10 @@ def multipart_part(jpeg: bytes) -> bytes:
 class StreamHub:
     """Live MJPEG for one app: the client cap, one producer per size, shutdown."""
 
-    def __init__(self, owner: CameraOwner, capture: CaptureService, config: dict):
+    def __init__(self, owner: CameraOwner, capture: CaptureService, config: dict,
+                 health: WorkerHealth | None = None):
         stream = config["stream"]
+        self.health = health or WorkerHealth()
         self.owner = owner
         self.capture = capture
         self.sizes = [tuple(size) for size in stream["sizes"]]
@@ -249,8 +252,9 @@ class Producer(threading.Thread):
     def run(self) -> None:
         try:
             self._produce()
-        except Exception:
-            log.exception("%s failed", self.name)
+        except Exception as exc:
+            # Its clients' streams end; the next client starts a new producer.
+            self.hub.health.failed(self.name, exc)
         finally:
             self.hub._forget(self)
             with self.changed:

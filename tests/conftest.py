@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from picam_api import create_app
+from picam_api import create_app, passwords
 
 PROBLEM = "application/problem+json"
 ADMIN_PASSWORD = "admin-password-1"
@@ -116,6 +116,20 @@ def viewer_headers(services) -> dict[str, str]:
 
 
 @pytest.fixture
+def hash_calls(monkeypatch) -> list[str]:
+    """Counts the slow password hash checks, as ``picam_api.passwords`` makes them."""
+    calls: list[str] = []
+    real = passwords.check_password_hash
+
+    def counting(pwhash: str, password: str) -> bool:
+        calls.append(password)
+        return real(pwhash, password)
+
+    monkeypatch.setattr(passwords, "check_password_hash", counting)
+    return calls
+
+
+@pytest.fixture
 def mock_camera(services):
     """The app's mock backend, whose fault knobs a test may turn."""
     return services.backend
@@ -157,7 +171,7 @@ class ServerProcess:
             try:
                 if requests.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
                 pass
             time.sleep(0.1)
         raise AssertionError(f"server did not answer within {timeout} s:\n{self.log.read_text()}")

@@ -125,9 +125,9 @@ def test_user_passwd_changes_password_and_revokes_tokens(app, data_dir, run):
     run("user", "add", "carol", "--password-stdin", stdin="carol-password\n")
     old = basic("carol", "carol-password")
     assert status(client, old) == 200  # now in the credential cache
-    token = client.post("/api/v1/tokens", headers=old).json["token"]
-    admin_token = client.post("/api/v1/tokens",
-                              headers=basic("admin", ADMIN_PASSWORD)).json["token"]
+    token = client.post("/api/v1/tokens", headers=old, content_type="application/json").json["token"]
+    admin_token = client.post("/api/v1/tokens", headers=basic("admin", ADMIN_PASSWORD),
+                              content_type="application/json").json["token"]
 
     code, out, err = run("user", "passwd", "carol", "--password-stdin", stdin="carol-new-pass\n")
     assert code == 0, err
@@ -144,7 +144,7 @@ def test_user_remove(app, data_dir, run):
     run("user", "add", "carol", "--password-stdin", stdin="carol-password\n")
     carol = basic("carol", "carol-password")
     assert status(client, carol) == 200
-    token = client.post("/api/v1/tokens", headers=carol).json["token"]
+    token = client.post("/api/v1/tokens", headers=carol, content_type="application/json").json["token"]
     code, out, err = run("user", "remove", "carol")
     assert code == 0, err
     assert status(client, carol) == 401

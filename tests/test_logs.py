@@ -41,7 +41,7 @@ def test_passwords_and_tokens_never_reach_the_log(server):
         assert requests.get(server.url + "/api/v1/info", auth=("admin", wrong),
                             timeout=10).status_code == 401
     response = requests.post(server.url + "/api/v1/tokens", auth=("admin", ADMIN_PASSWORD),
-                             timeout=10)
+                             json={}, timeout=10)
     assert response.status_code == 201
     token = response.json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}

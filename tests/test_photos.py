@@ -79,7 +79,9 @@ def test_post_photo_png(client, admin_headers):
 
 
 def test_post_photo_without_body_uses_defaults(client, admin_headers, services):
-    response = client.post("/api/v1/photos", headers=admin_headers)
+    # Still JSON (docs/security.md): a bare POST is what a form of another site sends.
+    assert_problem(client.post("/api/v1/photos", headers=admin_headers), 415)
+    response = client.post("/api/v1/photos", headers=admin_headers, content_type="application/json")
     assert response.status_code == 201
     defaults = services.capture.defaults()
     assert (response.json["width"], response.json["height"]) == (defaults["width"],
@@ -229,7 +231,7 @@ def test_delete_removes_file_thumbnail_and_row(client, admin_headers, services):
     thumb = services.data_dir / "thumbnails" / f"{photo['id']}.jpg"
     assert path.is_file() and thumb.is_file()
 
-    response = client.delete(photo["links"]["self"], headers=admin_headers)
+    response = client.delete(photo["links"]["self"], headers=admin_headers, content_type="application/json")
     assert response.status_code == 204
     assert response.data == b""
     assert not path.exists() and not thumb.exists()
@@ -237,7 +239,7 @@ def test_delete_removes_file_thumbnail_and_row(client, admin_headers, services):
                                     (photo["id"],)).fetchone()[0] == 0
     for link in photo["links"].values():
         assert_problem(client.get(link, headers=admin_headers), 404)
-    assert_problem(client.delete(photo["links"]["self"], headers=admin_headers), 404)
+    assert_problem(client.delete(photo["links"]["self"], headers=admin_headers, content_type="application/json"), 404)
     # the other photo is untouched
     assert client.get(keep["links"]["image"], headers=admin_headers).status_code == 200
     assert [i["id"] for i in client.get("/api/v1/photos", headers=admin_headers).json[
@@ -346,7 +348,8 @@ def test_bad_photo_ids_are_404(client, admin_headers, services, bad, suffix):
     assert_problem(response, 404)
     assert b"root:" not in response.data
     if not suffix:
-        assert_problem(client.delete(f"/api/v1/photos/{bad}", headers=admin_headers), 404)
+        assert_problem(client.delete(f"/api/v1/photos/{bad}", headers=admin_headers,
+                                     content_type="application/json"), 404)
     assert services.photos.stats()["count"] == 1
     assert files_under(services.data_dir.parent) - files_under(services.data_dir) \
         == outside_before

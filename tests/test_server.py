@@ -36,7 +36,7 @@ def test_info_needs_auth(server):
 
 
 def test_bearer_token_over_http(server):
-    response = requests.post(server.url + "/api/v1/tokens", auth=AUTH, timeout=10)
+    response = requests.post(server.url + "/api/v1/tokens", auth=AUTH, json={}, timeout=10)
     assert response.status_code == 201
     bearer = {"Authorization": f"Bearer {response.json()['token']}"}
     assert requests.get(server.url + "/api/v1/info", headers=bearer, timeout=10).status_code == 200
@@ -79,7 +79,8 @@ def test_photo_round_trip(server):
         assert any(p.read_bytes() == image.content for p in _files(server.data_dir) - files_before)
         listing = http.get(server.url + "/api/v1/photos", timeout=10).json()
         assert [p["id"] for p in listing["items"]] == [photo["id"]]
-        assert http.delete(server.url + photo["links"]["self"], timeout=10).status_code == 204
+        assert http.delete(server.url + photo["links"]["self"], timeout=10,
+                           headers={"Content-Type": "application/json"}).status_code == 204
         assert http.get(server.url + photo["links"]["image"], timeout=10).status_code == 404
     # ...and is gone with the photo.
     assert _files(server.data_dir) == files_before

@@ -218,7 +218,7 @@ def test_patch_camera_changes_the_defaults_later_captures_use(client, admin_head
     assert client.get("/api/v1/camera", headers=admin_headers).json["defaults"] == \
         response.json["defaults"]
 
-    photo = client.post("/api/v1/photos", headers=admin_headers).json
+    photo = client.post("/api/v1/photos", headers=admin_headers, json={}).json
     assert (photo["width"], photo["height"]) == (320, 240)
     assert photo["settings"]["quality"] == 55
     assert photo["settings"]["controls"] == {"Brightness": 0.25}
@@ -253,7 +253,7 @@ def test_camera_defaults_survive_a_restart(make_app, config, admin_headers):
     client = make_app(config).test_client()
     defaults = client.get("/api/v1/camera", headers=admin_headers).json["defaults"]
     assert defaults == {**changes, "quality": 90, "hflip": False}
-    photo = client.post("/api/v1/photos", headers=admin_headers).json
+    photo = client.post("/api/v1/photos", headers=admin_headers, json={}).json
     assert (photo["width"], photo["height"], photo["format"]) == (640, 360, "png")
 
 

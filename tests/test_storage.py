@@ -357,7 +357,8 @@ def test_retention_with_both_limits_applies_the_tighter(make_app, config, admin_
     for _ in range(3):
         assert post(client, admin_headers).status_code == 201
     assert wait_for(lambda: row_count(services) == 0)
-    assert stored_files(services.data_dir) == set()
+    # Files go after their rows' transaction commits.
+    wait_for(lambda: stored_files(services.data_dir) == set(), what="the files to go")
 
 
 def test_retention_never_runs_inside_a_request(make_app, config, admin_headers):
@@ -378,7 +379,7 @@ def test_retention_never_runs_inside_a_request(make_app, config, admin_headers):
     services.retention.wake()
     assert wait_for(lambda: row_count(services) == 3)
     assert sorted(p.id for p in services.photos.list(10)[0]) == sorted(ids[3:])
-    assert len(stored_files(services.data_dir)) == 3
+    wait_for(lambda: len(stored_files(services.data_dir)) == 3, what="the files to go")
 
 
 def test_retention_worker_stops_with_the_app(make_app, config):

@@ -102,7 +102,8 @@ def test_pause_resume_and_cancel(client, admin_headers, services):
     wait_for(lambda: len(frames_of(services, job["id"])) >= count + 3)
     # Time spent paused is not counted as missed.
     assert get(client, admin_headers, job["id"])["frames_missed"] == 0
-    assert client.delete(job["links"]["self"], headers=admin_headers).status_code == 409
+    assert client.delete(job["links"]["self"], headers=admin_headers,
+                         content_type="application/json").status_code == 409
     cancelled = client.patch(job["links"]["self"], headers=admin_headers,
                              json={"state": "cancelled"})
     assert cancelled.json["state"] == "cancelled" and cancelled.json["finished_at"]
@@ -110,7 +111,8 @@ def test_pause_resume_and_cancel(client, admin_headers, services):
         response = client.patch(job["links"]["self"], headers=admin_headers, json={"state": state})
         assert response.status_code == 409
         assert response.mimetype == "application/problem+json"
-    assert client.delete(job["links"]["self"], headers=admin_headers).status_code == 204
+    assert client.delete(job["links"]["self"], headers=admin_headers,
+                         content_type="application/json").status_code == 204
     assert client.get(job["links"]["self"], headers=admin_headers).status_code == 404
     # Without ?frames=true the photos stay.
     assert len(frames_of(services, job["id"])) >= count + 3
@@ -120,7 +122,8 @@ def test_delete_with_frames_removes_the_photos(client, admin_headers, services):
     job = create(client, admin_headers, interval_s=0.1, frames=3)
     wait_for(lambda: get(client, admin_headers, job["id"])["state"] == "completed")
     files = [services.photos.file(p) for p in frames_of(services, job["id"])]
-    response = client.delete(job["links"]["self"] + "?frames=true", headers=admin_headers)
+    response = client.delete(job["links"]["self"] + "?frames=true", headers=admin_headers,
+                             content_type="application/json")
     assert response.status_code == 204
     assert frames_of(services, job["id"]) == []
     assert not any(path.exists() for path in files)

@@ -8,10 +8,13 @@ is /usr/bin/chromium from apt (``.ci/run`` installs it).
 """
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import os
 import re
 import subprocess
+import threading
 import zipfile
 from pathlib import Path
 
@@ -310,6 +313,55 @@ def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
     # Chromium reports the stream cut short and the connections refused while it was down.
     tab.errors = [e for e in tab.errors if "net::ERR_" not in e]
     tab.check()
+
+
+ATTACK_PAGE = """<!doctype html>
+<title>A page of another site</title>
+<form id="form" method="post" action="{api}/api/v1/photos"></form>
+<script>
+  // What a page of another site can make a browser send without asking the API:
+  // a no-cors fetch with a "simple" content type, then an empty form post.
+  fetch("{api}/api/v1/photos", {{method: "POST", mode: "no-cors", credentials: "include",
+                                 headers: {{"Content-Type": "text/plain"}}, body: "{{}}"}})
+    .catch(() => null)
+    .finally(() => document.getElementById("form").submit());
+</script>
+"""
+
+
+@pytest.fixture
+def other_site(tmp_path):
+    """A second origin: a plain static server on another port of this host."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{site.server_port}"
+    site.shutdown()
+    thread.join(5)
+
+
+def test_a_page_of_another_site_cannot_use_cached_basic_credentials(browser, server, other_site):
+    folder, origin = other_site
+    (folder / "attack.html").write_text(ATTACK_PAGE.format(api=server.url))
+    before = api(server, "GET", "/api/v1/photos?limit=500").json()["items"]
+    # The browser holds the password for the API's origin, as after opening an API URL
+    # and answering its Basic prompt: it sends it whenever the API asks.
+    context = browser.new_context(http_credentials={"username": "admin", "password": ADMIN_PASSWORD,
+                                                    "origin": server.url})
+    answers: list[tuple[str, int]] = []
+    try:
+        page = context.new_page()
+        page.on("response", lambda r: r.url.startswith(server.url) and answers.append(
+            (r.request.method, r.status)))
+        page.goto(origin + "/attack.html")
+        page.wait_for_url(server.url + "/api/v1/photos", timeout=TIMEOUT_MS)  # the form went
+        assert "Cross-site request refused" in page.content()
+    finally:
+        context.close()
+    assert ("POST", 403) in answers, answers
+    assert not [status for _, status in answers if status < 400], answers
+    assert api(server, "GET", "/api/v1/photos?limit=500").json()["items"] == before
 
 
 def test_the_docs_page_runs_under_its_policy(tab):

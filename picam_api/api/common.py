@@ -1,26 +1,22 @@
 """Helpers the view modules share: role decorators, documented errors, services."""
 from __future__ import annotations
 
-import functools
-
-from flask import current_app, request
+from flask import current_app
 
 from ..app import Services
 from ..auth import auth
-from ..errors import UnsupportedMediaType
 from . import bp
 
-BODY_METHODS = ("POST", "PUT", "PATCH")
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
-    403: "Needs the operator role",
+    403: "Needs the operator role, or sent by a page of another site",
     404: "Not found",
     409: "Wrong state for this action",
     413: "Request body too large",
     415: "Body is not application/json",
     422: "Validation error: `errors` names each bad field",
-    429: "Too many failed logins; see Retry-After",
-    503: "Camera unavailable or busy; see Retry-After",
+    429: "Too many failed logins or new tokens; see Retry-After",
+    503: "Camera unavailable or busy, or too many logins at once; see Retry-After",
     507: "Below the free-space reserve, or disk full",
 }
 
@@ -31,18 +27,8 @@ def viewer(view):
 
 
 def operator(view):
-    """Operators only; a request body must be JSON (checked after auth, so 401 comes first)."""
-    return bp.auth_required(auth, roles=["operator"])(_json_only(view))
-
-
-def _json_only(view):
-    @functools.wraps(view)
-    def checked(*args, **kwargs):
-        # webargs reads a non-JSON body as empty, which would quietly use defaults.
-        if request.method in BODY_METHODS and request.content_length and not request.is_json:
-            raise UnsupportedMediaType("send the body as application/json")
-        return view(*args, **kwargs)
-    return checked
+    """Operators only. Like every route with auth, it takes JSON only (see picam_api.request_rules)."""
+    return bp.auth_required(auth, roles=["operator"])(view)
 
 
 def errors(*codes: int) -> dict:

@@ -80,7 +80,7 @@ def delete_photo(photo_id: str):
 def photo_image(photo_id: str):
     store = services().photos
     photo = store.get(photo_id)
-    return _immutable(send_file(store.file(photo), mimetype=MEDIA_TYPES[photo.format],
+    return _immutable(send_file(store.open_image(photo), mimetype=MEDIA_TYPES[photo.format],
                                 etag=photo.etag, last_modified=photo.taken_at_datetime,
                                 conditional=True))
 
@@ -89,11 +89,12 @@ def photo_image(photo_id: str):
 @viewer
 @bp.doc(summary="A small JPEG of the photo",
         responses={200: {"description": "A JPEG", "content": {"image/jpeg": IMAGE_RESPONSE[
-            "content"]["image/jpeg"]}}, 304: "Not modified", **errors(507)})
+            "content"]["image/jpeg"]}}, 304: "Not modified",
+            500: "The stored image is damaged and cannot be decoded", **errors(507)})
 def photo_thumbnail(photo_id: str):
     store = services().photos
     photo = store.get(photo_id)
-    return _immutable(send_file(store.thumbnail(photo), mimetype="image/jpeg",
+    return _immutable(send_file(store.open_thumbnail(photo), mimetype="image/jpeg",
                                 etag=f"t-{photo.etag}", last_modified=photo.taken_at_datetime,
                                 conditional=True))
 

@@ -7,6 +7,11 @@ from marshmallow import ValidationError, validates_schema
 
 from ..camera.base import FORMATS
 from ..openapi import RUNTIME
+from ..timelapse.service import HORIZON_S
+
+MIN_FPS = 0.1
+# The shortest time a request may give: a GPIO blink of less is a busy loop.
+MIN_SECONDS = 0.01
 
 
 class _StrictBoolean(fields.Boolean):
@@ -40,8 +45,9 @@ class _JsonInteger(fields.Integer):
     """JSON integers: 3, and 3.0 as JSON Schema counts it; not 3.5, "3" or true."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        # float(value) of a huge int overflows: ask a float only of floats.
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not float(value).is_integer()):
+                or (isinstance(value, float) and not value.is_integer())):
             raise self.make_error("invalid", input=value)
         return super()._deserialize(int(value), attr, data, **kwargs)
 
@@ -84,12 +90,10 @@ class SnapshotQuery(Schema):
 
 
 class StreamQuery(Schema):
-    # APIFlask converts query schemas with a converter of its own, which the
-    # openapi.JsonSchemaRules plugin does not reach: the exclusive bound is spelt out.
-    fps = fields.Float(validate=Range(min=0, min_inclusive=False),
+    # The floor is stream.fps's own: a frame every ten seconds at the slowest.
+    fps = fields.Float(validate=Range(min=MIN_FPS),
                        metadata={"description": "Frames per second (default stream.fps); "
-                                                "more than stream.max_fps gets stream.max_fps",
-                                 "exclusiveMinimum": 0})
+                                                "more than stream.max_fps gets stream.max_fps"})
     size = fields.String(metadata={"description": "WxH, one of stream.sizes (default: the "
                                                   "first)", "example": "640x480",
                                    RUNTIME: "stream_size"})
@@ -161,6 +165,10 @@ class Token(Schema):
 class Health(Schema):
     status = fields.String(metadata={"description": "ok, or unavailable (503)"})
     camera = fields.Dict()
+    database = fields.Dict(metadata={"description": "ok, and the error when it is unusable"})
+    workers = fields.Dict(metadata={"description": "background threads by name: alive, "
+                                                   "restarts (unexpected errors, each logged), "
+                                                   "last_error, last_error_at"})
     version = fields.String()
 
 
@@ -168,7 +176,9 @@ class Info(Schema):
     version = fields.String()
     backend = fields.String()
     camera = fields.Dict()
-    storage = fields.Dict()
+    storage = fields.Dict(metadata={"description": "free_bytes, total_bytes, reserve_bytes, "
+                                                   "recovery (what the last start-up recovered), "
+                                                   "and for operators data_dir"})
     uptime_s = fields.Float()
     counts = fields.Dict()
     gpio = fields.Dict(metadata={"description": "pin_factory (gpiozero's class name), mock "
@@ -188,8 +198,7 @@ class _JsonNumber(fields.Float):
 
 
 def _seconds(what: str) -> fields.Field:
-    return _JsonNumber(load_default=1.0, allow_nan=False,
-                       validate=Range(0, 3600, min_inclusive=False),
+    return _JsonNumber(load_default=1.0, allow_nan=False, validate=Range(MIN_SECONDS, 3600),
                        metadata={"description": f"seconds {what} (default 1)"})
 
 
@@ -269,7 +278,6 @@ class GpioPage(Schema):
 
 
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-MAX_DURATION_S = 10 * 366 * 86400  # ten years
 
 
 class ActiveHours(Schema):
@@ -297,11 +305,12 @@ class TimelapseCreate(CaptureRequest):
     frames = _JsonInteger(validate=Range(1, 1_000_000_000), metadata={
         "description": "how many frames (one bound), at most timelapse.max_frames",
         RUNTIME: "max_frames"})
-    duration_s = _JsonNumber(allow_nan=False, validate=Range(0, MAX_DURATION_S, min_inclusive=False),
-                             metadata={"description": "how long (one bound)"})
-    end_at = fields.AwareDateTime(format="iso", metadata={"description": "when to stop (one bound)"})
-    start_at = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with offset; "
-                                                                           "default now"})
+    duration_s = _JsonNumber(allow_nan=False, validate=Range(MIN_SECONDS, HORIZON_S),
+                             metadata={"description": "how long (one bound), up to ten years"})
+    end_at = fields.AwareDateTime(format="iso", metadata={
+        "description": "when to stop (one bound), at most ten years from now"})
+    start_at = fields.AwareDateTime(format="iso", metadata={
+        "description": "ISO 8601 with offset; default now; at most ten years from now"})
     active_hours = fields.Nested(ActiveHours, metadata={
         "description": "daily window in the Pi's local time; may cross midnight"})
 

@@ -5,6 +5,8 @@ import shutil
 import time
 
 from .. import __version__
+from ..auth import auth
+from ..errors import PicamError
 from . import bp
 from .common import errors, services, viewer
 from .schemas import Health, Info
@@ -13,12 +15,20 @@ from .schemas import Health, Info
 @bp.get("/health")
 @bp.output(Health)
 @bp.doc(summary="Liveness", responses={503: {
-    "description": "The camera is unusable: the same report, with the reason",
+    "description": "The camera or the database is unusable: the same report, with the reason",
     "content": {"application/json": {"schema": Health}}}})
 def health():
-    camera = services().owner.health()
-    return ({"status": "ok" if camera["ok"] else "unavailable", "camera": camera,
-             "version": __version__}, 200 if camera["ok"] else 503)
+    svc = services()
+    camera = svc.owner.health()
+    try:
+        svc.db.check()
+        database = {"ok": True, "error": None}
+    except PicamError as exc:
+        database = {"ok": False, "error": exc.detail}
+    ok = camera["ok"] and database["ok"]
+    return ({"status": "ok" if ok else "unavailable", "camera": camera, "database": database,
+             "workers": svc.worker_health.report(), "version": __version__},
+            200 if ok else 503)
 
 
 @bp.get("/info")
@@ -37,12 +47,15 @@ def info():
     except Exception:  # a missing camera is reported, not raised, here
         camera.update(model=None, sensor_size=None)
     stats = svc.photos.stats()
+    storage = {"free_bytes": disk.free, "total_bytes": disk.total,
+               "reserve_bytes": svc.photos.reserve_bytes, "recovery": svc.recovery}
+    if "operator" in auth.current_user.roles:
+        storage["data_dir"] = str(svc.data_dir)  # where the files are: not a viewer's business
     return {
         "version": __version__,
         "backend": svc.backend.name,
         "camera": camera,
-        "storage": {"data_dir": str(svc.data_dir), "free_bytes": disk.free,
-                    "total_bytes": disk.total, "reserve_bytes": svc.photos.reserve_bytes},
+        "storage": storage,
         "uptime_s": round(time.time() - svc.started_at, 3),
         "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"]},
         "gpio": svc.gpio.info(),

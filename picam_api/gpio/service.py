@@ -32,7 +32,7 @@ class GpioService:
 
     def __init__(self, config: dict, services: Services):
         self._services = services
-        self.triggers = TriggerWorker()
+        self.triggers = TriggerWorker(health=services.worker_health)
         self.factory = self._pin_factory(config)
         self.devices: dict[str, LiveDevice] = {}
         try:

@@ -7,6 +7,8 @@ import queue
 import threading
 from typing import Callable
 
+from ..workers import WorkerHealth
+
 log = logging.getLogger(__name__)
 
 
@@ -19,8 +21,10 @@ class TriggerWorker(threading.Thread):
     ``stop()`` sets the ``stopping`` Event and joins; jobs still queued are dropped.
     """
 
-    def __init__(self, size: int = 32):
+    def __init__(self, size: int = 32, health: WorkerHealth | None = None):
         super().__init__(name="picam-gpio-triggers", daemon=True)
+        self.health = health or WorkerHealth()
+        self.health.watch(self)
         self.stopping = threading.Event()
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(size)
 
@@ -40,8 +44,8 @@ class TriggerWorker(threading.Thread):
                 return
             try:
                 job()
-            except Exception:  # a job reports its own failures; this only keeps the thread alive
-                log.exception("GPIO trigger failed")
+            except Exception as exc:  # a job reports its own failures; this keeps the thread alive
+                self.health.failed(self.name, exc)
 
     def stop(self, timeout: float) -> None:
         self.stopping.set()

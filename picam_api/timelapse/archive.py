@@ -39,12 +39,12 @@ def zip_stream(frames: Iterable[Photo], photos: PhotoStore) -> Iterator[bytes]:
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:
         for photo in frames:
             try:
-                path = photos.file(photo)
+                source = photos.open_image(photo)
             except NotFound:  # deleted while the archive was being sent
                 continue
             info = zipfile.ZipInfo(f"{photo.sequence:06d}.{EXTENSIONS[photo.format]}",
                                    date_time=photo.taken_at_datetime.timetuple()[:6])
-            with path.open("rb") as source, archive.open(info, "w") as target:
+            with source, archive.open(info, "w") as target:
                 while chunk := source.read(CHUNK):
                     target.write(chunk)
                     yield pipe.take()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from ..clock import iso
 from ..db import Database
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..ids import is_id
 from .schedule import Schedule, Window
 
@@ -82,11 +82,21 @@ class JobStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def insert(self, job: Job) -> None:
+    def insert(self, job: Job, max_active: int) -> None:
+        """Store a new job, unless its name is taken or ``max_active`` jobs are active.
+
+        Checked in the transaction that inserts, so concurrent creations cannot
+        both pass the checks: BEGIN IMMEDIATE makes them take turns.
+        """
         values = self._values(job, COLUMNS)
-        with self.db.transaction() as conn:
-            conn.execute(f"INSERT INTO timelapses ({', '.join(COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
+        with self.db.transaction():
+            if job.name and self.find_active(job.name):
+                raise Conflict(f"an active time-lapse is already named {job.name!r}")
+            if self.count_active() >= max_active:
+                raise Conflict(f"{max_active} time-lapses are active, the most allowed "
+                               f"(timelapse.max_active_jobs); cancel one first")
+            self.db.conn.execute(f"INSERT INTO timelapses ({', '.join(COLUMNS)}) "
+                                 f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
 
     def save(self, job: Job) -> None:
         """Persist everything but the frame counters, which ``record_frame`` owns."""
@@ -143,11 +153,8 @@ class JobStore:
         return self.db.conn.execute(f"SELECT count(*) FROM timelapses WHERE state IN "
                                     f"({', '.join('?' * len(ACTIVE))})", ACTIVE).fetchone()[0]
 
-    def name_in_use(self, name: str) -> bool:
-        return self.find_active(name) is not None
-
     def delete(self, job_id: str) -> None:
-        with self.db.transaction() as conn:
+        with self.db.transaction(frees_space=True) as conn:
             conn.execute("DELETE FROM timelapses WHERE id = ?", (job_id,))
 
     @staticmethod

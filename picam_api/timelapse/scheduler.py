@@ -7,23 +7,37 @@ Each frame is captured on a thread of its own, so a slow capture delays only
 itself; a job has at most one capture in flight. A slot that cannot start
 within half an interval of its due time is skipped and counted as missed: the
 schedule never shifts and never bursts to catch up.
+
+The thread cannot die silently: it waits at most ``MAX_WAIT_S`` at a time
+(``Event.wait`` overflows on a far-future due time), a job whose step raises is
+counted in ``WorkerHealth``, tried again ``CRASH_RETRY_S`` later and failed after
+``MAX_CRASHES`` in a row, and anything else restarts the loop (``supervise``).
+A state that cannot be saved (a full disk) stays in memory and is saved with
+the job's next change.
 """
 from __future__ import annotations
 
 import collections
 import heapq
 import logging
+import sqlite3
 import threading
 from typing import Callable
 
 from ..clock import Clock, iso
 from ..errors import InsufficientStorage, PicamError
+from ..workers import WorkerHealth, supervise
 from .jobs import Job, JobStore
 
 log = logging.getLogger(__name__)
 
 # How often jobs paused for storage check whether space is back.
 STORAGE_POLL_S = 2.0
+# The longest single wait: the loop looks again at least this often.
+MAX_WAIT_S = 60.0
+# A job whose step raises is tried again this much later, and fails after MAX_CRASHES.
+CRASH_RETRY_S = 1.0
+MAX_CRASHES = 3
 
 
 class Scheduler(threading.Thread):
@@ -34,8 +48,12 @@ class Scheduler(threading.Thread):
     """
 
     def __init__(self, store: JobStore, take_frame: Callable[[Job, int], object],
-                 space_ok: Callable[[], bool], max_failures: int, clock: Clock | None = None):
+                 space_ok: Callable[[], bool], max_failures: int, clock: Clock | None = None,
+                 health: WorkerHealth | None = None):
         super().__init__(name="picam-timelapse", daemon=True)
+        self.health = health or WorkerHealth()
+        self.health.watch(self)
+        self._crashes: collections.Counter = collections.Counter()
         self.store = store
         self.take_frame = take_frame
         self.space_ok = space_ok
@@ -84,6 +102,13 @@ class Scheduler(threading.Thread):
             return job
 
     def run(self) -> None:
+        supervise(self.name, self._loop, self.stopping, self.health)
+
+    def _loop(self) -> None:
+        with self._lock:
+            # After a restart, a job popped from the heap when the loop failed is back.
+            for job in list(self._jobs.values()):
+                self._reschedule(job)
         while not self.stopping.is_set():
             with self._lock:
                 now = self.clock.monotonic()
@@ -91,13 +116,27 @@ class Scheduler(threading.Thread):
                     _, version, job_id = heapq.heappop(self._heap)
                     job = self._jobs.get(job_id)
                     if job is not None and version == self._versions[job_id]:
-                        self._step(job, now)
-                timeout = self._heap[0][0] - now if self._heap else None
+                        self._step_safely(job, now)
+                timeout = self._heap[0][0] - now if self._heap else MAX_WAIT_S
                 if any(j.pause_reason == "storage" for j in self._jobs.values()):
                     self._resume_if_space()
-                    timeout = min(timeout or STORAGE_POLL_S, STORAGE_POLL_S)
-            self._wake.wait(timeout)
+                    timeout = min(timeout, STORAGE_POLL_S)
+            self._wake.wait(min(timeout, MAX_WAIT_S))
             self._wake.clear()
+
+    def _step_safely(self, job: Job, now: float) -> None:
+        try:
+            self._step(job, now)
+        except Exception as exc:
+            self.health.failed(f"{self.name} (job {job.id})", exc)
+            self._crashes[job.id] += 1
+            if self._crashes[job.id] >= MAX_CRASHES:
+                job.last_error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+                self._finish(job, "failed")
+            else:
+                self._push(job, now + CRASH_RETRY_S)
+        else:
+            self._crashes.pop(job.id, None)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop scheduling, let frames in flight finish (or give up on them), save, join."""
@@ -111,7 +150,7 @@ class Scheduler(threading.Thread):
                 log.error("a time-lapse capture did not finish within %.1f s; abandoned", timeout)
         with self._lock:
             for job in self._jobs.values():
-                self.store.save(job)
+                self._save(job)
 
     # -- the engine (under the lock) -------------------------------------------
 
@@ -141,11 +180,17 @@ class Scheduler(threading.Thread):
         job.next_slot = job.schedule.next_active(slot + 1)
         self.lateness.append((job.id, slot, now - due))
         self._busy.add(job.id)
-        thread = threading.Thread(target=self._capture, args=(job, job.next_sequence),
+        thread = threading.Thread(target=self._capture_reporting, args=(job, job.next_sequence),
                                   name=f"picam-frame-{job.id}", daemon=True)
         self._captures.add(thread)
         thread.start()
         self._save_and_reschedule(job)
+
+    def _capture_reporting(self, job: Job, sequence: int) -> None:
+        try:
+            self._capture(job, sequence)
+        except Exception as exc:  # a frame's own failures are counted in _capture
+            self.health.failed(threading.current_thread().name, exc)
 
     def _capture(self, job: Job, sequence: int) -> None:
         try:
@@ -238,8 +283,16 @@ class Scheduler(threading.Thread):
                 self._resume(job)
 
     def _save_and_reschedule(self, job: Job) -> None:
-        self.store.save(job)
+        self._save(job)
         self._reschedule(job)
+
+    def _save(self, job: Job) -> None:
+        try:
+            self.store.save(job)
+        except (PicamError, sqlite3.Error) as exc:
+            detail = exc.detail if isinstance(exc, PicamError) else str(exc)
+            log.warning("time-lapse %s: state not saved (%s); it is saved with its next "
+                        "change", job.id, detail)
 
     def _reschedule(self, job: Job) -> None:
         self._versions[job.id] += 1  # older heap entries of this job are now stale

@@ -13,10 +13,13 @@ from ..ids import is_id, new_id
 from ..pagination import make_cursor, open_cursor
 from ..storage import Photo, PhotoStore
 from .jobs import Job, JobStore
+from ..workers import WorkerHealth
 from .scheduler import Scheduler
 
 # How far in the past start_at may be: a client's clock may lag a little.
 START_SLACK_S = 60.0
+# How far ahead start_at and end_at may be, and the longest duration_s: ten years.
+HORIZON_S = 10 * 366 * 86400
 
 
 class TimelapseService:
@@ -27,7 +30,8 @@ class TimelapseService:
     """
 
     def __init__(self, db: Database, capture: CaptureService, photos: PhotoStore,
-                 config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None):
+                 config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None,
+                 health: WorkerHealth | None = None):
         self.capture = capture
         self.photos = photos
         self.config = config
@@ -35,12 +39,18 @@ class TimelapseService:
         self._cursor_key = cursor_key
         self.store = JobStore(db)
         self.scheduler = Scheduler(self.store, self._take_frame, self._space_ok,
-                                   config["max_consecutive_failures"], self.clock)
+                                   config["max_consecutive_failures"], self.clock, health)
 
     def start(self) -> None:
         """Resume the jobs that were active when the service last stopped."""
         for job in self.store.active():
-            self.scheduler.add(job)
+            try:
+                self.scheduler.add(job)
+            except Exception as exc:  # a job an older release let in (year 9999, say)
+                self.scheduler.health.failed(f"{self.scheduler.name} (job {job.id})", exc)
+                job.state, job.finished_at = "failed", iso(self.clock.time())
+                job.last_error = f"cannot be scheduled: {type(exc).__name__}: {exc}"[:300]
+                self.store.save(job)
         self.scheduler.start()
 
     def stop(self, timeout: float) -> None:
@@ -62,11 +72,16 @@ class TimelapseService:
         # The request schema checks the fixed bounds (frames >= 1, 0 < duration_s <= ten years).
         if body.get("frames") is not None and body["frames"] > self.config["max_frames"]:
             errors["frames"] = [f"must be between 1 and {self.config['max_frames']}"]
+        for key in ("start_at", "end_at"):
+            # Checked before anything converts the time: at the calendar's edge an
+            # offset takes it past year 9999.
+            if body.get(key) and body[key].timestamp() > now + HORIZON_S:
+                errors[key] = ["must be at most ten years from now"]
         start = body["start_at"].timestamp() if body.get("start_at") else now
         if start < now - START_SLACK_S:
             errors["start_at"] = ["is more than a minute in the past"]
         if body.get("end_at") and body["end_at"].timestamp() <= start:
-            errors["end_at"] = ["must be after start_at"]
+            errors.setdefault("end_at", ["must be after start_at"])
         window = body.get("active_hours")
         if window and window["start"] == window["end"]:
             errors["active_hours"] = ["start and end must differ (leave it out for all day)"]
@@ -89,12 +104,7 @@ class TimelapseService:
         job.next_slot = job.schedule.next_active(0)
         if job.next_slot is None:
             raise InvalidInput({"active_hours": ["no frame of this schedule falls inside the window"]})
-        if job.name and self.store.name_in_use(job.name):
-            raise Conflict(f"an active time-lapse is already named {job.name!r}")
-        if self.store.count_active() >= self.config["max_active_jobs"]:
-            raise Conflict(f"{self.config['max_active_jobs']} time-lapses are active, the most "
-                           f"allowed (timelapse.max_active_jobs); cancel one first")
-        self.store.insert(job)
+        self.store.insert(job, self.config["max_active_jobs"])
         self.scheduler.add(job)
         return job
 

@@ -41,7 +41,10 @@ export const session = {
 export async function signIn(user, password) {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   const basic = btoa(String.fromCharCode(...bytes));
-  const response = await send("POST", "/api/v1/tokens", { headers: { Authorization: `Basic ${basic}` } });
+  // Basic credentials are what a browser could send by itself, so the server takes
+  // them only with a JSON content type (docs/security.md), even with no body.
+  const headers = { Authorization: `Basic ${basic}`, "Content-Type": "application/json" };
+  const response = await send("POST", "/api/v1/tokens", { headers });
   const body = await response.json();
   const value = { token: body.token, user: body.user, role: body.role, expires_at: body.expires_at };
   session.set(value);

@@ -1,0 +1,69 @@
+"""Counting events per key over a sliding window, in bounded memory."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from .errors import RateLimited
+
+
+class SlidingWindow:
+    """Times of recent events per key, forgotten ``window_s`` seconds after they happened.
+
+    At most ``max_keys`` keys are kept: when full of recent events (many clients),
+    the key that was added first is forgotten rather than memory growing. Not
+    thread-safe: callers hold their own lock.
+    """
+
+    def __init__(self, window_s: float, max_keys: int = 10_000):
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._events: dict[object, collections.deque] = {}
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def count(self, key: object, now: float) -> int:
+        return len(self._recent(key, now))
+
+    def add(self, key: object, now: float) -> None:
+        if key not in self._events and len(self._events) >= self.max_keys:
+            for other in list(self._events):
+                self._recent(other, now)
+            if len(self._events) >= self.max_keys:
+                del self._events[next(iter(self._events))]
+        self._events.setdefault(key, collections.deque()).append(now)
+
+    def retry_after(self, key: object, now: float) -> int:
+        """Whole seconds until the oldest event of ``key`` is forgotten (at least 1)."""
+        recent = self._recent(key, now)
+        return max(1, int(recent[0] + self.window_s - now) + 1) if recent else 1
+
+    def _recent(self, key: object, now: float) -> collections.deque:
+        recent = self._events.get(key, collections.deque())
+        while recent and recent[0] <= now - self.window_s:
+            recent.popleft()
+        if not recent:
+            self._events.pop(key, None)
+        return recent
+
+
+class RateLimit:
+    """At most ``limit`` events per key per ``window_s``; ``take`` raises 429 past it."""
+
+    def __init__(self, limit: int, window_s: float, what: str):
+        self.limit = limit
+        self.what = what
+        self._window = SlidingWindow(window_s)
+        self._lock = threading.Lock()
+
+    def take(self, key: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._window.count(key, now) >= self.limit:
+                retry = self._window.retry_after(key, now)
+                raise RateLimited(f"at most {self.limit} {self.what} per "
+                                  f"{self._window.window_s:g} s; try again in {retry} s",
+                                  retry_after=retry)
+            self._window.add(key, now)
