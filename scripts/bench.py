@@ -80,7 +80,7 @@ class Server:
             try:
                 if requests.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet
                 if self.proc.poll() is not None or time.perf_counter() - started > 60:
                     raise SystemExit("bench: the server did not start")
                 time.sleep(0.01)
@@ -163,7 +163,8 @@ def bench_snapshot(tmp: Path, runs: int) -> None:
 
 def bench_auth(tmp: Path, runs: int) -> None:
     with Server(tmp / "auth") as server:
-        token = requests.post(server.url + "/api/v1/tokens", headers=basic_header()).json()["token"]
+        token = requests.post(server.url + "/api/v1/tokens", headers=basic_header(),
+                              json={}).json()["token"]
         client = Client(server)
         health = median_time(lambda: client.get("/api/v1/health"), runs)
         bearer = median_time(lambda: client.get("/api/v1/info", {"Authorization": f"Bearer {token}"}),
@@ -176,6 +177,42 @@ def bench_auth(tmp: Path, runs: int) -> None:
                None, "baseline: unauthenticated GET /health")
         record("server start-up to first 200", server.startup_s * 1000, "ms", note="cold start, mock camera")
         record("idle server RSS", server.rss_bytes() / 2**20, "MiB", note="arbiter + worker")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise SystemExit(f"bench: no {field} for process {pid}")
+
+
+def bench_login_burst(tmp: Path, burst: int = 32) -> None:
+    """Peak RSS of the serving process while ``burst`` wrong logins arrive at once."""
+    with Server(tmp / "burst", extra_toml="[auth]\nmax_failures = 1000000\n") as server:
+        requests.get(server.url + "/api/v1/info", auth=("admin", "wrong"), timeout=30)  # warm
+        pids = server.pids()
+        idle = {pid: _status_kib(pid, "VmRSS") for pid in pids}
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from now
+        start = threading.Barrier(burst)
+
+        def attempt(n: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            credentials = base64.b64encode(f"user{n}:wrong-{n}".encode()).decode()
+            start.wait()
+            conn.request("GET", "/api/v1/info", headers={"Authorization": f"Basic {credentials}"})
+            conn.getresponse().read()
+            conn.close()
+
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(burst)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pid = max(pids, key=lambda p: _status_kib(p, "VmHWM") - idle[p])
+        peak, base = _status_kib(pid, "VmHWM") / 1024, idle[pid] / 1024
+    record(f"peak RSS, {burst} concurrent wrong logins", peak, "MiB", base,
+           "< idle + 100 MiB", peak < base + 100, "baseline: the same process idle")
 
 
 def fill_index(data_dir: Path, count: int) -> None:
@@ -477,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         bench_snapshot(tmp, max(10, args.runs // 2))
         bench_auth(tmp, args.runs * 4)
+        bench_login_burst(tmp)
         bench_listing(tmp, args.runs * 2)
         bench_stream(tmp, args.runs)
         bench_timelapse(tmp, args.runs)
