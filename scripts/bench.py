@@ -457,6 +457,97 @@ def bench_timelapse(tmp: Path, runs: int) -> None:
            "no cumulative drift", abs(ours[-1]) < TIMELAPSE_INTERVAL / 2, note)
 
 
+SLOWLORIS_CONNECTIONS = 64
+SLOWLORIS_ADDRESSES = 8  # attackers on 127.0.0.2-9, under the per-client connection cap
+SLOWLORIS_REQUESTS = 100
+SLOWLORIS_TIMEOUT_S = 5.0  # a request that gets no answer within this counts as this long
+SLOWLORIS_BUDGET_S = 30.0  # the most one series may take (a starved server answers nothing)
+
+
+class Slowloris(threading.Thread):
+    """Holds connections open by sending a request's headers one byte at a time.
+
+    A connection the server closes is opened again at once, so the attack holds
+    ``count`` connections (or tries to) for as long as it runs.
+    """
+
+    def __init__(self, port: int, count: int):
+        super().__init__(daemon=True)
+        self.port = port
+        self.socks = [self._open(i) for i in range(count)]
+        self.stopping = threading.Event()
+        self.start()
+
+    def _open(self, i: int) -> socket.socket | None:
+        source = f"127.0.0.{2 + i % SLOWLORIS_ADDRESSES}"
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=1,
+                                            source_address=(source, 0))
+            sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n")
+            return sock
+        except OSError:
+            return None
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.5):
+            for i, sock in enumerate(self.socks):
+                try:
+                    if sock is None:
+                        raise OSError
+                    sock.send(b"X")  # one more byte of an endless header
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                    self.socks[i] = self._open(i)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+        for sock in self.socks:
+            if sock is not None:
+                sock.close()
+
+
+def health_latencies(port: int, count: int) -> list[float]:
+    """Seconds to an answer for ``count`` GET /health, each on a new connection
+    (fewer if they take longer than ``SLOWLORIS_BUDGET_S`` in all)."""
+    times = []
+    deadline = time.monotonic() + SLOWLORIS_BUDGET_S
+    while len(times) < count and time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=SLOWLORIS_TIMEOUT_S)
+            conn.request("GET", "/api/v1/health")
+            conn.getresponse().read()
+            conn.close()
+            times.append(time.perf_counter() - started)
+        except OSError:
+            times.append(SLOWLORIS_TIMEOUT_S)
+        time.sleep(0.02)
+    return times
+
+
+def bench_slowloris(tmp: Path, runs: int) -> None:
+    """A client's GET /health while 64 connections trickle headers, against no attack.
+
+    ``runs`` does not apply: each figure is over SLOWLORIS_REQUESTS requests.
+    """
+    with Server(tmp / "slowloris") as server:
+        calm = health_latencies(server.port, SLOWLORIS_REQUESTS)
+        attack = Slowloris(server.port, SLOWLORIS_CONNECTIONS)
+        time.sleep(1.0)  # every attacking connection open and trickling
+        attacked = health_latencies(server.port, SLOWLORIS_REQUESTS)
+        attack.stop()
+    ms = 1000
+    label = f"GET /health, {SLOWLORIS_CONNECTIONS} slowloris connections"
+    note = (f"baseline: the same client, no attack; {len(attacked)} requests, one "
+            f"unanswered in {SLOWLORIS_TIMEOUT_S:g} s counts as {SLOWLORIS_TIMEOUT_S:g} s")
+    record(f"{label}: p50", percentile(attacked, 50) * ms, "ms", percentile(calm, 50) * ms,
+           "", None, note)
+    record(f"{label}: p99", percentile(attacked, 99) * ms, "ms", percentile(calm, 99) * ms,
+           "<1000 ms", percentile(attacked, 99) < 1.0, note)
+
+
 HEADER = ("metric", "value", "baseline", "ratio", "target", "met")
 # The README's Performance section holds the latest table between these (--readme).
 README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
@@ -518,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_listing(tmp, args.runs * 2)
         bench_stream(tmp, args.runs)
         bench_timelapse(tmp, args.runs)
+        bench_slowloris(tmp, args.runs)
     machine = machine_name()
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)
