@@ -12,7 +12,7 @@ import flask_swagger_ui
 from apiflask import APIFlask
 from flask import send_from_directory
 
-from . import __version__, datadir, headers, openapi, problems, request_rules
+from . import __version__, datadir, headers, hosts, openapi, problems, request_rules
 from .accounts import Accounts
 from .auth import CredentialCache, LoginGuard
 from .camera import CameraOwner, make_backend
@@ -77,9 +77,11 @@ class Services:
         else:
             self.retention = None
         interval = ping_interval()
-        if interval:  # under systemd with WatchdogSec=
-            self.workers.append(Worker("picam-watchdog", Watchdog(self.owner).tick, interval,
-                                       self.worker_health))
+        self.watchdog: Worker | None = None
+        if interval:  # under systemd with WatchdogSec=; the server wakes it at READY=1
+            self.watchdog = Worker("picam-watchdog", Watchdog(self.owner).tick, interval,
+                                   self.worker_health)
+            self.workers.append(self.watchdog)
         self._stopped = False
 
     def start(self) -> None:
@@ -144,6 +146,8 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     app.url_map.merge_slashes = False
     problems.init_app(app)
     headers.init_app(app)
+    # The Host check first: a request for another name gets 421, whatever else is wrong.
+    hosts.init_app(app, config)
     request_rules.init_app(app, config["server"]["allowed_origins"])
 
     services = Services(config)

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picam-api", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the server (gunicorn)")
+    serve = commands.add_parser("serve", parents=[common], help="run the server in the foreground")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.set_defaults(run=_serve)
@@ -80,7 +80,7 @@ def _serve(args) -> int:
                               os.environ)
     setup_logging(config["log"]["level"])
     # Checked here, before the server starts, so a bad or busy data dir or a
-    # damaged database is one line, not a traceback from a worker that failed to boot.
+    # damaged database is one line, not a traceback.
     data_dir = _data_dir(config)
     lock = datadir.lock(data_dir)  # held, by this process and its forks, until exit
     db = Database(data_dir / "picam.db")

@@ -28,6 +28,15 @@ DEFAULTS: dict[str, Any] = {
         # Origins (https://ha.local:8123) whose pages may POST, PATCH or DELETE here
         # with a browser's credentials; see docs/security.md.
         "allowed_origins": [],
+        # A request must arrive whole (line, headers, body) this long after its first
+        # byte; a connection with no request under way is closed after idle_timeout_s.
+        "request_timeout_s": 10.0,
+        "idle_timeout_s": 5.0,
+        # Open connections in all, and from one client address (an IPv6 /64).
+        "max_connections": 256,
+        "max_connections_per_client": 32,
+        # Host header values served; empty: this machine's names (see hosts.py).
+        "allowed_hosts": [],
     },
     "storage": {
         "data_dir": "",
@@ -168,6 +177,9 @@ def _origins(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a list of origins such as \"https://ha.local:8123\"")
     return [normalize_origin(origin) for origin in value]
+def _hosts(value: Any) -> list[str]:
+    from .hosts import check_allowed_hosts
+    return check_allowed_hosts(value)
 
 
 def _devices(value: Any) -> list[dict]:
@@ -183,6 +195,11 @@ SPEC: dict[str, Callable] = {
     "server.max_body_bytes": _number(int, 1024, 16 * 1024 * 1024),
     "server.graceful_timeout_s": _number(float, 0.5, 120),
     "server.allowed_origins": _origins,
+    "server.request_timeout_s": _number(float, 1, 300),
+    "server.idle_timeout_s": _number(float, 1, 3600),
+    "server.max_connections": _number(int, 8, 1000),
+    "server.max_connections_per_client": _number(int, 1, 1000),
+    "server.allowed_hosts": _hosts,
     "storage.data_dir": _text,
     "storage.reserve_mb": _number(int, 0),
     "storage.max_photos": _number(int, 0),

@@ -148,3 +148,10 @@ class CaptureFailed(CameraError):
     """The camera returned an error for one capture."""
 
     title = "Capture failed"
+
+
+class MisdirectedRequest(PicamError):
+    """The request's Host is not one this server answers for (``server.allowed_hosts``)."""
+
+    status = 421
+    title = "Misdirected request"

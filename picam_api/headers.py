@@ -42,6 +42,12 @@ def _policy(**overrides: str) -> str:
     return "; ".join(f"{name} {value}" for name, value in {**BASE, **overrides}.items())
 
 
+def fixed_headers() -> dict[str, str]:
+    """The page policy and the fixed headers, for responses made outside Flask
+    (the HTTP server's own error responses)."""
+    return {"Content-Security-Policy": _policy(), **FIXED}
+
+
 def init_app(app: APIFlask) -> None:
     page_policy = _policy()
     docs_policy = _policy(**{"script-src": "'self' " + " ".join(_docs_script_hashes(app)),

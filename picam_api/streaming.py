@@ -150,8 +150,8 @@ class StreamHub:
     def close(self) -> None:
         """End every stream now and refuse new ones, waiting for nothing.
 
-        ``picam-api serve`` calls this on SIGTERM: gunicorn waits for requests
-        in flight, and a stream never ends by itself.
+        ``picam-api serve`` calls this on SIGTERM and SIGINT: it waits for
+        requests in flight, and a stream never ends by itself.
         """
         with self._lock:
             self._closed = True
@@ -349,6 +349,11 @@ class Subscription:
                 CameraUnavailable("the server is stopping") if producer.done
                 else CaptureTimeout(f"the stream did not start within {timeout:g} s"))
         raise error
+
+    def part_bytes(self) -> int:
+        """The size of the newest part: what a client buffer should hold."""
+        frame = self.producer.frame
+        return len(frame.part) if frame is not None else 0
 
     def parts(self) -> Iterator[bytes]:
         """The response body: frames at this client's rate until the stream ends.

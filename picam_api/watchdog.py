@@ -1,9 +1,10 @@
 """systemd's service watchdog, fed only while the camera path is alive.
 
 With ``WatchdogSec=`` in the unit, systemd restarts the service when ``WATCHDOG=1``
-stops arriving. The pings come from gunicorn's worker, the process that owns the
-camera (the unit sets ``NotifyAccess=all`` for that), and stop when the camera
-owner is wedged in a way this process cannot heal by itself:
+stops arriving. The pings come from the one ``picam-api serve`` process, which
+owns the camera: the first as soon as it is ready (``READY=1`` starts systemd's
+clock), then every ``WatchdogSec/2``. They stop when the camera owner is wedged
+in a way this process cannot heal by itself:
 
 - a camera call has held the owner's lock well past the capture timeout, so the
   timeout did not fire (a driver stuck in the kernel, a hung ``stop_recording``);
@@ -47,10 +48,8 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
 def ping_interval(env: Mapping[str, str] | None = None) -> float | None:
     """Seconds between pings, half of ``$WATCHDOG_USEC``; None when there is no watchdog.
 
-    As sd_watchdog_enabled(3), except for ``$WATCHDOG_PID``: systemd sets it to the
-    main process, gunicorn's arbiter, and this runs in its worker, so the parent's
-    pid counts too. Any other pid means the variables were inherited by a process
-    that must not ping.
+    As sd_watchdog_enabled(3): a ``$WATCHDOG_PID`` other than this process means the
+    variables were inherited by a process that must not ping.
     """
     env = os.environ if env is None else env
     try:
@@ -60,7 +59,7 @@ def ping_interval(env: Mapping[str, str] | None = None) -> float | None:
     if usec <= 0 or not env.get("NOTIFY_SOCKET"):
         return None
     pid = env.get("WATCHDOG_PID")
-    if pid and pid not in (str(os.getpid()), str(os.getppid())):
+    if pid and pid != str(os.getpid()):
         return None
     return usec / 2e6
 

@@ -92,7 +92,7 @@ class Server:
         self.proc.wait(30)
 
     def pids(self) -> list[int]:
-        """The arbiter and its worker."""
+        """The server and any children it has (none: it is one process)."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
@@ -100,7 +100,7 @@ class Server:
         return pids
 
     def rss_bytes(self) -> int:
-        """Resident memory of the arbiter plus its worker."""
+        """Resident memory of the server."""
         total = 0
         for pid in self.pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -109,7 +109,7 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the arbiter and its worker so far."""
+        """User plus system CPU time of the server so far."""
         ticks = 0
         for pid in self.pids():
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -176,7 +176,7 @@ def bench_auth(tmp: Path, runs: int) -> None:
         record("GET /info, Bearer", 1 / bearer, "req/s", 1 / health, "",
                None, "baseline: unauthenticated GET /health")
         record("server start-up to first 200", server.startup_s * 1000, "ms", note="cold start, mock camera")
-        record("idle server RSS", server.rss_bytes() / 2**20, "MiB", note="arbiter + worker")
+        record("idle server RSS", server.rss_bytes() / 2**20, "MiB", note="the one process")
 
 
 def _status_kib(pid: int, field: str) -> int:

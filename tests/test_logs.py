@@ -22,8 +22,9 @@ def test_under_journald_lines_carry_no_timestamp(tmp_path, monkeypatch):
     process.start()
     assert process.stop() == 0
     lines = process.log.read_text().splitlines()
-    # gunicorn's own lines and the app's, in one shape: "LEVEL logger: message".
-    assert any(line.startswith("INFO gunicorn.error: Listening at:") for line in lines), lines
+    # The HTTP server's lines and the app's, in one shape: "LEVEL logger: message".
+    assert f"INFO picam_api.server: listening on {process.url}" in lines, lines
+    assert "INFO picam_api.server: stopping on SIGTERM" in lines
     assert "INFO picam_api.app: picam-api stopped" in lines
     assert all(re.match(r"^[A-Z]+ [\w.]+: ", line) for line in lines), lines
 
@@ -31,7 +32,7 @@ def test_under_journald_lines_carry_no_timestamp(tmp_path, monkeypatch):
 def test_elsewhere_every_line_is_stamped_once(server):
     server.stop()
     lines = server.log.read_text().splitlines()
-    assert any("gunicorn.error: Listening at:" in line for line in lines)
+    assert any(line.endswith(f"INFO picam_api.server: listening on {server.url}") for line in lines)
     assert all(STAMPED.match(line) for line in lines), lines
 
 

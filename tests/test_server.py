@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -173,8 +174,8 @@ def test_bad_config_stops_serve_with_one_line(tmp_path, toml, key):
     lines = output.splitlines()
     assert len(lines) == 1, output
     assert key in lines[0] and lines[0].startswith("picam-api:")
-    # Nothing started: gunicorn never logged.
-    assert "gunicorn" not in output.lower()
+    # Nothing started: the server never listened.
+    assert "listening" not in output.lower()
 
 
 def test_bad_command_line_port_stops_serve_with_one_line(tmp_path):
@@ -196,8 +197,23 @@ def test_unusable_data_dir_stops_serve_with_one_line(tmp_path):
     assert len(lines) == 1 and "storage.data_dir" in lines[0], output
 
 
-def test_no_gunicorn_control_socket(tmp_path, monkeypatch):
-    # It could change the worker count, and its default path is shared by all instances.
+def test_a_port_in_use_is_one_line_and_exit_1_so_systemd_tries_again(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve(tmp_path, f'[server]\nport = {port}\n[storage]\ndata_dir = '
+                                  f'"{tmp_path / "data"}"\n[camera]\nbackend = "mock"\n')
+    assert result.returncode == 1  # not 2, which the unit does not restart
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert output.splitlines() == [f"picam-api: cannot listen on 127.0.0.1:{port}: "
+                                   "Address already in use"]
+
+
+def test_no_control_socket(tmp_path, monkeypatch):
+    # gunicorn >= 25.1 opened one, through which the worker count could be changed,
+    # at a path shared by every instance of the user: nothing of the kind may appear.
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

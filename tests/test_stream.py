@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import signal
 import socket
@@ -184,7 +185,7 @@ def stalled_client(server: ServerProcess, query: str = "") -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    sock.sendall(f"GET {STREAM}{query} HTTP/1.1\r\nHost: picam\r\n"
+    sock.sendall(f"GET {STREAM}{query} HTTP/1.1\r\nHost: localhost\r\n"
                  f"Authorization: {ADMIN['Authorization']}\r\n\r\n".encode())
     return sock
 
@@ -202,17 +203,52 @@ def test_a_slow_client_does_not_slow_the_others(stream_server):
     stalled.close()
 
 
-def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(tmp_path):
-    # Large frames at 30 fps fill the socket buffers in a few seconds; then a
-    # write blocks for the write timeout (5 s) and ends that client.
+def test_a_client_that_stops_reading_is_dropped_within_seconds_with_one_line(tmp_path):
+    # The buffers hold about a frame, so the next write waits at once; after the
+    # write timeout (5 s) the client is dropped.
     server = ServerProcess(tmp_path, "[stream]\nquality = 95\n").start()
     try:
         stalled = stalled_client(server, "?size=1280x720&fps=30")
         wait_for(lambda: info(server.url)["stream"]["clients"] == 1, 5, "the client came")
+        came = time.monotonic()
         wait_for(lambda: info(server.url)["stream"]["clients"] == 0, 30, "the client was dropped")
+        assert time.monotonic() - came < 7.5
         stalled.close()
     finally:
         server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log
+    assert [line for line in log.splitlines() if "stream.mjpg" in line or "isconnect" in line] == [
+        next(line for line in log.splitlines()
+             if line.endswith("dropped 127.0.0.1 (GET /api/v1/stream.mjpg): it took no data "
+                              "for 5 s"))]
+
+
+def test_a_paused_viewer_resumes_at_the_live_picture_not_seconds_behind(stream_server):
+    # A viewer pauses for 3 s (30 frames at 10 fps). What it reads in the first
+    # 0.25 s after that is what was buffered for it, plus two or three new frames.
+    # Its own receive buffer is kept small: what is counted is the server's.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", stream_server.port))
+    sock.sendall(f"GET {STREAM} HTTP/1.0\r\nAuthorization: {ADMIN['Authorization']}\r\n\r\n"
+                 .encode())
+    try:
+        sock.settimeout(5)
+        head = b""
+        while head.count(b"--frame") < 3:  # streaming
+            head += sock.recv(65536)
+        time.sleep(3.0)
+        resumed, caught_up = time.monotonic(), b""
+        while (left := resumed + 0.25 - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                caught_up += sock.recv(1 << 20)
+            except socket.timeout:
+                break
+        assert caught_up.count(b"--frame") <= 10, caught_up.count(b"--frame")
+    finally:
+        sock.close()
 
 
 def test_the_client_cap_gives_503_while_health_and_snapshots_answer(tmp_path):
@@ -293,11 +329,19 @@ def test_head_answers_like_get_and_holds_no_slot(stream_server):
     wait_for(lambda: info(base)["stream"]["clients"] == 0, 3, "no slot held")
 
 
-def test_sigterm_ends_the_streams_and_stops_cleanly_within_the_grace(stream_server):
+@pytest.mark.parametrize("sig, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM as systemd sends it", "SIGINT as Ctrl-C sends it"])
+def test_a_stop_signal_ends_the_streams_and_stops_cleanly_within_the_grace(
+        stream_server, sig, to_group):
     reader = Reader(stream_server.url)
     wait_parts([reader], 2)
     started = time.monotonic()
-    assert stream_server.stop(signal.SIGTERM, timeout=10) == 0
+    if to_group:  # a terminal signals the whole foreground process group
+        os.killpg(stream_server.proc.pid, sig)
+        assert stream_server.proc.wait(10) == 0
+    else:
+        assert stream_server.stop(sig, timeout=10) == 0
+    assert "Traceback" not in stream_server.log.read_text()
     # Within the grace (3 s), not killed at its end: the app closed the camera.
     assert time.monotonic() - started < 3.0
     assert "picam-api stopped" in stream_server.log.read_text()
@@ -431,7 +475,9 @@ def test_bad_stream_queries_are_422_naming_the_field(client, admin_headers, serv
 
 
 def test_the_aliases_can_be_opened_to_clients_without_credentials(make_app, config):
+    # Only with the hosts named (test_hosts.py has the DNS rebinding side).
     config["stream"] = {"aliases_require_auth": False}
+    config["server"] = {"allowed_hosts": ["localhost", "picam.example"]}
     client = make_app(config).test_client()
     snapshot = client.get("/?action=snapshot")
     assert snapshot.status_code == 200 and snapshot.content_type == "image/jpeg"

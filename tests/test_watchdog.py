@@ -32,9 +32,9 @@ def abstract_notify_socket():
 def test_ping_interval_follows_sd_watchdog_enabled(notify_socket):
     env = {"NOTIFY_SOCKET": notify_socket.address, "WATCHDOG_USEC": "30000000"}
     assert ping_interval(env) == 15.0
-    # gunicorn's arbiter is the main process systemd watches; this is its worker.
-    assert ping_interval({**env, "WATCHDOG_PID": str(os.getppid())}) == 15.0
+    # systemd's main process is the one that pings; any other inherited the variables.
     assert ping_interval({**env, "WATCHDOG_PID": str(os.getpid())}) == 15.0
+    assert ping_interval({**env, "WATCHDOG_PID": str(os.getppid())}) is None
     assert ping_interval({**env, "WATCHDOG_PID": "1"}) is None
     assert ping_interval({**env, "WATCHDOG_USEC": "0"}) is None
     assert ping_interval({**env, "WATCHDOG_USEC": "soon"}) is None
@@ -113,7 +113,7 @@ def test_served_worker_feeds_the_watchdog_until_the_camera_hangs(
                                                   "capture_timeout_s = 0.5"))
     process.start()
     try:
-        # gunicorn's arbiter reports ready; the worker pings every 0.2 s.
+        # The server reports ready, then pings every 0.2 s.
         messages = abstract_notify_socket.receive(1.5)
         assert any(m.startswith("READY=1") for m in messages), messages
         assert messages.count("WATCHDOG=1") >= 3, messages
@@ -129,6 +129,22 @@ def test_served_worker_feeds_the_watchdog_until_the_camera_hangs(
     finally:
         process.stop()
 
+
+def test_the_first_ping_comes_with_ready_not_half_a_watchdog_period_later(
+        tmp_path, abstract_notify_socket, monkeypatch):
+    # pi-audit F11: systemd starts the watchdog clock at READY=1, so the first ping
+    # must not wait for the worker's period (15 s of WatchdogSec=30s).
+    monkeypatch.setenv("NOTIFY_SOCKET", abstract_notify_socket.address)
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    process = ServerProcess(tmp_path).start()
+    try:
+        messages = abstract_notify_socket.receive(1.0)
+        assert messages[0].startswith("READY=1"), messages
+        assert "WATCHDOG=1" in messages[1:], messages
+    finally:
+        assert process.stop() == 0
+    # And a clean stop says so first.
+    assert "STOPPING=1" in abstract_notify_socket.receive(0.5)
 
 
 def _capture_ignoring_errors(owner) -> None:

@@ -3,7 +3,8 @@
 The page (``picam_api/web``) is public: it holds no secret, and it signs in
 through the API like any client. Clients that know only mjpg-streamer's URLs
 get the live view at ``/?action=stream`` and a snapshot at ``/?action=snapshot``,
-with the same auth as the API unless ``stream.aliases_require_auth`` is false.
+with the same auth as the API unless ``stream.aliases_require_auth`` is false
+and ``server.allowed_hosts`` is set (see hosts.py: DNS rebinding).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flask import request, send_from_directory
 
 from ..auth import auth
 from ..errors import InvalidInput, NotFound
+from ..hosts import aliases_open
 from . import root
 from .camera import snapshot_response
 from .common import services
@@ -37,7 +39,7 @@ def index():
     view = ACTIONS.get(action)
     if view is None:
         raise InvalidInput({"action": [f"must be one of {', '.join(ACTIONS)}"]})
-    if services().config["stream"]["aliases_require_auth"]:
+    if not aliases_open(services().config):
         view = auth.login_required(view)
     return view()
 

@@ -7,14 +7,11 @@ from flask import Response, request, url_for
 
 from ..auth import auth, stream_auth
 from ..clock import iso
+from ..long_lived import hold_open
 from ..streaming import BOUNDARY, CONTENT_TYPE
 from . import bp
 from .common import errors, services, viewer
 from .schemas import StreamQuery, StreamUrl
-
-# A client that stops reading fills the socket buffers, and then a write blocks:
-# this bounds the block, so a stalled or vanished client frees its thread and slot.
-WRITE_TIMEOUT_S = 5.0
 
 MJPEG_RESPONSE = {
     "description": f"An endless `{CONTENT_TYPE}` body. Each part has `Content-Type: "
@@ -53,9 +50,9 @@ def create_stream_url():
 def stream_response(query: dict) -> Response:
     """The MJPEG response for ``size`` and ``fps`` in ``query``; the alias serves it too."""
     subscription = services().streams.subscribe(query.get("size"), query.get("fps"))
-    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
-    if sock is not None:
-        sock.settimeout(WRITE_TIMEOUT_S)
+    # About one frame buffered: a viewer that pauses resumes at the live picture, and
+    # one that stops reading is dropped (long_lived.py).
+    hold_open(request.environ, subscription.part_bytes())
     response = Response(subscription.parts(), content_type=CONTENT_TYPE,
                         headers={"Cache-Control": "no-store"})
     # A body the server never started (the client left first) never runs the
