@@ -23,8 +23,7 @@ from picam_api.long_lived import ENVIRON_KEY as HOLD_OPEN
 
 AUTH = basic("admin", ADMIN_PASSWORD)["Authorization"]
 # Short deadlines and caps, so that the tests of them take seconds.
-SHORT = {"request_timeout_s": 2.0, "idle_timeout_s": 1.0, "max_connections_per_client": 4,
-         "max_body_bytes": 4096}
+SHORT = {"request_timeout_s": 2.0, "idle_timeout_s": 1.0, "max_body_bytes": 4096}
 
 
 def serve(tmp_path, server_keys: dict | None = None, extra_toml: str = "") -> ServerProcess:
@@ -196,35 +195,39 @@ def test_idle_connections_are_closed_before_and_between_requests(short):
         assert 0.9 < closed_by_server(sock, 4.0) < 3.0
 
 
-def test_a_client_address_gets_only_so_many_connections(short):
-    mine = [connect(short, "127.0.0.30") for _ in range(SHORT["max_connections_per_client"])]
+def kept_alive(server: ServerProcess, source: str) -> socket.socket:
+    """A connection that had one request answered: accepted and counted, now idle."""
+    sock = connect(server, source, b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert Raw(sock).status_code == 200
+    return sock
+
+
+def test_a_client_address_gets_only_so_many_connections(tmp_path):
+    server = serve(tmp_path, {"max_connections_per_client": 4, "idle_timeout_s": 60})
+    mine = [kept_alive(server, "127.0.0.30") for _ in range(4)]
     try:
-        time.sleep(0.2)  # accepted and counted
-        refused = connect(short, "127.0.0.30")
+        refused = connect(server, "127.0.0.30")
         assert closed_by_server(refused, 2.0) is not None
         refused.close()
         assert all(still_open(sock) for sock in mine)
         # Another address is another client.
-        other = raw(short, b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        assert other.status_code == 200
+        kept_alive(server, "127.0.0.31").close()
     finally:
         for sock in mine:
             sock.close()
-    assert short.log.read_text().count("refusing connections from 127.0.0.30") == 1
+        assert server.stop() == 0
+    assert server.log.read_text().count("refusing connections from 127.0.0.30") == 1
 
 
 def test_a_full_server_evicts_the_connection_that_waited_longest(tmp_path):
-    server = serve(tmp_path, {"max_connections": 8})
-    waiting = []
+    server = serve(tmp_path, {"max_connections": 8, "idle_timeout_s": 60})
+    waiting = [kept_alive(server, f"127.0.0.{40 + n}") for n in range(8)]  # oldest first
     try:
-        for n in range(8):
-            waiting.append(connect(server, f"127.0.0.{40 + n}"))
-            time.sleep(0.05)  # an order to evict in
-        time.sleep(0.2)
-        response = raw(server, b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        response = raw(server, b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n"
+                               b"Connection: close\r\n\r\n")
         assert response.status_code == 200
         assert closed_by_server(waiting[0], 2.0) is not None  # the oldest made room
-        assert all(still_open(sock) for sock in waiting[2:])
+        assert all(still_open(sock) for sock in waiting[1:])
         assert "server.max_connections" in server.log.read_text()
     finally:
         for sock in waiting:
