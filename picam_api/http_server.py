@@ -372,8 +372,18 @@ class HttpServer(TcpWSGIServer):
         if now >= self._next_check:
             self._next_check = now + CHECK_INTERVAL_S
             for channel in list(self.active_channels.values()):
-                channel.check_deadlines(now)
+                try:
+                    channel.check_deadlines(now)
+                except Exception:  # one connection's bug must not end the loop
+                    log.exception("closing %s after an error in its deadline check",
+                                  channel.addr[0])
+                    channel.hang_up(reset=True)
         return self.accepting and not self.stopping
+
+    def handle_error(self) -> None:
+        # waitress's dispatcher would log one line and close the listening socket:
+        # the server would run on, accepting nothing.
+        log.exception("error while accepting a connection; accepting on")
 
     def handle_accept(self) -> None:
         try:
@@ -386,15 +396,17 @@ class HttpServer(TcpWSGIServer):
         if pair is None:
             return
         conn, addr = pair
+        accepted = False
         try:
-            if not self._admit(client_key(addr[0])):
+            if self._admit(client_key(addr[0])):
+                self.set_socket_options(conn)
+                self.channel_class(self, conn, addr, self.adj, map=self._map)
+                accepted = True
+        except OSError:  # the client left already
+            pass
+        finally:
+            if not accepted:
                 conn.close()
-                return
-            self.set_socket_options(conn)
-        except OSError:
-            conn.close()
-            return
-        self.channel_class(self, conn, addr, self.adj, map=self._map)
 
     def _admit(self, client: str) -> bool:
         open_ = [c for c in self.active_channels.values() if not c.hanging_up]

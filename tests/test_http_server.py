@@ -277,34 +277,64 @@ def test_a_chunked_body_reaches_the_app_as_a_plain_one(short):
     assert_problem(raw(short, chunked(b"width=64", content_type="text/plain")), 415)
 
 
-def test_what_the_server_puts_in_the_environ(tmp_path):
-    # The server alone, in this process, in front of an app that reports what it got.
+class InProcess:
+    """The server alone, in this process, in front of ``app``; stopped on exit."""
+
+    def __init__(self, app):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = HttpServer(app, self.sock, from_mapping({})["server"])
+        self.loop = threading.Thread(target=self.server.run_until_stopped, args=(1.0,))
+
+    def __enter__(self) -> "InProcess":
+        self.loop.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+        self.loop.join(5)
+        assert not self.loop.is_alive()
+
+    def get(self, source: str = "127.0.0.1", data: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                      source_address=(source, 0)) as client:
+            client.sendall(data)
+            return Raw(client)
+
+
+def ok(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def test_a_failure_while_accepting_is_logged_and_the_server_accepts_on(monkeypatch, caplog):
+    with InProcess(ok) as served:
+        monkeypatch.setattr(served.server, "_admit", lambda client: 1 / 0)
+        with pytest.raises(OSError):  # closed, or reset, with no answer
+            served.get().status_code
+        monkeypatch.undo()
+        assert served.get().text == "ok"
+    assert "error while accepting a connection; accepting on" in caplog.text
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_what_the_server_puts_in_the_environ():
     seen = []
 
     def app(environ, start_response):
         seen.append({key: environ.get(key) for key in (
             "SERVER_ADDR", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "REMOTE_ADDR")})
         seen[-1].update(body=environ["wsgi.input"].read(), hold_open=callable(environ[HOLD_OPEN]))
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
+        return ok(environ, start_response)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = HttpServer(app, sock, from_mapping({})["server"])
-    loop = threading.Thread(target=server.run_until_stopped, args=(1.0,))
-    loop.start()
-    try:
-        with socket.create_connection(("127.0.0.1", sock.getsockname()[1]),
-                                      source_address=("127.0.0.7", 0)) as client:
-            client.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
-                           b"\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-            assert Raw(client).text == "ok"
-    finally:
-        server.stop()
-        loop.join(5)
+    with InProcess(app) as served:
+        response = served.get("127.0.0.7", b"POST / HTTP/1.1\r\nHost: localhost\r\n"
+                                           b"Transfer-Encoding: chunked\r\n\r\n"
+                                           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        assert response.text == "ok"
     assert seen == [{"SERVER_ADDR": "127.0.0.1", "CONTENT_LENGTH": "11", "HTTP_TRANSFER_ENCODING": None,
                      "REMOTE_ADDR": "127.0.0.7", "body": b"hello world", "hold_open": True}]
-    assert not loop.is_alive()
 
 
 def test_a_long_request_line_within_the_limit_reaches_the_app(short):
