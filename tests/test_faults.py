@@ -40,7 +40,7 @@ def config(config):
 
 @pytest.fixture
 def url(app):
-    """The app behind a threaded WSGI server: concurrent requests, as under gunicorn."""
+    """The app behind a threaded WSGI server: concurrent requests, as under picam-api serve."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

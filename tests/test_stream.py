@@ -1,6 +1,6 @@
 """Live view: GET /api/v1/stream.mjpg, the mjpg-streamer aliases, and the stream hub.
 
-Most tests run a real ``picam-api serve`` (gunicorn, one gthread worker) and read
+Most tests run a real ``picam-api serve`` (one process, waitress) and read
 the multipart body as clients do; the ones that look inside the hub serve an
 in-process app from a WSGI server thread.
 """
