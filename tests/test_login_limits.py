@@ -197,7 +197,10 @@ def _wrong_login_burst(url: str, count: int = BURST) -> list[int]:
     start = threading.Barrier(count)
 
     def attempt(n: int) -> int:
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        # From eight loopback addresses: one address may hold only
+        # server.max_connections_per_client (32) connections, and a viewer may hold one.
+        conn = http.client.HTTPConnection(host, int(port), timeout=60,
+                                          source_address=(f"127.0.0.{2 + n % 8}", 0))
         # Each its own user name: one name's tries take turns, so spraying names
         # is what brings many hashes at once.
         credentials = base64.b64encode(f"user{n}:wrong-{n}".encode()).decode()
