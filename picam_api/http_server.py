@@ -16,7 +16,10 @@ Deadlines (checked by the loop twice a second)
     request under way (before its first one, or between keep-alive requests) is
     closed after ``server.idle_timeout_s`` without a byte either way. A write that
     the client does not take within ``WRITE_TIMEOUT_S`` drops the client (one
-    warning line, and the response's iterator is closed).
+    warning line, and the response's iterator is closed). After a response that
+    ends its connection (an error, ``Connection: close``) the server sends its FIN
+    and drops what the client still sends for ``LINGER_S``, then closes: a client
+    still sending a body too large reads its 413, not a reset.
 
 Connection caps, at accept
     ``server.max_connections_per_client`` per client address (an IPv6 client by
@@ -84,6 +87,10 @@ IDENT = "picam-api"
 # 512-character cursor, percent-encoded) and any sane set of headers.
 HEADER_LIMIT = 16 * 1024
 WRITE_TIMEOUT_S = 5.0
+# After a response that ends the connection, how long the rest of the request is
+# read and dropped: a client still sending a body too large then reads its 413
+# instead of a reset.
+LINGER_S = 2.0
 CHECK_INTERVAL_S = 0.5
 LOOP_TIMEOUT_S = 1.0
 HOLD_OPEN_BUFFER = (16 * 1024, 4 * 2**20)  # the least and most SO_SNDBUF of hold_open
@@ -193,6 +200,7 @@ class Channel(HTTPChannel):
         self.client = client_key(addr[0])
         self.last_io = time.monotonic()
         self.hanging_up = False
+        self.lingering_since: float | None = None
         self._arriving = None  # the parser of a request not yet whole, and since when
         self._arriving_since = self.last_io
 
@@ -206,6 +214,8 @@ class Channel(HTTPChannel):
         super().handle_read()
 
     def received(self, data: bytes) -> bool:
+        if self.lingering_since is not None:
+            return True  # the rest of a request already answered: dropped
         handled = super().received(data)
         if self.request is not self._arriving:  # a new request began in this data
             self._arriving = self.request
@@ -215,6 +225,10 @@ class Channel(HTTPChannel):
     def check_deadlines(self, now: float) -> None:
         if self.requests or self.hanging_up:
             return  # a request in service: its writes have a deadline of their own
+        if self.lingering_since is not None:
+            if now - self.lingering_since > LINGER_S:
+                self.hang_up()
+            return
         limits = self.server.limits
         if (self.request is not None and not self.close_when_flushed
                 and now - self._arriving_since > limits.request_timeout_s):
@@ -229,6 +243,19 @@ class Channel(HTTPChannel):
 
     def waiting_since(self) -> float:
         return self._arriving_since if self.request is not None else self.last_io
+
+    def handle_write(self) -> None:
+        if not (self.close_when_flushed and not self.requests):
+            return super().handle_write()
+        # The response that ends this connection: send it, then linger (LINGER_S).
+        self._flush_exception(self._flush_some)
+        if self.will_close:  # the client is gone
+            self.handle_close()
+        elif self.connected and not self.total_outbufs_len:
+            self.close_when_flushed = False
+            self.lingering_since = time.monotonic()
+            with suppress(OSError, AttributeError):  # AttributeError: closed meanwhile
+                self.socket.shutdown(socket.SHUT_WR)  # our FIN, after the response
 
     def _answer_timeout(self) -> None:
         request, self.request = self.request, None

@@ -269,6 +269,21 @@ def test_requests_the_server_cannot_take_get_a_problem_with_the_security_headers
     assert "Traceback" not in short.log.read_text()
 
 
+@pytest.mark.parametrize("framing", ["declared", "chunked"])
+def test_a_client_still_sending_a_body_too_large_reads_its_413(short, framing):
+    # The server answers at the limit and closes; the client is still sending.
+    conn = http.client.HTTPConnection("127.0.0.1", short.port, timeout=10)
+    body = b'{"pad": "' + b"x" * (16 << 20) + b'"}'  # more than the socket buffers hold
+    conn.request("POST", "/api/v1/photos", body=iter([body]) if framing == "chunked" else body,
+                 encode_chunked=framing == "chunked",
+                 headers={"Authorization": AUTH, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 413
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert "server.max_body_bytes" in json.loads(response.read())["detail"]
+    conn.close()
+
+
 def test_a_chunked_body_reaches_the_app_as_a_plain_one(short):
     response = raw(short, chunked(json.dumps({"width": 64, "height": 48, "quality": 70}).encode()))
     assert response.status_code == 201, response.text
