@@ -129,22 +129,31 @@ def test_delete_with_frames_removes_the_photos(client, admin_headers, services):
     assert not any(path.exists() for path in files)
 
 
-class ShiftedClock(Clock):
-    """Real time moved by an offset: 'now' can be put just before a window opens."""
+class StartingClock(Clock):
+    """Real time moved so that its first reading is ``local`` o'clock today.
 
-    def __init__(self, offset: float):
-        self.offset = offset
+    The first reading is the scheduler's, when the app is built: measured from there,
+    how long building the app takes (a loaded machine) does not eat the margin.
+    """
+
+    def __init__(self, hour: int, minute: int, second: float):
+        self.start = (hour, minute, second)
+        self.offset: float | None = None
 
     def time(self) -> float:
-        return super().time() + self.offset
+        real = super().time()
+        if self.offset is None:
+            hour, minute, second = self.start
+            target = dt.datetime.fromtimestamp(real).astimezone().replace(
+                hour=hour, minute=minute, second=int(second),
+                microsecond=round(second % 1 * 1e6))
+            self.offset = target.timestamp() - real
+        return real + self.offset
 
 
 def test_daily_window_with_an_injected_clock(make_app, config, monkeypatch):
-    # Make "now" 11:59:59.4 local time; the window opens at 12:00.
-    real = time.time()
-    local_now = dt.datetime.fromtimestamp(real).astimezone()
-    target = local_now.replace(hour=11, minute=59, second=59, microsecond=400_000)
-    clock = ShiftedClock(target.timestamp() - real)
+    # "Now" is 11:59:58.4 local time when the app is built; the window opens at 12:00.
+    clock = StartingClock(11, 59, 58.4)
     monkeypatch.setattr("picam_api.timelapse.service.Clock", lambda: clock)
     app = make_app(config)
     client, headers = app.test_client(), basic("admin", ADMIN_PASSWORD)
@@ -154,8 +163,9 @@ def test_daily_window_with_an_injected_clock(make_app, config, monkeypatch):
     assert (next_local.hour, next_local.minute, next_local.second) == (12, 0, 0)
     time.sleep(0.3)  # still before the window: nothing due, nothing missed
     before = get(client, headers, job["id"])
+    assert dt.datetime.fromtimestamp(clock.time()).astimezone().minute == 59
     assert before["frames_captured"] == 0 and before["frames_missed"] == 0
-    wait_for(lambda: get(client, headers, job["id"])["frames_captured"] >= 3, timeout=5)
+    wait_for(lambda: get(client, headers, job["id"])["frames_captured"] >= 3, timeout=8)
     assert get(client, headers, job["id"])["frames_missed"] == 0
 
 
