@@ -22,10 +22,12 @@ from .db import Database
 from .files import SpaceReserve
 from .gpio import GpioService
 from .passwords import Hasher
+from .retention import enforce as enforce_retention
 from .storage import PhotoStore
 from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
+from .video import VideoService
 from .watchdog import Watchdog, ping_interval
 from .workers import Worker, WorkerHealth
 
@@ -66,12 +68,15 @@ class Services:
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
                                            cursor_key, health=self.worker_health)
+        self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
+                                   self.capture, self.owner, config, cursor_key)
         self.gpio = GpioService(config["gpio"], self)
         self.workers: list[Worker] = []
-        if storage["max_photos"] or storage["max_bytes"]:
+        if storage["max_photos"] or storage["max_bytes"] or storage["max_videos"]:
             self.retention = Worker(
                 "picam-retention",
-                lambda: self.photos.enforce_retention(storage["max_photos"], storage["max_bytes"]),
+                lambda: enforce_retention(self.photos, self.videos.store, storage["max_photos"],
+                                          storage["max_videos"], storage["max_bytes"]),
                 storage["retention_interval_s"], self.worker_health)
             self.workers.append(self.retention)
         else:
@@ -86,6 +91,7 @@ class Services:
 
     def start(self) -> None:
         self.timelapses.start()
+        self.videos.start()
         self.gpio.start()
         for worker in self.workers:
             worker.start()
@@ -96,6 +102,7 @@ class Services:
         self._stopped = True
         timeout = self.config["server"]["graceful_timeout_s"]
         self.timelapses.stop(timeout)
+        self.videos.stop(timeout)
         for worker in self.workers:
             worker.stop(timeout)
         self.gpio.shutdown(timeout)

@@ -113,6 +113,11 @@ def _max_frames(node: dict, caps, config: dict) -> None:
     node["maximum"] = config["timelapse"]["max_frames"]
 
 
+def _max_clip_duration(node: dict, caps, config: dict) -> None:
+    node.pop("exclusiveMaximum", None)
+    node["maximum"] = config["video"]["max_duration_s"]
+
+
 def _stream_size(node: dict, caps, config: dict) -> None:
     node["enum"] = [f"{width}x{height}" for width, height in config["stream"]["sizes"]]
 
@@ -125,6 +130,7 @@ RULES: dict[str, Callable[[dict, Any, dict], None]] = {
     "min_interval": _min_interval,
     "max_frames": _max_frames,
     "stream_size": _stream_size,
+    "max_clip_duration": _max_clip_duration,
 }
 
 

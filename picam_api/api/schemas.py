@@ -186,6 +186,9 @@ class Info(Schema):
                                                 "capture_light"})
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
+    video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "
+                                                 "is recording, and the pre-roll ring's frames, "
+                                                 "bytes and seconds (null when off)"})
 
 
 class _JsonNumber(fields.Float):
@@ -359,4 +362,84 @@ class Timelapse(Settings):
 
 class TimelapsePage(Schema):
     items = fields.List(fields.Nested(Timelapse))
+    next = fields.String(allow_none=True)
+
+
+class VideoCreate(Schema):
+    """A render of a time-lapse (``timelapse`` given) or a clip (``duration_s`` given)."""
+
+    class Meta:
+        json_schema = {"oneOf": [{"required": ["timelapse"]}, {"required": ["duration_s"]}]}
+
+    timelapse = fields.String(validate=Length(1, 64),
+                              metadata={"description": "render this time-lapse's frames"})
+    duration_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400, min_inclusive=False),
+                             metadata={"description": "record a clip this long (seconds after "
+                                                      "the trigger; pre-roll comes on top), at "
+                                                      "most video.max_duration_s",
+                                       RUNTIME: "max_clip_duration"})
+    fps = _JsonNumber(allow_nan=False, validate=Range(1, 120),
+                      metadata={"description": "frames per second of the video (default "
+                                               "video.render_fps for renders, video.fps for clips)"})
+    width = _JsonInteger(validate=Range(16, 7680), metadata={
+        "description": "even; a render keeps the frames' aspect inside width x height and "
+                       "never exceeds video.max_render_px"})
+    height = _JsonInteger(validate=Range(16, 4320), metadata={"description": "even; see width"})
+    first_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the first sequence number to use (default 1)"})
+    last_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the last sequence number (default: the newest frame now)"})
+    deflicker = _JsonInteger(validate=Range(0, 250), metadata={
+        "description": "renders: even out brightness over a rolling window of this many "
+                       "frames (0 or absent: off)"})
+    timestamp = _StrictBoolean(metadata={"description": "renders: burn each frame's capture "
+                                                        "time into the picture"})
+    crf = _JsonInteger(validate=Range(0, 51), metadata={
+        "description": "renders: x264 constant rate factor, lower is better (default video.crf)"})
+
+
+class VideoPatch(Schema):
+    state = fields.String(required=True, validate=OneOf(("cancelled",)))
+
+
+class VideoQuery(PageQuery):
+    timelapse = fields.String(validate=Length(1, 64),
+                              metadata={"description": "only renders of this time-lapse"})
+    source = fields.String(validate=OneOf(("timelapse", "clip")))
+
+
+class VideoLinks(Schema):
+    self = fields.String()
+    video = fields.String()
+    thumbnail = fields.String()
+
+
+class Video(Schema):
+    id = fields.String()
+    state = fields.String(metadata={"description": "queued, recording, rendering, ready, "
+                                                   "failed or cancelled"})
+    progress = fields.Float(metadata={"description": "0 to 1"})
+    source = fields.String(metadata={"description": "timelapse or clip"})
+    timelapse_id = fields.String(allow_none=True)
+    trigger = fields.String(allow_none=True, metadata={"description": "the GPIO device that "
+                                                                      "started a clip"})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    frames = fields.Integer(allow_none=True)
+    frames_skipped = fields.Integer(metadata={"description": "renders: frames that were "
+                                                             "missing or unreadable"})
+    duration_s = fields.Float(allow_none=True)
+    fps = fields.Float(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    codec = fields.String(allow_none=True)
+    bytes = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    options = fields.Dict(metadata={"description": "what was asked, with the defaults filled in"})
+    links = fields.Nested(VideoLinks)
+
+
+class VideoPage(Schema):
+    items = fields.List(fields.Nested(Video))
     next = fields.String(allow_none=True)

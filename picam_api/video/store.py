@@ -1,0 +1,219 @@
+"""The video index: one SQLite row per video, and its MP4 and thumbnail in the data dir.
+
+A video's file appears only when it is whole: it is written under a temp name
+and renamed into ``videos/YYYY/MM/DD/<id>.mp4`` (after an fsync) before its row
+says ``ready``. So after a crash a row that is not ready has no file, a file
+with no ready row is a leftover, and ``recover()`` removes those.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..db import Database
+from ..errors import NotFound
+from ..files import TEMP_SUFFIX, fsync_dir, inside
+from ..ids import is_id
+from ..pagination import make_cursor, open_cursor
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "recording", "rendering")
+
+
+@dataclass
+class Video:
+    """One video, as indexed. ``options`` is the request that made it, resolved."""
+
+    id: str
+    state: str
+    source: str  # timelapse | clip
+    options: dict
+    created_at: str
+    timelapse_id: str | None = None
+    trigger: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: float = 0.0
+    path: str | None = None
+    frames: int | None = None
+    frames_skipped: int = 0
+    duration_s: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    codec: str | None = None
+    bytes: int | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    # Set while a worker runs it; never stored.
+    cancel_requested: bool = field(default=False, compare=False, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def created_datetime(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.created_at)
+
+
+COLUMNS = [f.name for f in fields(Video) if f.name != "cancel_requested"]
+
+
+class VideoStore:
+    """Reads and writes the ``videos`` table and the files beside it."""
+
+    def __init__(self, db: Database, data_dir: Path, cursor_key: bytes):
+        self.db = db
+        self.root = data_dir
+        self.videos_dir = data_dir / "videos"
+        self.thumbs_dir = self.videos_dir / "thumbnails"
+        self._cursor_key = cursor_key
+
+    # -- rows ----------------------------------------------------------------------
+
+    def insert(self, video: Video) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(f"INSERT INTO videos ({', '.join(COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(COLUMNS))})", self._values(video, COLUMNS))
+
+    def save(self, video: Video) -> None:
+        columns = [c for c in COLUMNS if c != "id"]
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE videos SET {', '.join(c + ' = ?' for c in columns)} WHERE id = ?",
+                         (*self._values(video, columns), video.id))
+
+    def get(self, video_id: str) -> Video:
+        row = None
+        if is_id(video_id):
+            row = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM videos WHERE id = ?",
+                                       (video_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no video with id {video_id[:80]!r}")
+        return _video(row)
+
+    def list(self, limit: int, cursor: str | None = None, timelapse: str | None = None,
+             source: str | None = None) -> tuple[list[Video], str | None]:
+        """A page, newest first, and the cursor of the next page (keyset on the id)."""
+        scope = ["videos", timelapse, source]
+        where, args = [], []
+        if timelapse is not None:
+            where.append("timelapse_id = ?")
+            args.append(timelapse)
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        if cursor:
+            where.append("id < ?")
+            args.append(open_cursor(self._cursor_key, cursor, scope))
+        rows = self.db.conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM videos {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY id DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        videos = [_video(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return videos, make_cursor(self._cursor_key, videos[-1].id, scope) if more else None
+
+    def in_states(self, *states: str) -> list[Video]:
+        rows = self.db.conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM videos WHERE state IN ({', '.join('?' * len(states))}) "
+            f"ORDER BY id", states).fetchall()
+        return [_video(row) for row in rows]
+
+    def count(self, *states: str) -> int:
+        return self.db.conn.execute(
+            f"SELECT count(*) FROM videos WHERE state IN ({', '.join('?' * len(states))})",
+            states).fetchone()[0]
+
+    def stats(self) -> dict[str, int]:
+        count, total = self.db.conn.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM videos WHERE state = 'ready'").fetchone()
+        return {"count": count, "bytes": total}
+
+    def oldest_ready(self, limit: int) -> list[Video]:
+        rows = self.db.conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM videos WHERE state = 'ready' ORDER BY id LIMIT ?",
+            (limit,)).fetchall()
+        return [_video(row) for row in rows]
+
+    def delete(self, video: Video) -> None:
+        """The row first, then the files: a crash between leaves only files ``recover`` removes."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM videos WHERE id = ?", (video.id,))
+        self.remove_files(video)
+
+    # -- files ---------------------------------------------------------------------
+
+    def final_path(self, video: Video) -> Path:
+        return self.videos_dir / f"{video.created_datetime:%Y/%m/%d}" / f"{video.id}.mp4"
+
+    def temp_path(self, video: Video) -> Path:
+        """Where a video is written until it is whole (``remove_temp_files``' pattern)."""
+        final = self.final_path(video)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+    def publish(self, temp: Path, video: Video) -> Path:
+        """fsync the finished temp file and rename it to its final name."""
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        final = self.final_path(video)
+        os.replace(temp, final)
+        fsync_dir(final.parent)
+        return final
+
+    def file(self, video: Video) -> Path:
+        if video.state != "ready" or not video.path:
+            raise NotFound(f"video {video.id} has no file")
+        path = inside(self.root, video.path)
+        if not path.is_file():
+            raise NotFound(f"the file of video {video.id} is missing")
+        return path
+
+    def thumbnail_path(self, video: Video) -> Path:
+        return inside(self.thumbs_dir, f"{video.id}.jpg")
+
+    def remove_files(self, video: Video) -> None:
+        self.final_path(video).unlink(missing_ok=True)
+        self.thumbnail_path(video).unlink(missing_ok=True)
+
+    def recover(self) -> list[Video]:
+        """After a stop: remove files no ready row owns; return the videos left unfinished."""
+        self.thumbs_dir.mkdir(parents=True, exist_ok=True)
+        ready = {row[0]: row[1] for row in self.db.conn.execute(
+            "SELECT id, path FROM videos WHERE state = 'ready'")}
+        removed = 0
+        for path in self.videos_dir.rglob("*"):
+            if not path.is_file():
+                continue
+            if path.name.endswith(TEMP_SUFFIX) and path.name.startswith("."):
+                owned = False
+            elif path.parent == self.thumbs_dir:
+                owned = path.stem in ready
+            else:
+                owned = ready.get(path.stem) == str(path.relative_to(self.root))
+            if not owned and (path.suffix in (".mp4", ".jpg") or path.name.endswith(TEMP_SUFFIX)):
+                path.unlink()
+                removed += 1
+        if removed:
+            log.warning("removed %d unfinished or unindexed video file(s)", removed)
+        return self.in_states(*ACTIVE)
+
+    @staticmethod
+    def _values(video: Video, columns: list[str]) -> tuple:
+        return tuple(json.dumps(video.options) if c == "options" else getattr(video, c)
+                     for c in columns)
+
+
+def _video(row) -> Video:
+    values = dict(row)
+    values["options"] = json.loads(values["options"])
+    return Video(**values)
