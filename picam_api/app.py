@@ -27,6 +27,7 @@ from .storage import PhotoStore
 from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
+from .timelapse.sun import Location
 from .video import VideoService
 from .watchdog import Watchdog, ping_interval
 from .workers import Worker, WorkerHealth
@@ -67,7 +68,8 @@ class Services:
         self.streams = StreamHub(self.owner, self.capture, config, self.worker_health)
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
-                                           cursor_key, health=self.worker_health)
+                                           cursor_key, health=self.worker_health,
+                                           location=Location.from_config(config["location"]))
         self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
                                    self.capture, self.owner, config, cursor_key)
         self.gpio = GpioService(config["gpio"], self)

@@ -166,6 +166,11 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Cal
     return check
 
 
+def _optional(check: Callable) -> Callable:
+    """None (unset: the default) or what ``check`` takes; the loaded config is checked again."""
+    return lambda value: None if value is None else check(value)
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         return value.lower() in ("1", "true", "yes", "on")
@@ -289,8 +294,8 @@ SPEC: dict[str, Callable] = {
     "video.max_queued_renders": _number(int, 1, 1000),
     "video.render_nice": _number(int, 0, 19),
     "video.max_render_attempts": _number(int, 1, 100),
-    "location.latitude": _number(float, -90, 90),
-    "location.longitude": _number(float, -180, 180),
+    "location.latitude": _optional(_number(float, -90, 90)),
+    "location.longitude": _optional(_number(float, -180, 180)),
     "location.elevation": _number(float, -500, 9000),
 }
 
@@ -384,6 +389,12 @@ def _check_video(config: Mapping) -> None:
     if video["width"] > max_w or video["height"] > max_h or video["fps"] > video["max_fps"]:
         raise ConfigError("video.width, video.height, video.fps: must be within "
                           "video.max_clip_size and video.max_fps")
+    for device in config["gpio"]["devices"]:
+        for event, actions in device.items():
+            for action in actions if isinstance(actions, list) else []:
+                if action.get("action") == "video" and action["duration_s"] > video["max_duration_s"]:
+                    raise ConfigError(f"gpio.devices: {device['name']}: {event}: duration_s must be "
+                                      f"at most video.max_duration_s ({video['max_duration_s']:g})")
     location = config["location"]
     if (location["latitude"] is None) != (location["longitude"] is None):
         missing = "location.longitude" if location["longitude"] is None else "location.latitude"

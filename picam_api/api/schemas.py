@@ -283,11 +283,28 @@ class GpioPage(Schema):
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+# A wall time, or a sun event with an optional offset of hours and/or minutes.
+WINDOW_TIME = (r"^(([01][0-9]|2[0-3]):[0-5][0-9]|(dawn|sunrise|noon|sunset|dusk)"
+               r"([+-]([0-9]{1,2}h([0-9]{1,3}m)?|[0-9]{1,3}m))?)$")
+WINDOW_RULE = "must be HH:MM, or dawn, sunrise, noon, sunset or dusk with an offset like -30m or +1h15m"
+
+
 class ActiveHours(Schema):
-    start = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
+    start = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
                           metadata={"example": "07:00"})
-    end = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
-                        metadata={"example": "19:30"})
+    end = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
+                        metadata={"example": "sunset+15m"})
+
+
+class WindowToday(Schema):
+    start = fields.String(metadata={"description": "ISO 8601 UTC"})
+    end = fields.String(metadata={"description": "ISO 8601 UTC"})
+
+
+class ActiveHoursOut(ActiveHours):
+    today = fields.Nested(WindowToday, allow_none=True, metadata={
+        "description": "the window of today (the Pi's local day) as computed; null when it "
+                       "stays shut all day (polar night for a sunrise-sunset window)"})
 
 
 class TimelapseCreate(CaptureRequest):
@@ -315,7 +332,9 @@ class TimelapseCreate(CaptureRequest):
     start_at = fields.AwareDateTime(format="iso", metadata={
         "description": "ISO 8601 with offset; default now; at most ten years from now"})
     active_hours = fields.Nested(ActiveHours, metadata={
-        "description": "daily window in the Pi's local time; may cross midnight"})
+        "description": "daily window in the Pi's local time; may cross midnight; times may "
+                       "follow the sun (sunrise-30m, sunset+15m, dawn, dusk, noon), which needs "
+                       "location.latitude and location.longitude in the config"})
 
 
 class TimelapsePatch(Schema):
@@ -348,7 +367,7 @@ class Timelapse(Settings):
     duration_s = fields.Float(allow_none=True)
     end_at = fields.String(allow_none=True)
     start_at = fields.String()
-    active_hours = fields.Nested(ActiveHours, allow_none=True)
+    active_hours = fields.Nested(ActiveHoursOut, allow_none=True)
     frames_captured = fields.Integer()
     frames_missed = fields.Integer()
     frames_failed = fields.Integer()

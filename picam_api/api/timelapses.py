@@ -1,7 +1,11 @@
 """Time-lapse jobs: create, list, control, delete, download."""
 from __future__ import annotations
 
+import time
+
 from flask import Response, url_for
+
+from ..clock import iso
 
 from ..timelapse import Job
 from ..timelapse.archive import zip_stream
@@ -19,8 +23,7 @@ def job_body(job: Job) -> dict:
         "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
         "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
         "start_at": job.start_at,
-        "active_hours": {"start": job.active_start, "end": job.active_end}
-        if job.active_start else None,
+        "active_hours": _active_hours(job),
         "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,
         "frames_failed": job.frames_failed, "next_frame_at": job.next_frame_at,
         "started_at": job.started_at, "finished_at": job.finished_at,
@@ -28,6 +31,15 @@ def job_body(job: Job) -> dict:
         "links": {"self": base, "frames": f"{bp.url_prefix}/photos?timelapse={job.id}",
                   "archive": f"{base}/archive.zip"},
     }
+
+
+def _active_hours(job: Job) -> dict | None:
+    window = job.schedule.window
+    if window is None:
+        return None
+    today = window.today(time.time(), job.schedule.tz)
+    return {"start": job.active_start, "end": job.active_end,
+            "today": {"start": iso(today[0]), "end": iso(today[1])} if today else None}
 
 
 @bp.post("/timelapses")

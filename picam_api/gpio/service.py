@@ -24,8 +24,10 @@ class GpioService:
 
     Every device is built when the service is made, so a pin that cannot be had
     stops start-up with one line. Inputs hand their trigger actions to a
-    ``TriggerWorker``; photos go through ``services.capture`` and time-lapse
-    actions through ``services.timelapses``, looked up when they run. The capture
+    ``TriggerWorker``; photos go through ``services.capture``, time-lapse
+    actions through ``services.timelapses`` and clips through ``services.videos``
+    (a clip records in the background; a second one while it runs fails as a
+    409 would), looked up when they run. The capture
     light is a camera-owner hook. ``shutdown()`` closes every device, so the pins
     are free for the next start.
     """
@@ -144,6 +146,8 @@ class GpioService:
             if timelapses is None:
                 raise RuntimeError("time-lapses are not available in this version")
             timelapses.set_state(action["timelapse"], action["state"])
+        elif kind == "video":
+            self._services.videos.record({"duration_s": action["duration_s"]}, trigger=trigger)
         else:
             self.devices[action["device"]].set(action["value"], action.get("for_s"))
 
