@@ -1,8 +1,6 @@
 """Time-lapse jobs: create, list, control, delete, download."""
 from __future__ import annotations
 
-import time
-
 from flask import Response, url_for
 
 from ..clock import iso
@@ -37,7 +35,7 @@ def _active_hours(job: Job) -> dict | None:
     window = job.schedule.window
     if window is None:
         return None
-    today = window.today(time.time(), job.schedule.tz)
+    today = window.today(services().timelapses.clock.time(), job.schedule.tz)
     return {"start": job.active_start, "end": job.active_end,
             "today": {"start": iso(today[0]), "end": iso(today[1])} if today else None}
 

@@ -171,6 +171,7 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = out_size
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.color_range = 1  # MPEG (limited), what _prepare makes
         stream.options = {"crf": str(options.crf), "preset": options.preset}
         written = skipped = 0
         for index, ref in enumerate(frames()):
@@ -236,7 +237,11 @@ def _prepare(frame, size: tuple[int, int], ref: FrameRef, options: RenderOptions
     """Scale to ``size`` as yuv420p (JPEG's full range to video range), then
     deflicker and stamp it if asked."""
     import av
-    frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+    # JPEGs are full range (0-255); video is 16-235, which players assume for yuv420p.
+    source_range = frame.color_range or ("JPEG" if frame.format.name.startswith("yuvj") else None)
+    frame = frame.reformat(width=size[0], height=size[1], format="yuv420p",
+                           interpolation="BICUBIC", src_color_range=source_range,
+                           dst_color_range="MPEG")
     if gain == 1.0 and not options.timestamp:
         return frame
     planes = frame.to_ndarray()  # yuv420p: luma rows, then the two chroma planes
