@@ -455,6 +455,8 @@ class Video(Schema):
     codec = fields.String(allow_none=True)
     bytes = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
+    attempts = fields.Integer(metadata={"description": "renders: how many times it started; "
+                                                       "more than 1 after a crash or power cut"})
     options = fields.Dict(metadata={"description": "what was asked, with the defaults filled in"})
     links = fields.Nested(VideoLinks)
 

@@ -26,7 +26,8 @@ def video_body(video: Video) -> dict:
         "finished_at": video.finished_at, "frames": video.frames,
         "frames_skipped": video.frames_skipped, "duration_s": video.duration_s,
         "fps": video.fps, "width": video.width, "height": video.height, "codec": video.codec,
-        "bytes": video.bytes, "last_error": video.last_error, "options": video.options,
+        "bytes": video.bytes, "last_error": video.last_error, "attempts": video.attempts,
+        "options": video.options,
         "links": {"self": base, "video": f"{base}/video.mp4", "thumbnail": f"{base}/thumbnail"},
     }
 

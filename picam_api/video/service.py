@@ -76,8 +76,8 @@ class VideoService:
                     "the server stopped during the recording; nothing was kept")
             elif video.state == "rendering" and video.attempts >= limit:
                 video.state, video.last_error = "failed", (
-                    f"the server stopped during this render {video.attempts} times; "
-                    "not trying again")
+                    f"the server stopped during this render {video.attempts} time(s) "
+                    "(video.max_render_attempts); not trying again")
             elif video.state == "rendering":
                 video.state, video.started_at, video.progress = "queued", None, 0.0
                 log.warning("video %s: the render was interrupted; it starts again", video.id)
