@@ -6,8 +6,9 @@ sunrise and sunset are when its upper edge crosses the horizon (refraction
 included), as almanacs give them.
 
 Near the poles an event may not happen on a day at all. Then the sun is
-either above its line all day or below it all day, and a bound is put where
-the sun's state says: a rising event (dawn, sunrise) that never comes because
+either above its line all day or below it all day (on the odd day near the
+start or end of a polar day or night, mostly above or mostly below), and a
+bound is put where the sun's state says: a rising event (dawn, sunrise) that never comes because
 the sun stays up counts as the day's start (it is "already up"), and as the
 day's end when the sun stays down (it "never rises"); a setting event (sunset,
 dusk) the other way round. So in polar day a window from sunrise to sunset is
@@ -100,5 +101,9 @@ def event_time(event: str, day: dt.date, tz: dt.tzinfo | None, location: Locatio
             continue
         if dt.datetime.fromtimestamp(when, tz).date() == day:
             return when
-    noon = sun.noon(observer, day)
-    return ABOVE if sun.elevation(observer, noon, with_refraction=False) > LINES[event] else BELOW
+    # No such event that day: where does the sun spend it? Near the start or end of a
+    # polar day or night it may cross the line briefly without astral finding an event
+    # on this local day, so the sun's mean height between its highest and lowest decides.
+    highest = sun.elevation(observer, sun.noon(observer, day), with_refraction=False)
+    lowest = sun.elevation(observer, sun.midnight(observer, day), with_refraction=False)
+    return ABOVE if (highest + lowest) / 2 > LINES[event] else BELOW
