@@ -73,22 +73,19 @@ class Recorder:
 
     def settings(self, width: int | None, height: int | None, fps: float | None) -> VideoSettings:
         """The encoder settings for a clip; with pre-roll, only the ring's own are possible."""
-        config = self.config
-        defaults = self.service.capture_flips()
-        settings = VideoSettings(width=width or config["width"], height=height or config["height"],
-                                 fps=fps or config["fps"], bitrate=config["bitrate"],
-                                 keyframe_s=config["keyframe_s"], **defaults)
-        if self.preroll_s > 0 and settings != self.preroll_settings():
+        settings = self._settings(width, height, fps)
+        if self.preroll_s > 0 and settings != self._settings(None, None, None):
+            config = self.config
             raise Conflict(f"pre-roll runs at {config['width']}x{config['height']} "
                            f"{config['fps']:g} fps (the [video] settings), so clips are recorded "
                            f"at that size and rate; leave width, height and fps out")
         return settings
 
-    def preroll_settings(self) -> VideoSettings:
+    def _settings(self, width: int | None, height: int | None, fps: float | None) -> VideoSettings:
         config = self.config
-        return VideoSettings(width=config["width"], height=config["height"], fps=config["fps"],
-                             bitrate=config["bitrate"], keyframe_s=config["keyframe_s"],
-                             **self.service.capture_flips())
+        return VideoSettings(width=width or config["width"], height=height or config["height"],
+                             fps=fps or config["fps"], bitrate=config["bitrate"],
+                             keyframe_s=config["keyframe_s"], **self.service.capture_flips())
 
     @property
     def busy(self) -> bool:
@@ -225,7 +222,7 @@ class Recorder:
             self.stopping.wait(float(self.owner.retry_after) if self._ring is None else 0.5)
 
     def _start_ring(self) -> None:
-        settings = self.preroll_settings()
+        settings = self._settings(None, None, None)
         ring = self.owner.backend.circular_output(self.preroll_s,
                                                   self.config["preroll_max_mb"] * 2**20)
         try:  # the encoder starts its output, as picamera2's does

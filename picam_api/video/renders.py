@@ -39,17 +39,14 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
 
 
-def lower_thread_priority(nice: int) -> int:
-    """Give the calling thread (only) nice value ``nice``; return the value it has now."""
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread (only) nice value ``nice``, if that is lower than its own."""
     tid = threading.get_native_id()
     try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        if nice > current:
+        if nice > os.getpriority(os.PRIO_PROCESS, tid):
             os.setpriority(os.PRIO_PROCESS, tid, nice)
-        return os.getpriority(os.PRIO_PROCESS, tid)
     except OSError as exc:  # not Linux: a thread id is no process id there
         log.warning("could not lower the render thread's priority: %s", exc)
-        return 0
 
 
 class RenderWorkers:
@@ -63,7 +60,6 @@ class RenderWorkers:
         self._threads = [threading.Thread(target=self._loop, name=f"picam-render-{n + 1}",
                                           daemon=True) for n in range(count)]
         self.running: dict[str, Video] = {}  # by id, under _wake
-        self.nice_values: dict[str, int] = {}  # thread name: its nice value, once set
 
     def start(self) -> None:
         for thread in self._threads:
@@ -102,7 +98,7 @@ class RenderWorkers:
         return video
 
     def _loop(self) -> None:
-        self.nice_values[threading.current_thread().name] = lower_thread_priority(self.nice)
+        lower_thread_priority(self.nice)
         while not self.stopping.is_set():
             try:
                 self.service.take_completed_timelapses()
