@@ -401,17 +401,14 @@ def snapshot_load(capture, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def bench_timelapse(tmp: Path, runs: int) -> None:
-    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
-
-    Lateness is when the camera was asked for the frame, against the frame's slot
-    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
-    """
+def timed_app(data_dir: Path, timelapse: dict):
+    """An app on the mock whose time-lapse captures (at TIMELAPSE_SIZE) note when the
+    camera was asked; returns its services and that list of wall times."""
     from picam_api.app import create_app
 
     os.environ.setdefault("PICAM_ADMIN_PASSWORD", PASSWORD)
-    app = create_app({"storage": {"data_dir": str(tmp / "timelapse"), "reserve_mb": 0},
-                      "camera": {"backend": "mock"}, "timelapse": {"min_interval_s": 0.05},
+    app = create_app({"storage": {"data_dir": str(data_dir), "reserve_mb": 0},
+                      "camera": {"backend": "mock"}, "timelapse": timelapse,
                       "log": {"level": "WARNING"}})
     services = app.extensions["picam"]
     asked: list[float] = []
@@ -423,6 +420,16 @@ def bench_timelapse(tmp: Path, runs: int) -> None:
         return backend_capture(settings, timeout)
 
     services.backend.capture = timed_capture
+    return services, asked
+
+
+def bench_timelapse(tmp: Path, runs: int) -> None:
+    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
+
+    Lateness is when the camera was asked for the frame, against the frame's slot
+    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
+    """
+    services, asked = timed_app(tmp / "timelapse", {"min_interval_s": 0.05})
     stop = threading.Event()
     load = snapshot_load(services.capture, stop)
     job = services.timelapses.create({**TIMELAPSE_SIZE, "interval_s": TIMELAPSE_INTERVAL,
@@ -582,23 +589,43 @@ def bench_render(tmp: Path, runs: int) -> None:
                             max_px=config["max_render_px"])
     ours_out, theirs_out = tmp / "ours.mp4", tmp / "ffmpeg.mp4"
 
-    def ours():
+    def ours() -> float:
+        cpu = time.process_time()  # every thread of this process: libx264's too
         render(lambda: refs, len(refs), ours_out, options, lambda *a: None, lambda: False)
+        return time.process_time() - cpu
 
     command = ["ffmpeg", "-v", "error", "-y", "-framerate", f"{options.fps:g}",
                "-i", str(tmp / "render-frames" / "%06d.jpg"), "-c:v", "libx264",
                "-preset", options.preset, "-crf", str(options.crf), "-pix_fmt", "yuv420p",
                "-movflags", "+faststart", str(theirs_out)]
 
-    def theirs():
-        subprocess.run(command, check=True)
+    def theirs() -> float:
+        process = subprocess.Popen(command)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = status
+        assert status == 0, "ffmpeg failed"
+        return usage.ru_utime + usage.ru_stime
 
     count = max(3, runs // 10)
-    ours_s, theirs_s = median_time(ours, count), median_time(theirs, count)
+    (ours_s, ours_cpu), (theirs_s, theirs_cpu) = timed_and_cpu(ours, count), \
+        timed_and_cpu(theirs, count)
     fps, baseline = RENDER_FRAMES / ours_s, RENDER_FRAMES / theirs_s
+    note = f"baseline: ffmpeg CLI, libx264 {options.preset} crf {options.crf}, same files"
     record(f"render {RENDER_FRAMES} frames {RENDER_SIZE[0]}x{RENDER_SIZE[1]} to MP4", fps,
-           "frames/s", baseline, ">=0.9x ffmpeg", fps / baseline >= 0.9,
-           f"baseline: ffmpeg CLI, libx264 {options.preset} crf {options.crf}, same files")
+           "frames/s", baseline, ">=0.9x ffmpeg", fps / baseline >= 0.9, note)
+    record("render CPU per frame", ours_cpu / RENDER_FRAMES * 1000, "CPU ms",
+           theirs_cpu / RENDER_FRAMES * 1000, "", None, note)
+
+
+def timed_and_cpu(fn, runs: int) -> tuple[float, float]:
+    """Medians of wall seconds and of the CPU seconds ``fn`` returns, after a warm-up."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        cpus.append(fn())
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 LATENESS_FRAMES = 40
@@ -606,13 +633,9 @@ LATENESS_FRAMES = 40
 
 def bench_render_lateness(tmp: Path, runs: int) -> None:
     """Time-lapse lateness p99 at 1 s intervals while renders run back to back, against idle."""
-    from picam_api.app import create_app
     from picam_api.camera.base import Capture
 
-    os.environ.setdefault("PICAM_ADMIN_PASSWORD", PASSWORD)
-    app = create_app({"storage": {"data_dir": str(tmp / "lateness"), "reserve_mb": 0},
-                      "camera": {"backend": "mock"}, "log": {"level": "WARNING"}})
-    services = app.extensions["picam"]
+    services, asked = timed_app(tmp / "lateness", {})
     settings = CaptureSettings(width=RENDER_SIZE[0], height=RENDER_SIZE[1])
     source = services.timelapses.create({"interval_s": 3600, "width": 640, "height": 480,
                                          "start_at": dt.datetime.now(dt.timezone.utc)
@@ -620,16 +643,6 @@ def bench_render_lateness(tmp: Path, runs: int) -> None:
     for n, path in enumerate(mock_jpegs(tmp / "render-frames", RENDER_FRAMES, RENDER_SIZE), 1):
         services.photos.add(Capture(path.read_bytes(), *RENDER_SIZE, "jpeg"), settings,
                             source="timelapse", timelapse_id=source.id, sequence=n)
-    asked: list[float] = []
-    backend_capture = services.backend.capture
-
-    def timed_capture(capture_settings, timeout):
-        if capture_settings.width == TIMELAPSE_SIZE["width"]:
-            asked.append(time.time())
-        return backend_capture(capture_settings, timeout)
-
-    services.backend.capture = timed_capture
-
     def lateness(rendering: bool) -> list[float]:
         asked.clear()
         stop = threading.Event()

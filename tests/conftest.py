@@ -206,7 +206,8 @@ def ffprobe(path) -> dict:
     """The first video stream of ``path`` as ffprobe reads it, frames counted by decoding."""
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=codec_name,profile,pix_fmt,width,height,nb_read_frames,avg_frame_rate,duration",
+         "stream=codec_name,profile,pix_fmt,color_range,color_space,width,height,nb_read_frames,"
+         "avg_frame_rate,duration",
          "-of", "json", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     stream = json.loads(done.stdout)["streams"][0]

@@ -64,6 +64,7 @@ def test_a_clip_is_an_h264_mp4_of_the_asked_length(client, admin_headers, tmp_pa
     probe = ffprobe(path)
     assert (probe["codec_name"], probe["pix_fmt"], probe["width"], probe["height"]) == \
         ("h264", "yuv420p", 640, 360)
+    assert (probe["color_range"], probe["color_space"]) == ("tv", "bt470bg")
     assert probe["frames"] == video["frames"]
     # A loaded machine may skip a tick; never more than a few, and never a burst.
     assert 32 <= probe["frames"] <= 41

@@ -95,6 +95,7 @@ def test_render_is_h264_yuv420p_faststart_with_the_frames_in_order(client, admin
     assert (probe["codec_name"], probe["pix_fmt"], probe["width"], probe["height"]) == \
         ("h264", "yuv420p", 320, 240)
     assert probe["frames"] == 30 and probe["fps"] == pytest.approx(10.0)
+    assert (probe["color_range"], probe["color_space"]) == ("tv", "bt470bg")
     assert probe["duration"] == pytest.approx(3.0, abs=0.01)
     assert stamps(path) == list(range(1, 31))
     thumbnail = client.get(video["links"]["thumbnail"], headers=admin_headers)
@@ -364,3 +365,31 @@ def _nice(tid: str) -> int:
     except FileNotFoundError:
         return 0
     return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+
+
+def test_retention_counts_videos_and_deletes_the_oldest_of_either_kind(make_app, config,
+                                                                        admin_headers):
+    config["storage"].update(max_videos=2, retention_interval_s=0.05)
+    app = make_app(config)
+    client, services = app.test_client(), app.extensions["picam"]
+    job = future_job(client, admin_headers)
+    old_frames = add_frames(services, job, range(1, 6))
+    videos = [finished(client, admin_headers, render(client, admin_headers, timelapse=job))
+              for _ in range(3)]
+    # max_videos = 2: the oldest video goes, the frames stay.
+    wait_for(lambda: client.get(videos[0]["links"]["self"], headers=admin_headers).status_code
+             == 404, 5, "retention of the oldest video")
+    assert client.get("/api/v1/info", headers=admin_headers).json["counts"]["videos"] == 2
+    new_frames = add_frames(services, job, range(6, 9))
+    # One byte budget for both: what the newest video and frames take. The old frames
+    # are older than both videos and go first; then the older remaining video.
+    keep = videos[2]["bytes"] + sum(p.bytes for p in new_frames.values())
+    services.config["storage"]["max_bytes"] = keep
+    wait_for(lambda: client.get(videos[1]["links"]["self"], headers=admin_headers).status_code
+             == 404, 5, "retention by bytes")
+    assert client.get(videos[2]["links"]["self"], headers=admin_headers).status_code == 200
+    left = {p.id for p in services.photos.list(100)[0]}
+    assert left == {p.id for p in new_frames.values()}
+    assert not left & {p.id for p in old_frames.values()}
+    assert not services.videos.store.final_path(services.videos.get(videos[2]["id"])) \
+        .with_name(f"{videos[1]['id']}.mp4").exists()

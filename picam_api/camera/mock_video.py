@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .base import CaptureSettings, VideoSettings
+from .outputs import BT601, VIDEO_RANGE
 
 if TYPE_CHECKING:
     from .mock import MockCamera
@@ -91,6 +92,8 @@ class MockEncoder(threading.Thread):
         context.bit_rate = s.bitrate
         context.gop_size = s.keyframe_interval
         context.max_b_frames = 0
+        # What the conversion from the RGB picture makes: video range, BT.601.
+        context.color_range, context.colorspace = VIDEO_RANGE, BT601
         context.options = {"preset": PRESET, "tune": "zerolatency", "profile": "baseline"}
         context.open()
         self._context = context

@@ -24,6 +24,9 @@ from fractions import Fraction
 from typing import Any, Callable
 
 MICROSECONDS = Fraction(1, 1_000_000)
+# FFmpeg's AVCOL_RANGE_MPEG and AVCOL_SPC_BT470BG: video range (16-235) and the BT.601
+# matrix, what a JPEG's YCbCr and swscale's RGB conversion give; H.264 streams say so.
+VIDEO_RANGE, BT601 = 1, 5
 
 
 class Output:

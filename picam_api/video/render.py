@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import queue
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ..camera.outputs import BT601, VIDEO_RANGE
 
 DECODERS = {"jpeg": "mjpeg", "png": "png"}
 MAX_LOWRES = 3  # the JPEG decoder scales by up to 1/8
@@ -167,12 +171,16 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
         if options.deflicker > 1 else None
     rate = Fraction(options.fps).limit_denominator(1001)
     container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+    encoder = None
     try:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = out_size
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.color_range = 1  # MPEG (limited), what _prepare makes
+        # Tagged as what _prepare makes: video range, and JPEG's own BT.601 matrix.
+        stream.codec_context.color_range = VIDEO_RANGE
+        stream.codec_context.colorspace = BT601
         stream.options = {"crf": str(options.crf), "preset": options.preset}
+        encoder = _Encoder(container, stream)
         written = skipped = 0
         for index, ref in enumerate(frames()):
             if should_stop():
@@ -185,15 +193,75 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
                                  gains[index] if gains is not None else 1.0)
                 frame.pts = written
                 frame.time_base = 1 / rate
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+                encoder.put(frame)
                 written += 1
             progress(written, skipped, total)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        encoder.finish()
     finally:
+        if encoder is not None:
+            encoder.abort()
         container.close()
     return RenderResult(written, skipped, *out_size, float(rate))
+
+
+class _Encoder(threading.Thread):
+    """Encodes and muxes frames from a short queue on a thread of its own.
+
+    The next frame is decoded while this one is encoded (PyAV lets go of the GIL
+    in both), as the ffmpeg command line overlaps them. The queue holds at most
+    ``DEPTH`` frames, so memory stays bounded. Started from the render thread, it
+    and the libx264 threads it starts share that thread's priority.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, container, stream):
+        super().__init__(name=f"{threading.current_thread().name}-encode", daemon=True)
+        self.container = container
+        self.stream = stream
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(self.DEPTH)
+        self._aborted = threading.Event()
+        self.start()
+
+    def put(self, frame) -> None:
+        while self.error is None:
+            try:
+                self._queue.put(frame, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise self.error
+
+    def finish(self) -> None:
+        """Flush the encoder; raise what went wrong on the thread, if anything did."""
+        self.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        """Stop now, dropping what is queued (a cancel, or a failure elsewhere)."""
+        if self.is_alive():
+            self._aborted.set()
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._queue.put(None)
+            self.join()
+
+    def run(self) -> None:
+        try:
+            while (frame := self._queue.get()) is not None:
+                for packet in self.stream.encode(frame):
+                    self.container.mux(packet)
+            if not self._aborted.is_set():
+                for packet in self.stream.encode(None):
+                    self.container.mux(packet)
+        except BaseException as exc:  # handed to the render thread, which raises it
+            self.error = exc
 
 
 def _first_size(refs: Iterable[FrameRef], decoder: Decoder, should_stop) -> tuple[int, int]:
