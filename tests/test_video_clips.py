@@ -129,6 +129,15 @@ def test_a_stalled_camera_fails_the_clip(client, admin_headers, services, mock_c
     mock_camera.hang = False
 
 
+def test_no_camera_is_a_503_and_no_video(make_app, config, admin_headers):
+    config["camera"]["mock"]["missing"] = True
+    client = make_app(config).test_client()
+    response = post(client, admin_headers, duration_s=1)
+    assert_problem(response, 503)
+    assert response.headers["Retry-After"]
+    assert client.get("/api/v1/videos", headers=admin_headers).json["items"] == []
+
+
 def test_stills_and_the_mjpeg_stream_work_during_a_recording(client, admin_headers):
     recording = post(client, admin_headers, duration_s=3).json
     for _ in range(3):

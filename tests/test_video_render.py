@@ -210,9 +210,10 @@ def test_render_on_complete_queues_a_render(make_app, config, admin_headers, tmp
         return items[0] if items and items[0]["state"] == "ready" else None
 
     video = wait_for(rendered, 30, "the render of the completed job")
-    assert video["source"] == "timelapse" and video["frames"] == 8
+    captured = client.get(job["links"]["self"], headers=admin_headers).json["frames_captured"]
+    assert video["source"] == "timelapse" and video["frames"] == captured > 0
     _, path = download(client, admin_headers, video, tmp_path)
-    assert ffprobe(path)["frames"] == 8
+    assert ffprobe(path)["frames"] == captured
 
 
 def test_range_requests_etag_and_conditional_get(client, admin_headers, services):
@@ -273,7 +274,6 @@ def test_bad_requests_name_the_field(client, admin_headers, services):
     job = future_job(client, admin_headers)
     assert_problem(client.post("/api/v1/videos", headers=admin_headers, json={}), 422)
     for body, field in (({"timelapse": job}, "timelapse"),  # no frames yet
-                        ({"timelapse": "20260101T000000000000Z-00000000"}, "timelapse"),
                         ({"timelapse": job, "duration_s": 3}, "duration_s"),
                         ({"timelapse": job, "fps": 0}, "fps"),
                         ({"timelapse": job, "crf": 60}, "crf"),
@@ -283,6 +283,8 @@ def test_bad_requests_name_the_field(client, admin_headers, services):
                         ({"duration_s": 100_000}, "duration_s"),
                         ({"duration_s": 1000}, "duration_s")):  # above video.max_duration_s
         assert_problem(client.post("/api/v1/videos", headers=admin_headers, json=body), 422, field)
+    unknown = {"timelapse": "20260101T000000000000Z-00000000"}
+    assert_problem(client.post("/api/v1/videos", headers=admin_headers, json=unknown), 404)
     assert client.get("/api/v1/videos", headers=admin_headers).json["items"] == []
 
 
@@ -361,8 +363,9 @@ def test_renders_run_one_at_a_time_at_low_priority_and_capture_keeps_its_schedul
 
 def _nice(tid: str) -> int:
     try:
-        stat = open(f"/proc/self/task/{tid}/stat").read()
-    except FileNotFoundError:
+        with open(f"/proc/self/task/{tid}/stat") as file:
+            stat = file.read()
+    except OSError:  # the thread ended meanwhile (ENOENT or ESRCH)
         return 0
     return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
 

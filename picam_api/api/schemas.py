@@ -384,14 +384,34 @@ class TimelapsePage(Schema):
     next = fields.String(allow_none=True)
 
 
+class _Even:
+    """Even numbers only: yuv420p halves the colour planes."""
+
+    def __call__(self, value):
+        if value % 2:
+            raise ValidationError("must be even")
+        return value
+
+
+# A resource id (picam_api.ids), spelt out in ASCII for JSON Schema.
+ID = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"
+RENDER_ONLY = ("timelapse", "first_frame", "last_frame", "deflicker", "timestamp", "crf")
+
+
 class VideoCreate(Schema):
     """A render of a time-lapse (``timelapse`` given) or a clip (``duration_s`` given)."""
 
     class Meta:
-        json_schema = {"oneOf": [{"required": ["timelapse"]}, {"required": ["duration_s"]}]}
+        # A render or a clip; each takes only its own fields, and a clip's size and rate
+        # are bounded by the config (filled in by openapi.py).
+        json_schema = {"oneOf": [
+            {"required": ["timelapse"], "not": {"required": ["duration_s"]}},
+            {"required": ["duration_s"], RUNTIME: "clip_limits",
+             "not": {"anyOf": [{"required": [key]} for key in RENDER_ONLY]}},
+        ]}
 
-    timelapse = fields.String(validate=Length(1, 64),
-                              metadata={"description": "render this time-lapse's frames"})
+    timelapse = fields.String(validate=_Pattern(ID, error="must be a time-lapse id"),
+                              metadata={"description": "render this time-lapse's frames (its id)"})
     duration_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400, min_inclusive=False),
                              metadata={"description": "record a clip this long (seconds after "
                                                       "the trigger; pre-roll comes on top), at "
@@ -400,10 +420,12 @@ class VideoCreate(Schema):
     fps = _JsonNumber(allow_nan=False, validate=Range(1, 120),
                       metadata={"description": "frames per second of the video (default "
                                                "video.render_fps for renders, video.fps for clips)"})
-    width = _JsonInteger(validate=Range(16, 7680), metadata={
+    width = _JsonInteger(validate=[Range(16, 7680), _Even()], metadata={
         "description": "even; a render keeps the frames' aspect inside width x height and "
-                       "never exceeds video.max_render_px"})
-    height = _JsonInteger(validate=Range(16, 4320), metadata={"description": "even; see width"})
+                       "never exceeds video.max_render_px; a clip's is at most "
+                       "video.max_clip_size", "multipleOf": 2})
+    height = _JsonInteger(validate=[Range(16, 4320), _Even()],
+                          metadata={"description": "even; see width", "multipleOf": 2})
     first_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
         "description": "renders: the first sequence number to use (default 1)"})
     last_frame = _JsonInteger(validate=Range(1, 2**53), metadata={

@@ -41,7 +41,7 @@ def video_body(video: Video) -> dict:
         description="With `timelapse`, queue a render of its frames (the frames so far, if it "
                     "is still running); with `duration_s`, record a clip from the camera, "
                     "starting `video.preroll_s` before now. Poll the Location for the state.",
-        responses=errors(400, 403, 409, 413, 415, 503, 507))
+        responses=errors(400, 403, 404, 409, 413, 415, 503, 507))
 def create_video(body: dict):
     video = video_body(services().videos.create(body))
     return video, 202, {"Location": video["links"]["self"]}

@@ -17,6 +17,7 @@ it. If the camera fails, the pre-roll keeper starts the encoder again.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from pathlib import Path
@@ -46,7 +47,9 @@ class Recorder:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._recording: Video | None = None
-        self._thread: threading.Thread | None = None
+        # One long-lived thread records every clip (its database connection is its own).
+        self._requests: queue.Queue = queue.Queue(1)
+        self._thread = threading.Thread(target=self._serve, name="picam-recorder", daemon=True)
         self._ring = None
         self._ring_encoder = None
         self._ring_error: str | None = None
@@ -56,15 +59,20 @@ class Recorder:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        self._thread.start()
         if self.preroll_s > 0:
             self._keeper.start()
 
     def stop(self, timeout: float) -> None:
         """End a recording in progress (kept, shorter), then the pre-roll encoder."""
-        self.stopping.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            thread.join(timeout + self.preroll_s)
+        with self._lock:
+            self.stopping.set()
+            if self._recording is None:
+                self._requests.put_nowait(None)  # wake the idle recorder thread
+        if self._thread.is_alive():
+            self._thread.join(timeout + self.preroll_s)
+            if self._thread.is_alive():
+                log.error("%s did not stop within %.1f s", self._thread.name, timeout)
         if self._keeper.is_alive():
             self._keeper.join(timeout)
         self._stop_ring()
@@ -98,7 +106,7 @@ class Recorder:
         return recording if recording is not None and recording.id == video_id else None
 
     def record(self, video: Video, settings: VideoSettings, duration_s: float) -> None:
-        """Start recording ``video`` (state ``recording``, already stored) on a thread."""
+        """Start recording ``video`` (state ``recording``, already stored) in the background."""
         with self._lock:
             if self._recording is not None:
                 raise Conflict(f"video {self._recording.id} is being recorded; one recording "
@@ -106,20 +114,23 @@ class Recorder:
             if self.stopping.is_set():
                 raise Conflict("the server is stopping")
             self._recording = video
-            self._thread = threading.Thread(target=self._record, args=(video, settings, duration_s),
-                                            name="picam-recording", daemon=True)
-        self._thread.start()
+            self._requests.put_nowait((video, settings, duration_s))
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            self._record(*request)
+            if self.stopping.is_set():
+                return
 
     def _record(self, video: Video, settings: VideoSettings, duration_s: float) -> None:
         store = self.service.store
         temp = store.temp_path(video)
+        state, error = "failed", None
         try:
             error, output = self._capture(video, settings, duration_s, temp)
             if video.cancel_requested:
-                self._discard(temp, video, "cancelled")
-            elif error is not None:
-                self._discard(temp, video, "failed", error)
-            else:
+                state, error = "cancelled", None
+            elif error is None:
                 path = store.publish(temp, video)
                 video.path = str(path.relative_to(store.root))
                 video.frames, video.duration_s = output.frames, round(output.duration_s, 6)
@@ -128,13 +139,17 @@ class Recorder:
                 video.bytes, video.progress = path.stat().st_size, 1.0
                 if self.stopping.is_set():
                     video.last_error = "ended early: the server was stopping"
-                self.service.finish(video, "ready")
+                state = "ready"
         except Exception as exc:  # the thread must not die with the recording unfinished
             log.exception("recording %s failed", video.id)
-            self._discard(temp, video, "failed", f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
         finally:
+            if state != "ready":
+                temp.unlink(missing_ok=True)
+            # Free the recorder before the end is seen: whoever sees it may record next.
             with self._lock:
                 self._recording = None
+            self.service.finish(video, state, error)
 
     def _capture(self, video: Video, settings: VideoSettings, duration_s: float,
                  temp: Path) -> tuple[str | None, object]:
@@ -190,10 +205,6 @@ class Recorder:
             self.stopping.wait(POLL_S)
         return None
 
-    def _discard(self, temp: Path, video: Video, state: str, error: str | None = None) -> None:
-        temp.unlink(missing_ok=True)
-        self.service.finish(video, state, error)
-
     # -- pre-roll ----------------------------------------------------------------------
 
     def preroll_stats(self) -> dict | None:
@@ -222,10 +233,10 @@ class Recorder:
             self.stopping.wait(float(self.owner.retry_after) if self._ring is None else 0.5)
 
     def _start_ring(self) -> None:
-        settings = self._settings(None, None, None)
         ring = self.owner.backend.circular_output(self.preroll_s,
                                                   self.config["preroll_max_mb"] * 2**20)
         try:  # the encoder starts its output, as picamera2's does
+            settings = self._settings(None, None, None)
             encoder = self.owner.start_encoder(settings, ring)
         except CameraError as exc:
             self._ring_error = exc.detail

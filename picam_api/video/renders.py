@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Callable
 
 from ..clock import iso
 from ..errors import InsufficientStorage, NotFound
-from .render import RenderCancelled, RenderOptions, iter_refs, render
 from .store import Video
 
 if TYPE_CHECKING:
@@ -127,6 +126,8 @@ class RenderWorkers:
         return None
 
     def _run(self, video: Video) -> None:
+        # numpy and PyAV load with the first render, not at start-up.
+        from .render import RenderCancelled
         service = self.service
         temp = service.store.temp_path(video)
         checks = _Checks(service.photos.check_space)
@@ -156,6 +157,7 @@ class RenderWorkers:
                      result.frames, result.skipped, result.width, result.height, video.bytes)
 
     def _render(self, video: Video, temp, checks: _Checks):
+        from .render import RenderOptions, iter_refs, render
         service = self.service
         options = video.options
         try:

@@ -117,12 +117,13 @@ class VideoService:
         max_w, max_h = self.config["max_clip_size"]
         for key, limit in (("width", max_w), ("height", max_h)):
             value = body.get(key)
-            if value is not None and (value > limit or value % 2):
-                errors[key] = [f"must be even and at most {limit} (video.max_clip_size)"]
+            if value is not None and value > limit:
+                errors[key] = [f"must be at most {limit} (video.max_clip_size)"]
         if body.get("fps") is not None and body["fps"] > self.config["max_fps"]:
             errors["fps"] = [f"must be at most {self.config['max_fps']:g} (video.max_fps)"]
         if errors:
             raise InvalidInput(errors)
+        # No camera: a 503 now (the capture defaults need it), not a failed clip later.
         settings = self.recorder.settings(body.get("width"), body.get("height"), body.get("fps"))
         if self.recorder.busy:
             raise Conflict("a clip is being recorded; one recording at a time")
@@ -145,10 +146,7 @@ class VideoService:
 
     def _queue_render(self, body: Mapping[str, Any]) -> Video:
         errors: dict[str, list[str]] = {}
-        try:
-            job = self.timelapses.get(body["timelapse"])
-        except NotFound:
-            raise InvalidInput({"timelapse": ["no time-lapse has that id"]}) from None
+        job = self.timelapses.get(body["timelapse"])  # an unknown id is a 404
         first = body.get("first_frame") or 1
         last = body.get("last_frame")
         if last is not None and last < first:
@@ -157,9 +155,6 @@ class VideoService:
         if not errors and not count:
             errors["first_frame" if body.get("first_frame") else "timelapse"] = [
                 "the time-lapse has no frames in that range"]
-        for key in ("width", "height"):
-            if body.get(key) is not None and body[key] % 2:
-                errors[key] = ["must be even (yuv420p halves the colour planes)"]
         if errors:
             raise InvalidInput(errors)
         limit = self.config["max_queued_renders"]
@@ -259,11 +254,9 @@ class VideoService:
                 log.exception("a video listener failed on %s", event)
 
     def capture_flips(self) -> dict[str, bool]:
-        """Clips are flipped as photos are: the capture defaults' hflip and vflip."""
-        try:
-            defaults = self.capture.defaults()
-        except Exception:  # no camera yet: the encoder's start will say so
-            return {"hflip": False, "vflip": False}
+        """Clips are flipped as photos are: the capture defaults' hflip and vflip
+        (``CameraError`` when there is no camera to ask)."""
+        defaults = self.capture.defaults()
         return {"hflip": defaults["hflip"], "vflip": defaults["vflip"]}
 
     def _timelapse_finished(self, job) -> None:
@@ -280,7 +273,7 @@ class VideoService:
         for job_id in jobs:
             try:
                 self._queue_render({"timelapse": job_id})
-            except (InvalidInput, Conflict, OSError) as exc:
+            except (InvalidInput, Conflict, NotFound, OSError) as exc:
                 log.warning("time-lapse %s completed but was not rendered: %s", job_id,
                             getattr(exc, "detail", exc))
 
