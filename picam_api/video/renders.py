@@ -59,6 +59,7 @@ class RenderWorkers:
         self._threads = [threading.Thread(target=self._loop, name=f"picam-render-{n + 1}",
                                           daemon=True) for n in range(count)]
         self.running: dict[str, Video] = {}  # by id, under _wake
+        self._pending = False  # work may be waiting (under _wake)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -66,6 +67,7 @@ class RenderWorkers:
 
     def wake(self) -> None:
         with self._wake:
+            self._pending = True
             self._wake.notify_all()
 
     def stop(self, timeout: float) -> None:
@@ -104,7 +106,10 @@ class RenderWorkers:
                 video = self._claim()
                 if video is None:
                     with self._wake:
-                        self._wake.wait(5.0)
+                        # Under the lock: a wake() since the claim is not lost.
+                        if not self._pending and not self.stopping.is_set():
+                            self._wake.wait(5.0)
+                        self._pending = False
                     continue
                 self._run(video)
             except Exception:  # never die silently: log, wait a little, go on
