@@ -71,7 +71,8 @@ class Services:
                                            cursor_key, health=self.worker_health,
                                            location=Location.from_config(config["location"]))
         self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
-                                   self.capture, self.owner, config, cursor_key)
+                                   self.capture, self.owner, config, cursor_key,
+                                   health=self.worker_health)
         self.gpio = GpioService(config["gpio"], self)
         self.workers: list[Worker] = []
         if storage["max_photos"] or storage["max_bytes"] or storage["max_videos"]:

@@ -261,10 +261,12 @@ def test_list_filters_pages_info_and_delete(client, admin_headers, services, vie
     assert_problem(forged, 400)
     counts = client.get("/api/v1/info", headers=viewer_headers).json["counts"]
     assert counts["videos"] == 3 and counts["video_bytes"] == sum(v["bytes"] for v in made)
-    assert_problem(client.delete(made[0]["links"]["self"], headers=viewer_headers), 403)
+    assert_problem(client.delete(made[0]["links"]["self"], headers=viewer_headers,
+                                content_type="application/json"), 403)
     path = services.videos.store.final_path(services.videos.get(made[0]["id"]))
     assert path.is_file()
-    assert client.delete(made[0]["links"]["self"], headers=admin_headers).status_code == 204
+    assert client.delete(made[0]["links"]["self"], headers=admin_headers,
+                         content_type="application/json").status_code == 204
     assert not path.exists()
     assert_problem(client.get(made[0]["links"]["self"], headers=admin_headers), 404)
     assert client.get("/api/v1/info", headers=viewer_headers).json["counts"]["videos"] == 2

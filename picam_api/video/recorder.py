@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..camera import CameraOwner, VideoSettings
 from ..errors import CameraError, Conflict, InsufficientStorage
+from ..workers import WorkerHealth, supervise
 
 if TYPE_CHECKING:
     from .service import VideoService
@@ -39,8 +40,10 @@ SPACE_EVERY_S = 0.5
 class Recorder:
     """Records clips; keeps the pre-roll ring running when it is configured."""
 
-    def __init__(self, service: VideoService, owner: CameraOwner, config: dict):
+    def __init__(self, service: VideoService, owner: CameraOwner, config: dict,
+                 health: WorkerHealth):
         self.service = service
+        self.health = health
         self.owner = owner
         self.config = config
         self.preroll_s = config["preroll_s"]
@@ -55,12 +58,14 @@ class Recorder:
         self._ring_error: str | None = None
         self._keeper = threading.Thread(target=self._keep_preroll, name="picam-preroll",
                                         daemon=True)
+        health.watch(self._thread)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
         if self.preroll_s > 0:
+            self.health.watch(self._keeper)
             self._keeper.start()
 
     def stop(self, timeout: float) -> None:
@@ -141,7 +146,7 @@ class Recorder:
                     video.last_error = "ended early: the server was stopping"
                 state = "ready"
         except Exception as exc:  # the thread must not die with the recording unfinished
-            log.exception("recording %s failed", video.id)
+            self.health.failed(f"{self._thread.name} (video {video.id})", exc)
             error = f"{type(exc).__name__}: {exc}"
         finally:
             if state != "ready":
@@ -216,6 +221,9 @@ class Recorder:
         return {**stats, "running": ring is not None, "error": self._ring_error}
 
     def _keep_preroll(self) -> None:
+        supervise(self._keeper.name, self._keep_ring, self.stopping, self.health)
+
+    def _keep_ring(self) -> None:
         """Keep the ring's encoder running; start it again when its frames stop."""
         seen, seen_at = -1, time.monotonic()
         while not self.stopping.is_set():

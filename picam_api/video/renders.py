@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..clock import iso
 from ..errors import InsufficientStorage, NotFound
+from ..workers import RESTART_DELAY_S, WorkerHealth
 from .store import Video
 
 if TYPE_CHECKING:
@@ -51,13 +52,16 @@ def lower_thread_priority(nice: int) -> None:
 class RenderWorkers:
     """``count`` threads that take queued renders and run them; see the module docstring."""
 
-    def __init__(self, service: VideoService, count: int, nice: int):
+    def __init__(self, service: VideoService, count: int, nice: int, health: WorkerHealth):
         self.service = service
         self.nice = nice
+        self.health = health
         self.stopping = threading.Event()
         self._wake = threading.Condition()
         self._threads = [threading.Thread(target=self._loop, name=f"picam-render-{n + 1}",
                                           daemon=True) for n in range(count)]
+        for thread in self._threads:
+            health.watch(thread)
         self.running: dict[str, Video] = {}  # by id, under _wake
         self._pending = False  # work may be waiting (under _wake)
 
@@ -112,9 +116,9 @@ class RenderWorkers:
                         self._pending = False
                     continue
                 self._run(video)
-            except Exception:  # never die silently: log, wait a little, go on
-                log.exception("%s failed", threading.current_thread().name)
-                self.stopping.wait(1.0)
+            except Exception as exc:  # never die silently: count it, wait a little, go on
+                self.health.failed(threading.current_thread().name, exc)
+                self.stopping.wait(RESTART_DELAY_S)
 
     def _claim(self) -> Video | None:
         store = self.service.store

@@ -16,6 +16,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..ids import new_id
 from ..storage import PhotoStore, _write
 from ..timelapse import TimelapseService
+from ..workers import WorkerHealth
 from .recorder import Recorder
 from .renders import RenderWorkers
 from .store import Video, VideoStore
@@ -39,7 +40,8 @@ class VideoService:
 
     def __init__(self, db: Database, data_dir: Path, photos: PhotoStore,
                  timelapses: TimelapseService, capture: CaptureService, owner: CameraOwner,
-                 config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None):
+                 config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None,
+                 health: WorkerHealth | None = None):
         self.config = config["video"]
         self.thumbnail_px = config["storage"]["thumbnail_px"]
         self.store = VideoStore(db, data_dir, cursor_key)
@@ -48,9 +50,10 @@ class VideoService:
         self.capture = capture
         self.clock = clock or Clock()
         self.listeners: list[Callable[[str, Video], None]] = []
+        health = health or WorkerHealth()
         self.workers = RenderWorkers(self, self.config["max_concurrent_renders"],
-                                     self.config["render_nice"])
-        self.recorder = Recorder(self, owner, self.config)
+                                     self.config["render_nice"], health)
+        self.recorder = Recorder(self, owner, self.config, health)
         self._completed: list[str] = []
         self._completed_lock = threading.Lock()
         if config["timelapse"]["render_on_complete"]:
