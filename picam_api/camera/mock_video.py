@@ -8,7 +8,7 @@ reads when and which it was, through H.264 compression.
 The encoder behaves like picamera2's: its output is told about the stream at
 start (``_add_stream("video", "h264", ...)``), then gets each frame as bytes
 with its keyframe flag and a microsecond timestamp counted from the first
-frame; SPS/PPS repeat on every keyframe, so any keyframe can start a file.
+frame, on the fixed rate a sensor keeps; SPS/PPS repeat on every keyframe, so any keyframe can start a file.
 No B-frames, so packets come in presentation order.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 STAMP_BITS = 32
 PRESET = "ultrafast"
+# How far drawing may fall behind its frames' times before frames are dropped.
+MAX_BEHIND_S = 1.0
 
 
 def stamp_rows(height: int) -> int:
@@ -107,30 +109,29 @@ class MockEncoder(threading.Thread):
         s = self.settings
         period = 1 / s.fps
         capture = CaptureSettings(width=s.width, height=s.height, hflip=s.hflip, vflip=s.vflip)
-        due = time.monotonic()
-        first: float | None = None
+        start, tick = time.monotonic(), 0
         try:
             while not self.stopping.is_set():
+                # Like a sensor: frame k belongs to start + k / fps, whenever it is drawn.
+                due = start + tick * period
                 delay = due - time.monotonic()
                 if delay > 0 and self.stopping.wait(delay):
                     break
-                if self.camera.hang:  # a stuck camera: no frames, as on a Pi
-                    due += period
+                behind = time.monotonic() - due
+                if self.camera.hang or behind > MAX_BEHIND_S:
+                    # A stuck camera sends nothing; one starved of CPU for long drops
+                    # frames, as a camera with no free buffer does, instead of bursting.
+                    tick += 1 if self.camera.hang else int(behind / period)
                     continue
-                now = time.monotonic()
-                first = now if first is None else first
                 wall = dt.datetime.now(dt.timezone.utc)
                 self.frames_encoded += 1
                 image = self.camera.render(capture, self.frames_encoded, wall)
                 stamp(image, self.frames_encoded, int(wall.timestamp() * 1000) % 2**STAMP_BITS)
                 frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
-                frame.pts = int((now - first) * 1e6)
+                frame.pts = round(tick * period * 1e6)
                 frame.time_base = Fraction(1, 1_000_000)
                 self._send(self._context.encode(frame))
-                due += period
-                late = time.monotonic() - due
-                if late > period:  # fell behind (a loaded machine): skip ticks, never burst
-                    due += (late // period) * period
+                tick += 1
         except Exception as exc:
             self.error = exc
             log.exception("%s failed", self.name)

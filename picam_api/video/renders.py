@@ -65,7 +65,9 @@ class RenderWorkers:
         self.running: dict[str, Video] = {}  # by id, under _wake
         self._pending = False  # work may be waiting (under _wake)
 
-    def start(self) -> None:
+    def start(self, queued: bool) -> None:
+        """Start the threads; ``queued``: there are renders waiting already."""
+        self._pending = queued
         for thread in self._threads:
             thread.start()
 
@@ -103,22 +105,26 @@ class RenderWorkers:
         return video
 
     def _loop(self) -> None:
+        # Idle workers wait for a wake() and touch nothing meanwhile, the database included.
         lower_thread_priority(self.nice)
-        while not self.stopping.is_set():
+        while True:
+            with self._wake:
+                while not self._pending and not self.stopping.is_set():
+                    self._wake.wait()
+                if self.stopping.is_set():
+                    return
+                self._pending = False
             try:
                 self.service.take_completed_timelapses()
                 video = self._claim()
-                if video is None:
-                    with self._wake:
-                        # Under the lock: a wake() since the claim is not lost.
-                        if not self._pending and not self.stopping.is_set():
-                            self._wake.wait(5.0)
-                        self._pending = False
-                    continue
-                self._run(video)
+                if video is not None:
+                    self.wake()  # another worker may take the next one; this one looks again after
+                    self._run(video)
+                    self.wake()
             except Exception as exc:  # never die silently: count it, wait a little, go on
                 self.health.failed(threading.current_thread().name, exc)
                 self.stopping.wait(RESTART_DELAY_S)
+                self.wake()
 
     def _claim(self) -> Video | None:
         store = self.service.store

@@ -62,7 +62,7 @@ class VideoService:
     def start(self) -> None:
         """Recover what a stop interrupted, then start the workers."""
         self.recover()
-        self.workers.start()
+        self.workers.start(queued=self.store.count("queued") > 0)
         self.recorder.start()
 
     def stop(self, timeout: float) -> None:

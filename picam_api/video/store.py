@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,12 +19,14 @@ from pathlib import Path
 from ..db import Database
 from ..errors import NotFound
 from ..files import TEMP_SUFFIX, fsync_dir, inside
-from ..ids import is_id
+from ..ids import ID_PATTERN, is_id
 from ..pagination import make_cursor, open_cursor
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "recording", "rendering")
+# temp_path's names: "." + "<id>.mp4" + "." + 8 hex digits + TEMP_SUFFIX.
+TEMP_NAME = re.compile(rf"\.{ID_PATTERN.pattern}\.mp4\.[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}")
 
 
 @dataclass
@@ -186,26 +189,33 @@ class VideoStore:
         self.thumbnail_path(video).unlink(missing_ok=True)
 
     def recover(self) -> list[Video]:
-        """After a stop: remove files no ready row owns; return the videos left unfinished."""
-        self.thumbs_dir.mkdir(parents=True, exist_ok=True)
-        ready = {row[0]: row[1] for row in self.db.conn.execute(
-            "SELECT id, path FROM videos WHERE state = 'ready'")}
-        removed = 0
-        for path in self.videos_dir.rglob("*"):
-            if not path.is_file():
-                continue
-            if path.name.endswith(TEMP_SUFFIX) and path.name.startswith("."):
-                owned = False
-            elif path.parent == self.thumbs_dir:
-                owned = path.stem in ready
-            else:
-                owned = ready.get(path.stem) == str(path.relative_to(self.root))
-            if not owned and (path.suffix in (".mp4", ".jpg") or path.name.endswith(TEMP_SUFFIX)):
-                path.unlink()
-                removed += 1
-        if removed:
-            log.warning("removed %d unfinished or unindexed video file(s)", removed)
+        """After a stop: remove the files of ours that no ready row owns (temp files of
+        unfinished videos, leftovers of deleted ones); return the videos left unfinished.
+
+        Only names this store makes are touched (``<id>.mp4``, its temp names and
+        ``thumbnails/<id>.jpg``); anything else in videos/ is left where it is.
+        """
+        if self.videos_dir.is_dir():
+            ready = {row[0]: row[1] for row in self.db.conn.execute(
+                "SELECT id, path FROM videos WHERE state = 'ready'")}
+            removed = 0
+            for path in self.videos_dir.rglob("*"):
+                if path.is_file() and not path.is_symlink() and not self._owned(path, ready):
+                    path.unlink()
+                    removed += 1
+            if removed:
+                log.warning("removed %d unfinished or unindexed video file(s)", removed)
         return self.in_states(*ACTIVE)
+
+    def _owned(self, path: Path, ready: dict[str, str]) -> bool:
+        """Whether ``path`` is to be kept: not one of our names, or a ready video's."""
+        if TEMP_NAME.fullmatch(path.name):
+            return False  # no video is being written while the store starts
+        if path.parent == self.thumbs_dir and path.suffix == ".jpg" and is_id(path.stem):
+            return path.stem in ready
+        if path.suffix == ".mp4" and is_id(path.stem):
+            return ready.get(path.stem) == str(path.relative_to(self.root))
+        return True
 
     @staticmethod
     def _values(video: Video, columns: list[str]) -> tuple:
