@@ -158,7 +158,8 @@ class CameraBackend(abc.ABC):
         return CircularOutput(seconds, max_bytes)
 
     def file_output(self, path: str) -> Any:
-        """An output that writes an MP4 file at ``path`` (moov first)."""
+        """An output that writes an MP4 file at ``path`` (moov first); the recorder reads
+        its ``frames``, ``duration_s`` (what the timestamps span) and ``error``."""
         from .outputs import Mp4Output
         return Mp4Output(path)
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 STAMP_BITS = 32
 PRESET = "ultrafast"
 # How far drawing may fall behind its frames' times before frames are dropped.
-MAX_BEHIND_S = 1.0
+MAX_BEHIND_S = 2.0
 
 
 def stamp_rows(height: int) -> int:

@@ -162,17 +162,18 @@ class Recorder:
         backend = self.owner.backend
         output = backend.file_output(str(temp))
         ring = self._ring if self.preroll_s > 0 else None
-        started = time.monotonic()
+        # The clip is as long as its frames' timestamps say, not the wall clock: a
+        # camera that lags (a loaded machine) still gives every frame of it.
+        length = duration_s + (self.preroll_s if ring is not None else 0.0)
         if ring is not None:
             ring.open_output(output)
-            end, encoder = started + duration_s + self.preroll_s, None
+            encoder = None
         else:
             try:
                 encoder = self.owner.start_encoder(settings, output)
             except CameraError as exc:
                 return exc.detail, output
-            end = started + duration_s
-        error = self._wait(video, output, started, end)
+        error = self._wait(video, output, length)
         try:
             if ring is not None:
                 ring.close_output()
@@ -186,12 +187,14 @@ class Recorder:
             error = "the camera sent no frames"
         return error, output
 
-    def _wait(self, video: Video, output, started: float, end: float) -> str | None:
-        """Until ``end``, a cancel or a stop; an error if the frames stop or space runs out."""
+    def _wait(self, video: Video, output, length: float) -> str | None:
+        """Until the frames span ``length`` seconds, a cancel or a stop; an error if the
+        frames stop or space runs out."""
         frames, last_frame = 0, time.monotonic()
         last_space = float("-inf")
         stall = self.owner.timeout
-        while (now := time.monotonic()) < end:
+        while output.duration_s < length:
+            now = time.monotonic()
             if video.cancel_requested or self.stopping.is_set():
                 return None
             if output.error is not None:
@@ -206,7 +209,7 @@ class Recorder:
                     self.service.photos.check_space()
                 except InsufficientStorage as exc:
                     return f"stopped: {exc.detail}"
-            video.progress = round((now - started) / (end - started), 3)
+            video.progress = round(min(output.duration_s / length, 1.0), 3)
             self.stopping.wait(POLL_S)
         return None
 
