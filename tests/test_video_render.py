@@ -396,5 +396,6 @@ def test_retention_counts_videos_and_deletes_the_oldest_of_either_kind(make_app,
     left = {p.id for p in services.photos.list(100)[0]}
     assert left == {p.id for p in new_frames.values()}
     assert not left & {p.id for p in old_frames.values()}
-    assert not services.videos.store.final_path(services.videos.get(videos[2]["id"])) \
-        .with_name(f"{videos[1]['id']}.mp4").exists()
+    gone = services.videos.store.final_path(services.videos.get(videos[2]["id"])) \
+        .with_name(f"{videos[1]['id']}.mp4")
+    wait_for(lambda: not gone.exists(), 5, "its file deleted after its row")
