@@ -152,8 +152,9 @@ def test_sigterm_during_a_recording_keeps_the_clip_so_far(start, tmp_path):
 
 
 def worker_pid(server) -> int:
+    """The process that serves (the server itself, or a worker under it)."""
     children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-    return int(children[0])
+    return int(children[0]) if children else server.proc.pid
 
 
 def peak_rss_during(server, video: dict) -> tuple[int, dict]:
