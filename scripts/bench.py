@@ -58,7 +58,7 @@ def median_time(fn, runs: int) -> float:
 class Server:
     """``picam-api serve`` on a free port with its own data dir."""
 
-    def __init__(self, data_dir: Path, threads: int = 8, extra_toml: str = ""):
+    def __init__(self, data_dir: Path, threads: int = 12, extra_toml: str = ""):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -320,7 +320,7 @@ def shared_stream_figures(tmp: Path) -> dict[int, tuple[float, float]]:
     most = max(STREAM_CLIENTS)
     extra = (f"[stream]\nfps = {STREAM_FPS}\nmax_clients = {most}\nsizes = [[640, 480]]\n")
     figures = {}
-    with Server(tmp / "stream", threads=most + 4, extra_toml=extra) as server:
+    with Server(tmp / "stream", threads=most + 8, extra_toml=extra) as server:
         for n in STREAM_CLIENTS:
             readers = [StreamReader(server) for _ in range(n)]
             figures[n] = measure([lambda r=r: r.parts for r in readers], server.cpu_seconds)

@@ -3,31 +3,12 @@ from __future__ import annotations
 
 from flask import Response, url_for
 
-from ..timelapse import Job
+from ..resources import timelapse as job_body
 from ..timelapse.archive import zip_stream
 from . import bp
 from .common import errors, operator, services, viewer
 from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuery,
                       TimelapsePage, TimelapsePatch)
-
-
-def job_body(job: Job) -> dict:
-    """A time-lapse resource with its capture settings at the top level and its links."""
-    base = f"{bp.url_prefix}/timelapses/{job.id}"
-    return {
-        **job.settings,
-        "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
-        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
-        "start_at": job.start_at,
-        "active_hours": {"start": job.active_start, "end": job.active_end}
-        if job.active_start else None,
-        "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,
-        "frames_failed": job.frames_failed, "next_frame_at": job.next_frame_at,
-        "started_at": job.started_at, "finished_at": job.finished_at,
-        "last_error": job.last_error, "pause_reason": job.pause_reason,
-        "links": {"self": base, "frames": f"{bp.url_prefix}/photos?timelapse={job.id}",
-                  "archive": f"{base}/archive.zip"},
-    }
 
 
 @bp.post("/timelapses")
