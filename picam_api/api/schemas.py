@@ -186,6 +186,11 @@ class Info(Schema):
                                                 "capture_light"})
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
+    events = fields.Dict(metadata={"description": "the event log (latest_id, oldest_id, keep, "
+                                                  "queued, dropped) and sse {clients, max_clients}"})
+    webhooks = fields.Dict(metadata={"description": "count, max"})
+    mqtt = fields.Dict(metadata={"description": "enabled, and when it is: broker, connected, "
+                                                "since, last_error, node_id, base_topic, ..."})
 
 
 class _JsonNumber(fields.Float):

@@ -60,4 +60,7 @@ def info():
         "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"]},
         "gpio": svc.gpio.info(),
         "stream": svc.streams.stats(),
+        "events": {**svc.events.stats(), "sse": svc.event_streams.stats()},
+        "webhooks": {"count": len(svc.webhooks.list()), "max": svc.config["webhooks"]["max_webhooks"]},
+        "mqtt": svc.mqtt.status() if svc.mqtt else {"enabled": False},
     }

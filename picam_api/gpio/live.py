@@ -160,6 +160,7 @@ class Input(LiveDevice):
         self.fired = self.suppressed = self.dropped = self.failures = 0
         self.last_error: str | None = None
         self.triggered: Callable[[Input, str, str], None] = _ignore
+        self.device_class: str | None = None  # what Home Assistant should call it (motion...)
         for event, callback in self.kind.events.items():
             counts_edge = callback in ("when_activated", "when_deactivated")
             setattr(self.device, callback, functools.partial(self._event, event, counts_edge))

@@ -120,6 +120,7 @@ class GpioService:
                          actions={event: spec[event] for event in kind.events if event in spec},
                          min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
             live.triggered = self._triggered
+            live.device_class = spec.get("device_class")
         live.changed = self._changed
         return live
 
