@@ -42,6 +42,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+class _ConnectionNoise(logging.Filter):
+    """paho logs each socket error itself; the bridge says it once, in its own words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("failed to receive on socket",
+                                               "Client is not connected"))
+
+
+PAHO_LOG = logging.getLogger("picam_api.mqtt.paho")
+PAHO_LOG.addFilter(_ConnectionNoise())
 DISCOVERY_KEY = "mqtt_discovery:"  # + node id: the config topics published last time
 STORAGE_EVERY_S = 60.0
 MAX_QUEUED_COMMANDS = 1000
@@ -123,7 +133,7 @@ class MqttBridge:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                              client_id=config["client_id"] or f"picam-{self.node_id}",
                              clean_session=False, protocol=mqtt.MQTTv311)
-        client.enable_logger(logging.getLogger("picam_api.mqtt.paho"))
+        client.enable_logger(PAHO_LOG)
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         if config["username"]:
             client.username_pw_set(config["username"], self._password)
@@ -239,7 +249,8 @@ class MqttBridge:
         for device in services.gpio.devices.values():
             self._publish_gpio(device)
         for job in self._active_jobs():
-            self._publish(self.topics.state("timelapse", job.id), state.timelapse(job), retain=True)
+            self._publish(self.topics.state("timelapse", job.id),
+                          state.timelapse(resources.timelapse(job)), retain=True)
         latest, _ = services.photos.list(1)
         if latest:
             self._publish_snapshot(latest[0].id)
@@ -271,8 +282,7 @@ class MqttBridge:
     def _publish_timelapse(self, data: dict) -> None:
         topic = self.topics.state("timelapse", data["id"])
         if data["state"] in ("scheduled", "running", "paused"):
-            job = self.services.timelapses.scheduler.job(data["id"])
-            self._publish(topic, state.timelapse(job) if job else data, retain=True)
+            self._publish(topic, state.timelapse(data), retain=True)
             if self.config["discovery"] and data.get("frames_captured", 0) == 0:
                 self._publish_discovery()  # a new job gets its sensor
         else:

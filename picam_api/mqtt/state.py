@@ -1,15 +1,14 @@
 """The retained ``state/...`` payloads: camera, storage, each GPIO device, each active time-lapse."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from typing import TYPE_CHECKING
 
-from .. import resources
 
 if TYPE_CHECKING:
     from ..app import Services
-    from ..timelapse.jobs import Job
 
 
 def camera(services: Services) -> dict:
@@ -33,17 +32,22 @@ def storage(services: Services, low: bool | None) -> dict:
             "last_photo_id": latest[0].id if latest else None}
 
 
-def timelapse(job: Job) -> dict:
-    """The job's resource and ``progress`` (percent of its frames or of its time; None if open-ended)."""
-    return {**resources.timelapse(job), "progress": progress(job)}
+def timelapse(resource: dict) -> dict:
+    """A time-lapse's resource and its ``progress``: percent of its frames, or of its
+    time; None for one without an end."""
+    return {**resource, "progress": progress(resource)}
 
 
-def progress(job: Job) -> float | None:
-    if job.frames:
-        taken = job.frames_captured + job.frames_missed + job.frames_failed
-        return round(min(100.0, 100.0 * taken / job.frames), 1)
-    end = job.schedule.end
-    if end is None:
+def progress(job: dict) -> float | None:
+    if job["frames"]:
+        taken = job["frames_captured"] + job["frames_missed"] + job["frames_failed"]
+        return round(min(100.0, 100.0 * taken / job["frames"]), 1)
+    start = dt.datetime.fromisoformat(job["start_at"]).timestamp()
+    if job["end_at"]:
+        end = dt.datetime.fromisoformat(job["end_at"]).timestamp()
+    elif job["duration_s"]:
+        end = start + job["duration_s"]
+    else:
         return None
-    start = job.schedule.start
-    return round(min(100.0, max(0.0, 100.0 * (time.time() - start) / (end - start))), 1)
+    now = dt.datetime.fromisoformat(job["finished_at"]).timestamp() if job["finished_at"] else time.time()
+    return round(min(100.0, max(0.0, 100.0 * (now - start) / (end - start))), 1)
