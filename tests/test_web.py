@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 GPIO_TOML = """
+[events]
+# A closed tab frees its event-stream slot at the next keepalive.
+keepalive_s = 1.0
 [[gpio.devices]]
 name = "led"
 pin = 17
@@ -262,6 +265,46 @@ def test_switching_the_led_changes_the_mock_pin(tab, server):
     wait_for(lambda: api(server, "GET", "/api/v1/gpio/lamp").json()["value"] == 0.5, 5, "lamp")
     page.locator('[data-name="lamp"] .value', has_text="50 %").wait_for()
     assert page.locator('[data-name="doorbell"]').get_by_text("Inactive").is_visible()
+
+
+def test_the_page_follows_the_event_stream_not_polls(tab, server):
+    """Changes made elsewhere (here: straight through the API) show at once, with no polling."""
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
+    tab.login()
+    page = tab.page
+    tab.open("GPIO")
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 1})
+    page.locator('[data-name="led"] .value', has_text="On").wait_for()
+    assert page.get_by_role("switch", name="led on").is_checked()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 0})
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+
+    tab.open("Time-lapses")
+    job = api(server, "POST", "/api/v1/timelapses",
+              json={"name": "from-elsewhere", "interval_s": 0.5, "frames": 3, "width": 160,
+                    "height": 120}).json()
+    card = page.locator(f'#jobs li[data-id="{job["id"]}"]')
+    card.get_by_text("from-elsewhere").wait_for()
+    card.get_by_text("3 of 3 frames").wait_for()
+    card.locator(".state", has_text="completed").wait_for()
+    api(server, "DELETE", job["links"]["self"])
+    card.wait_for(state="detached")
+
+    tab.open("Photos")
+    photo = api(server, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+    shown = page.locator(f'#gallery li[data-id="{photo["id"]}"]')
+    shown.locator("img[src^='blob:']").wait_for()
+    api(server, "DELETE", photo["links"]["self"])
+    shown.wait_for(state="detached")
+
+    # One stream, with the token in its header, never in its URL; no list was polled.
+    assert len(streams) == 1
+    assert streams[0].headers["authorization"] == f"Bearer {tab.token()}"
+    assert tab.token() not in streams[0].url and "ticket" not in streams[0].url
+    lists = [u for u in tab.urls if u.endswith(("/api/v1/timelapses?limit=50", "/api/v1/gpio"))]
+    assert len(lists) <= 4  # each view's load on show, and once when the stream opened
 
 
 def test_a_viewer_sees_no_operator_controls(tab, server):

@@ -5,6 +5,7 @@
 // blob: URLs, each revoked when its element goes.
 
 import { fetchBlob, request } from "./api.js";
+import * as stream from "./stream.js";
 import { act, bytes, el, exactTime, facts, isOperator, notify, timeEl } from "./ui.js";
 
 const FIRST_PAGE = "/api/v1/photos?limit=24";
@@ -44,6 +45,10 @@ export function reset() {
   end.textContent = "";
   if (dialog.open) dialog.close();
 }
+
+// Photos taken or deleted anywhere (the API, a time-lapse, a trigger) show at once.
+stream.on("photo.created", (photo) => { if (gallery.children.length || !next) addPhoto(photo); });
+stream.on("photo.deleted", (photo) => removeCard(photo.id));
 
 /** A photo just taken goes first in the gallery, if the gallery is showing. */
 export function addPhoto(photo) {
