@@ -133,6 +133,8 @@ DEFAULTS: dict[str, Any] = {
                             "0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8"],
         # false: receivers must be given by IP address, and no name is ever looked up.
         "allow_hostnames": True,
+        # If not empty, the only hosts (names or addresses, as in the URL) receivers may be at.
+        "allowed_hosts": [],
     },
     "mqtt": {
         # MQTT is off unless a broker is named.
@@ -254,6 +256,13 @@ def _networks(value: Any) -> list[str]:
     return value
 
 
+def _hosts(value: Any) -> list[str]:
+    if (not isinstance(value, list) or len(value) > 64
+            or not all(isinstance(h, str) and 0 < len(h) <= 253 and h.strip() == h for h in value)):
+        raise ValueError("must be a list of at most 64 host names or addresses")
+    return [host.lower() for host in value]
+
+
 def _topic_level(value: Any) -> str:
     # One or more MQTT topic levels, without wildcards or empty levels.
     if (not isinstance(value, str) or not 1 <= len(value) <= 128 or any(c in value for c in "+#\0")
@@ -341,6 +350,7 @@ SPEC: dict[str, Callable] = {
     "webhooks.allowed_networks": _networks,
     "webhooks.denied_networks": _networks,
     "webhooks.allow_hostnames": _bool,
+    "webhooks.allowed_hosts": _hosts,
     "mqtt.host": _text,
     "mqtt.port": _number(int, 1, 65535),
     "mqtt.tls": _bool,

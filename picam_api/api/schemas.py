@@ -386,9 +386,11 @@ def _event_types(required: bool = False) -> fields.List:
 
 
 _WEBHOOK_URL = {"description": "Where to POST: http:// or https://, with user:password@ for "
-                               "HTTP Basic at the receiver. Each address it resolves to must "
-                               "be allowed by webhooks.allowed_networks and denied_networks",
-                "example": "https://receiver.example/hooks/picam"}
+                               "HTTP Basic at the receiver. Its host must be one of "
+                               "webhooks.allowed_hosts when that is set, and each address it "
+                               "resolves to allowed by webhooks.allowed_networks and "
+                               "denied_networks",
+                "example": "https://receiver.example/hooks/picam", RUNTIME: "webhook_url"}
 
 
 class WebhookCreate(Schema):

@@ -43,12 +43,14 @@ class Event:
     time: str
     data: dict
     json: str = field(repr=False, compare=False, default="")
+    # The event as one text/event-stream message, encoded once for every SSE client.
+    sse: bytes = field(repr=False, compare=False, default=b"")
 
     @classmethod
     def make(cls, id: int, type: str, time: str, data: dict) -> "Event":
         body = json.dumps({"id": id, "type": type, "time": time, "data": data},
                           separators=(",", ":"), default=str)
-        return cls(id, type, time, data, body)
+        return cls(id, type, time, data, body, f"id: {id}\nevent: {type}\ndata: {body}\n\n".encode())
 
     def to_dict(self) -> dict:
         return {"id": self.id, "type": self.type, "time": self.time, "data": self.data}

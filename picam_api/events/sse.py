@@ -18,18 +18,13 @@ import threading
 from typing import Iterator
 
 from ..errors import TooManyStreams
-from .bus import Event, EventBus, Gap
+from .bus import EventBus, Gap
 from .types import TypeFilter
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/event-stream"
 RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
-
-
-def frame(event: Event) -> bytes:
-    """One event in the ``text/event-stream`` format: its id, its type, its JSON."""
-    return f"id: {event.id}\nevent: {event.type}\ndata: {event.json}\n\n".encode()
 
 
 def reset_frame(gap: Gap) -> bytes:
@@ -99,7 +94,7 @@ class EventStream:
                     yield reset_frame(gap)
                     continue
                 if events:
-                    yield b"".join(frame(event) for event in events)
+                    yield b"".join(event.sse for event in events)  # id, event, data
                 elif not subscription.closed:
                     yield b": keepalive\n\n"
         finally:

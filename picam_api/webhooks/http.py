@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -22,6 +23,17 @@ MAX_RESPONSE_BYTES = 64 * 1024
 
 class DeliveryError(Exception):
     """A delivery that did not get a response; the message is safe to log and show."""
+
+
+PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+
+
+def url_pattern(allowed_hosts: list[str]) -> str:
+    """What the OpenAPI document says a receiver URL is (check_url has the last word)."""
+    if not allowed_hosts:
+        return "^https?://[!-\"$-~]+$"
+    hosts = "|".join(re.escape(f"[{h}]" if ":" in h else h) for h in allowed_hosts)
+    return f"^https?://({hosts})(:{PORT})?(/[!-\"$-~]*)?$"
 
 
 def check_url(url: str, policy: "AddressPolicy") -> None:
@@ -39,6 +51,7 @@ def check_url(url: str, policy: "AddressPolicy") -> None:
         raise ValueError("must not have a #fragment")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise ValueError("must not contain spaces or control characters")
+    policy.check_host(host)
     address = _literal(host)
     if address is None:
         if not policy.allow_hostnames:
@@ -55,6 +68,12 @@ class AddressPolicy:
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in config["allowed_networks"]]
         self.denied = [ipaddress.ip_network(n, strict=False) for n in config["denied_networks"]]
         self.allow_hostnames = config["allow_hostnames"]
+        self.hosts = set(config["allowed_hosts"])
+
+    def check_host(self, host: str) -> None:
+        if self.hosts and host.lower() not in self.hosts:
+            raise ValueError("must be at one of webhooks.allowed_hosts "
+                             f"({', '.join(sorted(self.hosts))})")
 
     def check(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         if getattr(address, "ipv4_mapped", None):
@@ -79,6 +98,10 @@ class Poster:
         """The response status, or ``DeliveryError`` saying why there is none."""
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            self.policy.check_host(host)  # the config may have changed since it was made
+        except ValueError as exc:
+            raise DeliveryError(f"the receiver {exc}") from None
         address = self._resolve(host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if parts.username is not None:
