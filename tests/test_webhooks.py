@@ -202,7 +202,7 @@ def test_the_outbox_is_bounded(make_app, config):
 def test_a_slow_receiver_delays_neither_captures_nor_other_webhooks(client):
     slow, fast = Receiver().start(), Receiver().start()
     try:
-        slow.delay_s = 1.5
+        slow.delay_s = 0.8
         create(client, url=slow.url, types=["photo.created"])
         create(client, url=fast.url, types=["photo.created"])
         ids = take(client, 4)  # each answers 201 at once

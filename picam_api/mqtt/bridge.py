@@ -82,6 +82,7 @@ class MqttBridge:
         self._stopping = threading.Event()
         self._commands: queue.Queue = queue.Queue(MAX_QUEUED_COMMANDS)
         self._storage_low: bool | None = None
+        self._announced: set[str] = set()  # the time-lapses whose sensors were published
         self._client = self._make_client()
         self._subscription = None
         self._threads = [threading.Thread(target=self._publish_loop, name="picam-mqtt-publish",
@@ -281,14 +282,11 @@ class MqttBridge:
 
     def _publish_timelapse(self, data: dict) -> None:
         topic = self.topics.state("timelapse", data["id"])
-        if data["state"] in ("scheduled", "running", "paused"):
-            self._publish(topic, state.timelapse(data), retain=True)
-            if self.config["discovery"] and data.get("frames_captured", 0) == 0:
-                self._publish_discovery()  # a new job gets its sensor
-        else:
-            self._publish(topic, b"", retain=True)  # finished: no longer a state to keep
-            if self.config["discovery"]:
-                self._publish_discovery()
+        active = data["state"] in ("scheduled", "running", "paused")
+        # Empty once finished: no longer a state to keep.
+        self._publish(topic, state.timelapse(data) if active else b"", retain=True)
+        if self.config["discovery"] and active != (data["id"] in self._announced):
+            self._publish_discovery()  # a new job gets its sensor, a finished one loses it
 
     def _publish_storage(self) -> None:
         self._publish(self.topics.state("storage"), state.storage(self.services, self._storage_low),
@@ -319,8 +317,9 @@ class MqttBridge:
             model = None
         device = device_info(self.node_id, self.config["device_name"] or f"picam {self.node_id}",
                              model, self._url)
-        configs = Discovery(self.topics, device).configs(list(services.gpio.devices.values()),
-                                                         self._active_jobs())
+        jobs = self._active_jobs()
+        self._announced = {job.id for job in jobs}
+        configs = Discovery(self.topics, device).configs(list(services.gpio.devices.values()), jobs)
         key = DISCOVERY_KEY + self.node_id
         row = services.db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         before = set(json.loads(row[0])) if row else set()
