@@ -51,6 +51,11 @@ def deliveries(client, hook: dict) -> list[dict]:
     return client.get(hook["links"]["deliveries"], headers=ADMIN).json["items"]
 
 
+def first(client, hook: dict) -> dict:
+    """The oldest delivery, once there is one (the outbox is filled after the commit)."""
+    return wait_for(lambda: deliveries(client, hook)[-1:], what="a delivery")[0]
+
+
 # -- the routes ------------------------------------------------------------------------
 
 
@@ -161,10 +166,10 @@ def test_a_receiver_that_is_down_gets_it_when_it_is_back(client):
     receiver = Receiver()  # its port is known, but nothing listens yet
     hook = create(client, url=receiver.url, types=["photo.created"])
     ids = take(client, 3)
-    wait_for(lambda: (deliveries(client, hook)[-1]["attempts"] >= 2), what="retries")
-    first = deliveries(client, hook)[-1]
-    assert first["state"] == "pending" and first["last_error"] == "connection refused"
-    assert first["next_attempt_at"] and first["response_code"] is None
+    wait_for(lambda: first(client, hook)["attempts"] >= 2, what="retries")
+    oldest = first(client, hook)
+    assert oldest["state"] == "pending" and oldest["last_error"] == "connection refused"
+    assert oldest["next_attempt_at"] and oldest["response_code"] is None
     receiver.start()
     try:
         wait_for(lambda: len(receiver.received) == 3, what="the deliveries")
@@ -180,8 +185,8 @@ def test_a_receiver_that_keeps_failing_ends_as_failed(make_app, config, receiver
     receiver.status = 500
     hook = create(client, url=receiver.url, types=["photo.created"])
     take(client)
-    wait_for(lambda: deliveries(client, hook)[0]["state"] == "failed")
-    failed = deliveries(client, hook)[0]
+    wait_for(lambda: first(client, hook)["state"] == "failed")
+    failed = first(client, hook)
     assert failed["attempts"] == 3 and failed["response_code"] == 500
     assert failed["last_error"] == "HTTP 500" and len(receiver.received) == 3
     assert client.get(hook["links"]["self"], headers=ADMIN).json["deliveries"]["failed"] == 1
@@ -226,8 +231,9 @@ def test_pending_deliveries_survive_a_restart_and_arrive_once(tmp_path):
                                 json={"url": receiver.url, "types": ["photo.created"]}).json()
         ids = [requests.post(server.url + "/api/v1/photos", headers=ADMIN, json=SMALL,
                              timeout=10).json()["id"] for _ in range(3)]
-        wait_for(lambda: requests.get(server.url + created["links"]["deliveries"], headers=ADMIN,
-                                      timeout=10).json()["items"][-1]["attempts"] >= 1)
+        wait_for(lambda: [d for d in requests.get(server.url + created["links"]["deliveries"],
+                                                  headers=ADMIN, timeout=10).json()["items"]
+                          if d["attempts"] >= 1], what="a first attempt")
         assert server.stop() == 0
         receiver.start()
         server.start()

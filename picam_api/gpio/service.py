@@ -33,6 +33,7 @@ class GpioService:
 
     def __init__(self, config: dict, services: Services):
         self._services = services
+        self.events = services.events
         self.triggers = TriggerWorker(health=services.worker_health)
         self.factory = self._pin_factory(config)
         self.devices: dict[str, LiveDevice] = {}
@@ -125,11 +126,11 @@ class GpioService:
         return live
 
     def _changed(self, device: LiveDevice) -> None:
-        self._services.events.publish("gpio.changed", resources.gpio_device(device))
+        self.events.publish("gpio.changed", resources.gpio_device(device))
 
     def _triggered(self, device: Input, event: str, result: str) -> None:
-        self._services.events.publish("gpio.triggered", {"name": device.name, "kind": device.kind.name,
-                                                         "event": event, "result": result})
+        self.events.publish("gpio.triggered", {"name": device.name, "kind": device.kind.name,
+                                               "event": event, "result": result})
 
     def _capture_light(self, name: str) -> Output | None:
         # The config check made sure it names an output.

@@ -4,25 +4,17 @@
 
 import { request } from "./api.js";
 import * as stream from "./stream.js";
-import { act, el, isOperator, report, timeEl } from "./ui.js";
+import { act, el, isOperator, timeEl } from "./ui.js";
 
 const SWITCHED = new Set(["led", "output", "buzzer"]);
 const INPUTS = new Set(["button", "input"]);
 const list = document.getElementById("devices");
 const cards = new Map(); // device name -> update(device)
 
-let shown = false;
+const view = stream.followed(load);
+export const show = view.show;
+export const hide = view.hide;
 
-export function show() {
-  shown = true;
-  load().catch(report);
-}
-
-export function hide() {
-  shown = false;
-}
-
-stream.on("sync", () => { if (shown) load().catch(report); });
 stream.on("gpio.changed", (device) => cards.get(device.name)?.(device));
 
 async function load() {

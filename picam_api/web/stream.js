@@ -8,6 +8,7 @@
 // sends Last-Event-ID itself, so the server replays what was missed.
 
 import { endSession, session } from "./api.js";
+import { report } from "./ui.js";
 
 const TYPES = "photo.*,timelapse.*,gpio.changed";
 const RETRY_MS = 3000;
@@ -20,6 +21,25 @@ let retry = null;
 export function on(type, handler) {
   if (!handlers.has(type)) handlers.set(type, []);
   handlers.get(type).push(handler);
+}
+
+/**
+ * A view that loads itself on entering its tab and again on "sync", and follows events
+ * meanwhile: `view.show()` and `view.hide()` for its tab, `view.shown` for its handlers.
+ */
+export function followed(load) {
+  const view = {
+    shown: false,
+    show() {
+      view.shown = true;
+      load().catch(report);
+    },
+    hide() {
+      view.shown = false;
+    },
+  };
+  on("sync", () => { if (view.shown) load().catch(report); });
+  return view;
 }
 
 export function connect() {

@@ -4,7 +4,7 @@
 
 import { ApiError, fetchBlob, request } from "./api.js";
 import * as stream from "./stream.js";
-import { act, el, isOperator, report, saveBlob, timeEl } from "./ui.js";
+import { act, el, isOperator, saveBlob, timeEl } from "./ui.js";
 
 // The server's rules (api/schemas.py, timelapse/service.py). The least interval is
 // its config's timelapse.min_interval_s, which only the server knows.
@@ -35,25 +35,17 @@ form.addEventListener("submit", (event) => {
   act(form.querySelector("button[type=submit]"), create);
 });
 
-let shown = false;
+const view = stream.followed(load);
+export const show = view.show;
+export const hide = view.hide;
 
-export function show() {
-  shown = true;
-  load().catch(report);
-}
-
-export function hide() {
-  shown = false;
-}
-
-stream.on("sync", () => { if (shown) load().catch(report); });
 stream.on("timelapse.state", changed);
 stream.on("timelapse.progress", changed);
 stream.on("timelapse.deleted", (job) => { if (cards.has(job.id)) forget(job.id, cards.get(job.id)); });
 
 /** A job the stream says changed: its card, made first in the list if new. */
 function changed(job) {
-  if (!shown) return;
+  if (!view.shown) return;
   const isNew = !cards.has(job.id);
   const { item } = upsert(job);
   if (isNew) list.prepend(item);
