@@ -189,6 +189,9 @@ def test_a_receiver_that_keeps_failing_ends_as_failed(make_app, config, receiver
     failed = first(client, hook)
     assert failed["attempts"] == 3 and failed["response_code"] == 500
     assert failed["last_error"] == "HTTP 500" and len(receiver.received) == 3
+    # Every attempt sends the same body under the same delivery id (signed anew each time).
+    assert len({r["body"] for r in receiver.received}) == 1
+    assert {r["headers"]["X-Picam-Delivery"] for r in receiver.received} == {failed["id"]}
     assert client.get(hook["links"]["self"], headers=ADMIN).json["deliveries"]["failed"] == 1
 
 

@@ -226,10 +226,8 @@ class WebhookService:
     # -- one attempt (on the webhook's sender thread) --------------------------------
 
     def attempt(self, hook: Webhook, delivery: Delivery, poster: Poster) -> None:
-        body = delivery.body
-        if body is None:
-            body = self._body(hook, delivery)
-            self.store.set_body(delivery.seq, body)
+        # Made once, at the first attempt, and kept for the retries (the same bytes each time).
+        body = delivery.body if delivery.body is not None else self._body(hook, delivery)
         stamp = int(time.time())
         headers = {"Content-Type": "application/json", "User-Agent": f"picam-api/{__version__}",
                    "X-Picam-Event": delivery.event_type, "X-Picam-Delivery": delivery.id,
@@ -255,7 +253,7 @@ class WebhookService:
             log.info("webhook %s: delivery %s to %s failed (attempt %d of %d): %s", hook.id,
                      delivery.id, _host(hook.url), attempts, self.config["max_attempts"], error)
         self.store.attempted(delivery.seq, state, attempts, next_at, iso(time.time()), code,
-                             error, self.config["keep_deliveries"], hook.id)
+                             error, self.config["keep_deliveries"], hook.id, body)
 
     def _backoff(self, attempts: int) -> float:
         """Exponential, capped, with "equal jitter": half fixed, half random."""

@@ -108,23 +108,20 @@ class WebhookStore:
             f"ORDER BY seq LIMIT 1", (webhook_id,)).fetchone()
         return Delivery(*row) if row else None
 
-    def set_body(self, seq: int, body: bytes) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE deliveries SET body = ? WHERE seq = ?", (body, seq))
-
     def attempted(self, seq: int, state: str, attempts: int, next_attempt_at: float,
                   attempted_at: str, response_code: int | None, error: str | None,
-                  keep: int, webhook_id: str) -> None:
-        """Record one attempt; a finished delivery drops its body, and the log keeps ``keep``."""
+                  keep: int, webhook_id: str, body: bytes) -> None:
+        """Record one attempt: a pending delivery keeps the ``body`` it was sent, a finished
+        one drops it (and its event), and the log keeps ``keep`` finished ones."""
         finished = attempted_at if state != "pending" else None
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, "
                 "last_attempt_at = ?, finished_at = ?, response_code = ?, last_error = ?, "
-                "body = CASE WHEN ? = 'pending' THEN body END, "
+                "body = CASE WHEN ? = 'pending' THEN ? END, "
                 "event = CASE WHEN ? = 'pending' THEN event END WHERE seq = ?",
                 (state, attempts, next_attempt_at, attempted_at, finished, response_code, error,
-                 state, state, seq))
+                 state, body, state, seq))
             if state != "pending":
                 conn.execute(
                     "DELETE FROM deliveries WHERE webhook_id = ? AND state != 'pending' AND seq <= "
