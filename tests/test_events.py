@@ -9,9 +9,8 @@ import pytest
 from conftest import ADMIN_PASSWORD, basic, wait_for
 from picam_api.config import from_mapping
 from picam_api.db import Database
-from picam_api.errors import ConfigError
+from picam_api.errors import ConfigError, InvalidInput
 from picam_api.events import EventBus, Gap, TypeFilter, parse_filter
-from picam_api.errors import InvalidInput
 from picam_api.storage_watch import StorageWatch
 
 ADMIN = basic("admin", ADMIN_PASSWORD)

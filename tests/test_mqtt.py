@@ -8,9 +8,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
