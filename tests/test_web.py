@@ -341,15 +341,25 @@ def test_logging_out_revokes_the_token(tab, server):
 def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
     own = ServerProcess(tmp_path).start()  # this one is killed mid-test
     tab = Tab(browser, own.url)
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
     try:
         tab.login()
         banner = tab.page.locator("#offline")
+        wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        tab.open("Photos")
+        photo = api(own, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+        tab.page.locator(f'#gallery li[data-id="{photo["id"]}"]').wait_for()  # its event came
+        tab.open("Live")
         wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
         own.kill()
         banner.wait_for()
         own.start()
         banner.wait_for(state="hidden")
         wait_for(lambda: live_frames_change(tab.page), 15, "live frames again")
+        # The event stream came back too, resuming after the last event it saw.
+        wait_for(lambda: len(streams) >= 2, 15, "the event stream again")
+        assert streams[-1].headers["last-event-id"].isdecimal()
     finally:
         tab.context.close()
         own.stop()
