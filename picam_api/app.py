@@ -51,7 +51,7 @@ class Services:
         self.db = Database(self.data_dir / "picam.db", SpaceReserve(self.data_dir))
         self.db.migrate()
         self.db.reserve.ensure()
-        self.events = EventBus(self.db, config["events"]["keep"])
+        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health)
         auth = config["auth"]
         self.accounts = Accounts(self.db, auth["token_ttl_s"],
                                  Hasher(auth["max_concurrent_hashes"]),
@@ -76,7 +76,7 @@ class Services:
         self.gpio = GpioService(config["gpio"], self)
         self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
         self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
-                                       self.data_dir, cursor_key)
+                                       self.data_dir, cursor_key, self.worker_health)
         self.mqtt = None
         if config["mqtt"]["host"]:
             from .mqtt import MqttBridge  # paho is imported only when MQTT is configured

@@ -71,7 +71,8 @@ def test_create_list_change_delete(client, receiver):
     assert changed["enabled"] is False and "secret" not in changed
     rotated = client.patch(hook["links"]["self"], headers=ADMIN, json={"rotate_secret": True}).json
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hook["secret"]
-    assert client.delete(hook["links"]["self"], headers=ADMIN).status_code == 204
+    assert client.delete(hook["links"]["self"], headers=ADMIN,
+                         content_type="application/json").status_code == 204
     assert_problem(client.get(hook["links"]["self"], headers=ADMIN), 404)
     assert_problem(client.get(hook["links"]["deliveries"], headers=ADMIN), 404)
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 from ..clock import iso
 from ..db import Database
+from ..workers import WorkerHealth
 from .types import TypeFilter
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class EventBus:
     the writer; ``stop`` writes what is still queued, then joins it.
     """
 
-    def __init__(self, db: Database, keep: int):
+    def __init__(self, db: Database, keep: int, health: WorkerHealth | None = None):
         self.db = db
         self.keep = keep
         self.dropped = 0
@@ -95,6 +96,7 @@ class EventBus:
         self._stopping = False
         self._latest = self._max_id()
         self._thread = threading.Thread(target=self._run, name="picam-events", daemon=True)
+        (health or WorkerHealth()).watch(self._thread)
 
     # -- publishing --------------------------------------------------------------
 

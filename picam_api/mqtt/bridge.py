@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 
 from .. import resources
 from ..clock import iso
-from ..errors import ConfigError
+from ..errors import ConfigError, PicamError
 from ..events import Event, Gap
 from . import state
 from .commands import Commands
@@ -89,6 +89,8 @@ class MqttBridge:
                                           daemon=True),
                          threading.Thread(target=self._command_loop, name="picam-mqtt-commands",
                                           daemon=True)]
+        for thread in self._threads:
+            services.worker_health.watch(thread)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -212,8 +214,8 @@ class MqttBridge:
                                               message.payload)
                 if answer is not None:
                     self._publish(self.topics.result, answer, qos=1)
-            except Exception:  # never let the thread die: log, ack, go on
-                log.exception("MQTT command on %s failed", message.topic)
+            except Exception as exc:  # never let the thread die: count it, ack, go on
+                self.services.worker_health.failed("picam-mqtt-commands", exc)
             self._client.ack(message.mid, message.qos)
 
     # -- the publisher -------------------------------------------------------------------
@@ -239,8 +241,8 @@ class MqttBridge:
     def _guarded(self, work) -> None:
         try:
             work()
-        except Exception:  # a camera or disk fault while gathering state: log, go on
-            log.exception("MQTT: publishing failed")
+        except Exception as exc:  # a camera or disk fault while gathering state: count, go on
+            self.services.worker_health.failed("picam-mqtt-publish", exc)
 
     def _publish_all(self) -> None:
         services = self.services
@@ -300,11 +302,10 @@ class MqttBridge:
         photos = self.services.photos
         try:
             photo = photos.get(photo_id)
-            path = photos.file(photo)
-            if photo.format != "jpeg" or photo.bytes > self.config["snapshot_max_bytes"]:
-                path = photos.thumbnail(photo)
-            data = path.read_bytes()
-        except Exception:  # deleted meanwhile: the next photo will do
+            small = photo.format == "jpeg" and photo.bytes <= self.config["snapshot_max_bytes"]
+            with (photos.open_image(photo) if small else photos.open_thumbnail(photo)) as image:
+                data = image.read()
+        except (PicamError, OSError):  # deleted meanwhile, or damaged: the next photo will do
             return
         self._publish(self.topics.snapshot, data, retain=True)
 

@@ -29,6 +29,7 @@ from ..errors import Conflict, InvalidInput, NotFound, PicamError
 from ..events import EventBus, TypeFilter, parse_filter
 from ..ids import is_id, new_id
 from ..pagination import make_cursor, open_cursor
+from ..workers import WorkerHealth
 from .http import AddressPolicy, DeliveryError, Poster, check_url
 from .signing import HEADER, SecretKeeper, signature
 from .store import Delivery, Webhook, WebhookStore
@@ -44,8 +45,9 @@ class WebhookService:
     """Creates, changes and deletes webhooks, and delivers their events."""
 
     def __init__(self, db: Database, bus: EventBus, photos, config: Mapping[str, Any],
-                 data_dir: Path, cursor_key: bytes):
+                 data_dir: Path, cursor_key: bytes, health: WorkerHealth | None = None):
         self.store = WebhookStore(db)
+        self.health = health or WorkerHealth()
         self.photos = photos
         self.config = config
         self.policy = AddressPolicy(config)
@@ -279,10 +281,10 @@ class WebhookService:
 
     def _snapshot(self, photo_id: str) -> dict | None:
         try:
-            path = self.photos.thumbnail(self.photos.get(photo_id))
-            data = path.read_bytes()
+            with self.photos.open_thumbnail(self.photos.get(photo_id)) as thumbnail:
+                data = thumbnail.read()
         except (PicamError, OSError):
-            return None  # deleted meanwhile
+            return None  # deleted meanwhile, or its file is damaged
         return {"content_type": "image/jpeg", "encoding": "base64",
                 "data": base64.b64encode(data).decode()}
 
@@ -303,8 +305,8 @@ class Sender(threading.Thread):
             self.wake.clear()
             try:
                 delay = self._step()
-            except Exception:  # the database or a bug: log it, and try again later
-                log.exception("%s failed; it will try again", self.name)
+            except Exception as exc:  # the database or a bug: counted, and tried again later
+                self.service.health.failed(self.name, exc)
                 delay = IDLE_S
             if delay:
                 self.wake.wait(delay)
