@@ -239,7 +239,7 @@ class PhotoStore:
         photo = self.get(photo_id)
         with self.db.transaction(frees_space=True) as conn:
             conn.execute("DELETE FROM photos WHERE id = ?", (photo.id,))
-        self._unlink(photo, "api")
+        self._unlink(photo)
 
     def delete_frames(self, timelapse_id: str) -> int:
         """Delete every frame of a time-lapse; return how many."""
@@ -271,7 +271,7 @@ class PhotoStore:
             deleted += len(photos)
             log.info("retention deleted %d photo(s), oldest %s", len(photos), photos[0].id)
 
-    def _unlink(self, photo: Photo, reason: str) -> None:
+    def _unlink(self, photo: Photo, reason: str = "api") -> None:
         """Remove the files of a photo whose row is gone, and say so."""
         (self.root / photo.path).unlink(missing_ok=True)
         (self.thumbs_dir / f"{photo.id}.jpg").unlink(missing_ok=True)
