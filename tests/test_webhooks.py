@@ -152,7 +152,9 @@ def test_deliveries_are_signed_in_order_and_logged(client, receiver):
         assert base64.b64decode(snapshot["data"])[:2] == b"\xff\xd8"
     event_ids = [e["id"] for e in receiver.events()]
     assert event_ids == sorted(event_ids)
-    log = deliveries(client, hook)
+    # The log says so once each answer is recorded, a moment after the receiver has it.
+    log = wait_for(lambda: (d := deliveries(client, hook)) and
+                   all(x["state"] == "delivered" for x in d) and d, what="the log")
     assert len({d["id"] for d in log}) == 5
     assert {d["id"] for d in log} == {r["headers"]["X-Picam-Delivery"] for r in receiver.received}
     assert all(d["state"] == "delivered" and d["response_code"] == 204 and d["attempts"] == 1
