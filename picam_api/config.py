@@ -256,7 +256,7 @@ def _networks(value: Any) -> list[str]:
     return value
 
 
-def _hosts(value: Any) -> list[str]:
+def _receiver_hosts(value: Any) -> list[str]:
     if (not isinstance(value, list) or len(value) > 64
             or not all(isinstance(h, str) and 0 < len(h) <= 253 and h.strip() == h for h in value)):
         raise ValueError("must be a list of at most 64 host names or addresses")
@@ -350,7 +350,7 @@ SPEC: dict[str, Callable] = {
     "webhooks.allowed_networks": _networks,
     "webhooks.denied_networks": _networks,
     "webhooks.allow_hostnames": _bool,
-    "webhooks.allowed_hosts": _hosts,
+    "webhooks.allowed_hosts": _receiver_hosts,
     "mqtt.host": _text,
     "mqtt.port": _number(int, 1, 65535),
     "mqtt.tls": _bool,
