@@ -132,10 +132,72 @@ DEFAULTS: dict[str, Any] = {
     },
     # Where the camera is, for sun-relative time-lapse windows ("sunrise-30m").
     "location": {"latitude": None, "longitude": None, "elevation": 0.0},
+    "events": {
+        # The log that SSE clients resume from (Last-Event-ID): the newest this many events.
+        "keep": 10_000,
+        # Each SSE client holds a server thread, as a live-view client does.
+        "max_clients": 4,
+        "keepalive_s": 15.0,
+        # storage.low below this much free space (or below storage.reserve_mb, if higher).
+        "storage_low_mb": 1024,
+        "storage_check_s": 30.0,
+    },
+    "webhooks": {
+        "max_webhooks": 16,
+        "max_attempts": 8,
+        "timeout_s": 10.0,
+        # Retries wait backoff_s, then twice that, and so on up to max_backoff_s, with jitter.
+        "backoff_s": 2.0,
+        "max_backoff_s": 600.0,
+        # Undelivered deliveries per webhook; past it, new ones are dropped (and logged).
+        "max_pending": 1000,
+        # Finished deliveries kept per webhook for its delivery log.
+        "keep_deliveries": 200,
+        "max_body_bytes": 256 * 1024,
+        # Where receivers may be: each address a URL resolves to must be in an allowed
+        # network and in no denied one. The default denies this host and link-local
+        # addresses (cloud metadata services live there); see docs/events.md.
+        "allowed_networks": ["0.0.0.0/0", "::/0"],
+        "denied_networks": ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
+                            "0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8"],
+        # false: receivers must be given by IP address, and no name is ever looked up.
+        "allow_hostnames": True,
+        # If not empty, the only hosts (names or addresses, as in the URL) receivers may be at.
+        "allowed_hosts": [],
+    },
+    "mqtt": {
+        # MQTT is off unless a broker is named.
+        "host": "",
+        "port": 1883,
+        "tls": False,
+        "ca_file": "",
+        # Skips the check of the broker's certificate and name: only for a test broker.
+        "tls_insecure": False,
+        "username": "",
+        "password": "",
+        "password_file": "",
+        "client_id": "",
+        "base_topic": "picam",
+        # Default: this host's name, made topic-safe.
+        "node_id": "",
+        "discovery": True,
+        "discovery_prefix": "homeassistant",
+        "qos": 1,
+        "keepalive_s": 60,
+        "reconnect_max_s": 60.0,
+        # A command's request_id is remembered this long, so a redelivered command runs once.
+        "dedupe_s": 600.0,
+        # The snapshot topic gets the photo itself up to this size, else its thumbnail.
+        "snapshot_max_bytes": 4 * 1024 * 1024,
+        # How the device is named in Home Assistant; default "picam <node_id>".
+        "device_name": "",
+        # The device's "Visit" link in Home Assistant; default http://<hostname>:<port>/.
+        "configuration_url": "",
+    },
     "log": {"level": "INFO"},
 }
 
-# Server threads kept free for everything but streams (see _check_threads).
+# Server threads kept free for everything but live-view and event streams (see _check_threads).
 THREADS_BESIDE_STREAMS = 4
 
 ENV_KEYS = {
@@ -216,6 +278,40 @@ def _hosts(value: Any) -> list[str]:
     return check_allowed_hosts(value)
 
 
+def _networks(value: Any) -> list[str]:
+    import ipaddress
+    if not isinstance(value, list) or len(value) > 64:
+        raise ValueError("must be a list of at most 64 networks such as \"192.168.0.0/16\"")
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{network!r} is not a network such as \"192.168.0.0/16\"") from None
+    return value
+
+
+def _receiver_hosts(value: Any) -> list[str]:
+    if (not isinstance(value, list) or len(value) > 64
+            or not all(isinstance(h, str) and 0 < len(h) <= 253 and h.strip() == h for h in value)):
+        raise ValueError("must be a list of at most 64 host names or addresses")
+    return [host.lower() for host in value]
+
+
+def _topic_level(value: Any) -> str:
+    # One or more MQTT topic levels, without wildcards or empty levels.
+    if (not isinstance(value, str) or not 1 <= len(value) <= 128 or any(c in value for c in "+#\0")
+            or "" in value.split("/")):
+        raise ValueError("must be 1-128 characters of topic levels, no + # or empty levels")
+    return value
+
+
+def _node_id(value: Any) -> str:
+    import re
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{0,64}", value):
+        raise ValueError("must be up to 64 letters, digits, '_' or '-' (Home Assistant's rule)")
+    return value
+
+
 def _devices(value: Any) -> list[dict]:
     # The GPIO module knows the device kinds and their options.
     from .gpio.devices import check_devices
@@ -272,6 +368,43 @@ SPEC: dict[str, Callable] = {
     "stream.url_ttl_s": _number(int, 1, 3600),
     "gpio.pin_factory": _text,
     "gpio.devices": _devices,
+    "events.keep": _number(int, 100, 10_000_000),
+    "events.max_clients": _number(int, 0, 1000),
+    "events.keepalive_s": _number(float, 0.1, 3600),
+    "events.storage_low_mb": _number(int, 0),
+    "events.storage_check_s": _number(float, 0.05, 86400),
+    "webhooks.max_webhooks": _number(int, 0, 1000),
+    "webhooks.max_attempts": _number(int, 1, 100),
+    "webhooks.timeout_s": _number(float, 0.1, 300),
+    "webhooks.backoff_s": _number(float, 0.01, 86400),
+    "webhooks.max_backoff_s": _number(float, 0.01, 7 * 86400),
+    "webhooks.max_pending": _number(int, 1, 1_000_000),
+    "webhooks.keep_deliveries": _number(int, 1, 1_000_000),
+    "webhooks.max_body_bytes": _number(int, 1024, 16 * 1024 * 1024),
+    "webhooks.allowed_networks": _networks,
+    "webhooks.denied_networks": _networks,
+    "webhooks.allow_hostnames": _bool,
+    "webhooks.allowed_hosts": _receiver_hosts,
+    "mqtt.host": _text,
+    "mqtt.port": _number(int, 1, 65535),
+    "mqtt.tls": _bool,
+    "mqtt.ca_file": _text,
+    "mqtt.tls_insecure": _bool,
+    "mqtt.username": _text,
+    "mqtt.password": _text,
+    "mqtt.password_file": _text,
+    "mqtt.client_id": _text,
+    "mqtt.base_topic": _topic_level,
+    "mqtt.node_id": _node_id,
+    "mqtt.discovery": _bool,
+    "mqtt.discovery_prefix": _topic_level,
+    "mqtt.qos": _number(int, 0, 2),
+    "mqtt.keepalive_s": _number(int, 5, 3600),
+    "mqtt.reconnect_max_s": _number(float, 1, 3600),
+    "mqtt.dedupe_s": _number(float, 0, 86400),
+    "mqtt.snapshot_max_bytes": _number(int, 0, 64 * 1024 * 1024),
+    "mqtt.device_name": _text,
+    "mqtt.configuration_url": _text,
     "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
     "storage.max_videos": _number(int, 0),
     "timelapse.render_on_complete": _bool,
@@ -363,12 +496,15 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
 
 
 def _check_threads(config: Mapping) -> None:
-    """Every stream client holds a server thread; health, snapshots and the API need the rest."""
-    threads, streams = config["server"]["threads"], config["stream"]["max_clients"]
+    """Every live-view and event-stream client holds a server thread; health,
+    snapshots and the API need the rest."""
+    threads = config["server"]["threads"]
+    streams = config["stream"]["max_clients"] + config["events"]["max_clients"]
     if threads < streams + THREADS_BESIDE_STREAMS:
         raise ConfigError(f"server.threads: must be at least stream.max_clients + "
-                          f"{THREADS_BESIDE_STREAMS} = {streams + THREADS_BESIDE_STREAMS}, so that "
-                          f"the API answers while every stream is open (got {threads})")
+                          f"events.max_clients + {THREADS_BESIDE_STREAMS} = "
+                          f"{streams + THREADS_BESIDE_STREAMS}, so that the API answers while "
+                          f"every stream is open (got {threads})")
 
 
 def _check_capture_light(config: Mapping) -> None:

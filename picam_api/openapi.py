@@ -129,6 +129,11 @@ def _stream_size(node: dict, caps, config: dict) -> None:
     node["enum"] = [f"{width}x{height}" for width, height in config["stream"]["sizes"]]
 
 
+def _webhook_url(node: dict, caps, config: dict) -> None:
+    from .webhooks.http import url_pattern
+    node["pattern"] = url_pattern(config["webhooks"]["allowed_hosts"])
+
+
 RULES: dict[str, Callable[[dict, Any, dict], None]] = {
     "sensor_width": _sensor_axis(0),
     "sensor_height": _sensor_axis(1),
@@ -139,6 +144,7 @@ RULES: dict[str, Callable[[dict, Any, dict], None]] = {
     "stream_size": _stream_size,
     "max_clip_duration": _max_clip_duration,
     "clip_limits": _clip_limits,
+    "webhook_url": _webhook_url,
 }
 
 

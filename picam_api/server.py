@@ -111,7 +111,7 @@ def serve(config: dict) -> int:
         def on_stop() -> None:
             log.info("stopping on %s", signal.Signals(stop.signal).name)
             notify("STOPPING=1")
-            services.streams.close()
+            services.close_streams()  # live view and events: they never end by themselves
 
         server.run_until_stopped(server_config["graceful_timeout_s"], on_stop)
     finally:

@@ -24,10 +24,12 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
+from . import resources
 from .camera import Capture, CaptureSettings
 from .clock import iso
 from .db import Database
 from .errors import DamagedFile, InsufficientStorage, NotFound
+from .events import NO_EVENTS
 from .files import FULL_ERRNOS, TEMP_NAME, atomic_write, inside, remove_temp_files
 from .ids import ID_PATTERN, is_id, new_id
 from .pagination import make_cursor, open_cursor
@@ -77,8 +79,9 @@ class PhotoStore:
     """Stores, lists, serves and deletes photos; guards free space; applies retention."""
 
     def __init__(self, db: Database, data_dir: Path, reserve_bytes: int, thumbnail_px: int,
-                 cursor_key: bytes):
+                 cursor_key: bytes, events=NO_EVENTS):
         self.db = db
+        self.events = events
         self.root = data_dir
         self.photos_dir = data_dir / "photos"
         self.thumbs_dir = data_dir / "thumbnails"
@@ -139,6 +142,7 @@ class PhotoStore:
         except BaseException:
             (self.root / relative).unlink(missing_ok=True)
             raise
+        self.events.publish("photo.created", resources.photo(photo))
         return photo
 
     # -- reading -----------------------------------------------------------------
@@ -258,7 +262,7 @@ class PhotoStore:
         with self.db.transaction(frees_space=True) as conn:
             conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
         for photo in photos:
-            self._unlink(photo)
+            self._unlink(photo, "timelapse")
         return len(photos)
 
     def enforce_retention(self, max_photos: int, max_bytes: int, batch: int = 500) -> int:
@@ -278,13 +282,16 @@ class PhotoStore:
             with self.db.transaction(frees_space=True) as conn:
                 conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
             for photo in photos:
-                self._unlink(photo)
+                self._unlink(photo, "retention")
             deleted += len(photos)
             log.info("retention deleted %d photo(s), oldest %s", len(photos), photos[0].id)
 
-    def _unlink(self, photo: Photo) -> None:
+    def _unlink(self, photo: Photo, reason: str = "api") -> None:
+        """Remove the files of a photo whose row is gone, and say so."""
         (self.root / photo.path).unlink(missing_ok=True)
         (self.thumbs_dir / f"{photo.id}.jpg").unlink(missing_ok=True)
+        self.events.publish("photo.deleted", {"id": photo.id, "timelapse_id": photo.timelapse_id,
+                                              "reason": reason})
 
     # -- start-up ----------------------------------------------------------------
 

@@ -150,7 +150,7 @@ class ServerProcess:
         self.data_dir = tmp_path / "server-data"
         self.config_file = tmp_path / "server.toml"
         self.config_file.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 8\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 12\n'
             f'graceful_timeout_s = 3.0\n'
             f'[storage]\ndata_dir = "{self.data_dir}"\nreserve_mb = 0\n'
             f'[camera]\nbackend = "mock"\ncapture_timeout_s = 2.0\n{extra_toml}')

@@ -561,7 +561,8 @@ def test_the_stream_is_documented_in_openapi(client):
 @pytest.mark.parametrize("threads, streams, ok", [(8, 4, True), (7, 4, False), (16, 12, True),
                                                   (16, 13, False)])
 def test_server_threads_must_leave_room_beside_the_streams(threads, streams, ok):
-    mapping = {"server": {"threads": threads}, "stream": {"max_clients": streams}}
+    mapping = {"server": {"threads": threads}, "stream": {"max_clients": streams},
+               "events": {"max_clients": 0}}
     if ok:
         from_mapping(mapping)
         return

@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 GPIO_TOML = """
+[events]
+# A closed tab frees its event-stream slot at the next keepalive.
+keepalive_s = 1.0
 [[gpio.devices]]
 name = "led"
 pin = 17
@@ -264,6 +267,52 @@ def test_switching_the_led_changes_the_mock_pin(tab, server):
     assert page.locator('[data-name="doorbell"]').get_by_text("Inactive").is_visible()
 
 
+def delete(server, path: str) -> None:
+    response = requests.delete(server.url + path, timeout=10,
+                               headers={**ADMIN, "Content-Type": "application/json"})
+    assert response.status_code == 204, response.text
+
+
+def test_the_page_follows_the_event_stream_not_polls(tab, server):
+    """Changes made elsewhere (here: straight through the API) show at once, with no polling."""
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
+    tab.login()
+    page = tab.page
+    tab.open("GPIO")
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 1})
+    page.locator('[data-name="led"] .value', has_text="On").wait_for()
+    assert page.get_by_role("switch", name="led on").is_checked()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 0})
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+
+    tab.open("Time-lapses")
+    job = api(server, "POST", "/api/v1/timelapses",
+              json={"name": "from-elsewhere", "interval_s": 0.5, "frames": 3, "width": 160,
+                    "height": 120}).json()
+    card = page.locator(f'#jobs li[data-id="{job["id"]}"]')
+    card.get_by_text("from-elsewhere").wait_for()
+    card.get_by_text("3 of 3 frames").wait_for()
+    card.locator(".state", has_text="completed").wait_for()
+    delete(server, job["links"]["self"])
+    card.wait_for(state="detached")
+
+    tab.open("Photos")
+    photo = api(server, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+    shown = page.locator(f'#gallery li[data-id="{photo["id"]}"]')
+    shown.locator("img[src^='blob:']").wait_for()
+    delete(server, photo["links"]["self"])
+    shown.wait_for(state="detached")
+
+    # One stream, with the token in its header, never in its URL; no list was polled.
+    assert len(streams) == 1
+    assert streams[0].headers["authorization"] == f"Bearer {tab.token()}"
+    assert tab.token() not in streams[0].url and "ticket" not in streams[0].url
+    lists = [u for u in tab.urls if u.endswith(("/api/v1/timelapses?limit=50", "/api/v1/gpio"))]
+    assert len(lists) <= 4  # each view's load on show, and once when the stream opened
+
+
 def test_a_viewer_sees_no_operator_controls(tab, server):
     photo = api(server, "POST", "/api/v1/photos", json={"width": 320, "height": 240}).json()
     tab.login("viewer", VIEWER_PASSWORD)
@@ -298,15 +347,25 @@ def test_logging_out_revokes_the_token(tab, server):
 def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
     own = ServerProcess(tmp_path).start()  # this one is killed mid-test
     tab = Tab(browser, own.url)
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
     try:
         tab.login()
         banner = tab.page.locator("#offline")
+        wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        tab.open("Photos")
+        photo = api(own, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+        tab.page.locator(f'#gallery li[data-id="{photo["id"]}"]').wait_for()  # its event came
+        tab.open("Live")
         wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
         own.kill()
         banner.wait_for()
         own.start()
         banner.wait_for(state="hidden")
         wait_for(lambda: live_frames_change(tab.page), 15, "live frames again")
+        # The event stream came back too, resuming after the last event it saw.
+        wait_for(lambda: len(streams) >= 2, 15, "the event stream again")
+        assert streams[-1].headers["last-event-id"].isdecimal()
     finally:
         tab.context.close()
         own.stop()

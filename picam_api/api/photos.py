@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Response, send_file, url_for
 
-from ..storage import Photo
+from ..resources import photo as photo_body
 from . import bp
 from .common import errors, operator, services, viewer
 from .schemas import CaptureRequest, PhotoPage, PhotoQuery
@@ -13,18 +13,6 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 IMMUTABLE = "private, max-age=31536000, immutable"
 IMAGE_RESPONSE = {"description": "The image", "content": {
     media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}}
-
-
-def photo_body(photo: Photo) -> dict:
-    """A photo resource with its links."""
-    base = f"{bp.url_prefix}/photos/{photo.id}"
-    return {
-        "id": photo.id, "taken_at": photo.taken_at, "width": photo.width,
-        "height": photo.height, "format": photo.format, "bytes": photo.bytes,
-        "settings": photo.settings, "metadata": photo.metadata, "source": photo.source,
-        "timelapse_id": photo.timelapse_id, "sequence": photo.sequence, "trigger": photo.trigger,
-        "links": {"self": base, "image": f"{base}/image", "thumbnail": f"{base}/thumbnail"},
-    }
 
 
 @bp.post("/photos")

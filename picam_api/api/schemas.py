@@ -189,6 +189,11 @@ class Info(Schema):
     video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "
                                                  "is recording, and the pre-roll ring's frames, "
                                                  "bytes and seconds (null when off)"})
+    events = fields.Dict(metadata={"description": "the event log (latest_id, oldest_id, keep, "
+                                                  "queued, dropped) and sse {clients, max_clients}"})
+    webhooks = fields.Dict(metadata={"description": "count, max"})
+    mqtt = fields.Dict(metadata={"description": "enabled, and when it is: broker, connected, "
+                                                "since, last_error, node_id, base_topic, ..."})
 
 
 class _JsonNumber(fields.Float):
@@ -485,4 +490,102 @@ class Video(Schema):
 
 class VideoPage(Schema):
     items = fields.List(fields.Nested(Video))
+    next = fields.String(allow_none=True)
+
+
+class EventQuery(Schema):
+    types = fields.String(validate=Length(1, 2048), metadata={
+        "description": "Comma-separated event types or families (photo.created, gpio.*, *); "
+                       "default all", "example": "photo.created,timelapse.*"})
+    last_event_id = fields.Integer(validate=Range(0, 10**18), metadata={
+        "description": "Resume after this event, for a client that cannot send the "
+                       "Last-Event-ID header (the header wins)"})
+
+
+def _event_types(required: bool = False) -> fields.List:
+    from ..events.types import TYPES
+    families = sorted({name.split(".")[0] + ".*" for name in TYPES})
+    return fields.List(fields.String(validate=OneOf(["*", *TYPES, *families])),
+                       required=required, validate=Length(1, 32), metadata={
+                           "description": "Event types or families to deliver (see GET "
+                                          "/api/v1/events)", "example": ["photo.created", "gpio.*"]})
+
+
+_WEBHOOK_URL = {"description": "Where to POST: http:// or https://, with user:password@ for "
+                               "HTTP Basic at the receiver. Its host must be one of "
+                               "webhooks.allowed_hosts when that is set, and each address it "
+                               "resolves to allowed by webhooks.allowed_networks and "
+                               "denied_networks",
+                "example": "https://receiver.example/hooks/picam", RUNTIME: "webhook_url"}
+
+
+class WebhookCreate(Schema):
+    url = fields.String(required=True, validate=Length(1, 2048), metadata=_WEBHOOK_URL)
+    types = _event_types(required=True)
+    snapshot = _StrictBoolean(metadata={"description": "attach the photo's thumbnail (base64 "
+                                                       "JPEG) to photo.created; default false"})
+    enabled = _StrictBoolean(metadata={"description": "default true"})
+    description = fields.String(allow_none=True, validate=Length(0, 200))
+
+
+class WebhookPatch(Schema):
+    url = fields.String(validate=Length(1, 2048), metadata=_WEBHOOK_URL)
+    types = _event_types()
+    snapshot = _StrictBoolean()
+    enabled = _StrictBoolean()
+    description = fields.String(allow_none=True, validate=Length(0, 200))
+    rotate_secret = _StrictBoolean(metadata={"description": "true: make a new secret, returned "
+                                                            "once in this answer"})
+
+
+class WebhookLinks(Schema):
+    self = fields.String()
+    deliveries = fields.String()
+
+
+class Webhook(Schema):
+    id = fields.String()
+    url = fields.String()
+    types = fields.List(fields.String())
+    snapshot = fields.Boolean()
+    enabled = fields.Boolean()
+    description = fields.String(allow_none=True)
+    created_at = fields.String()
+    updated_at = fields.String()
+    deliveries = fields.Dict(metadata={"description": "counts: pending, delivered, failed, "
+                                                      "dropped"})
+    links = fields.Nested(WebhookLinks)
+
+
+class WebhookWithSecret(Webhook):
+    secret = fields.String(metadata={"description": "signs every delivery (X-Picam-Signature); "
+                                                    "shown only in this answer"})
+
+
+class WebhookItem(Webhook):
+    """A Webhook in a WebhookPage (see GpioDeviceItem for why a subclass)."""
+
+
+class WebhookPage(Schema):
+    items = fields.List(fields.Nested(WebhookItem))
+    next = fields.String(allow_none=True, metadata={"description": "always null: one page"})
+
+
+class Delivery(Schema):
+    id = fields.String(metadata={"description": "sent as X-Picam-Delivery, the same on every "
+                                                "attempt"})
+    event_id = fields.Integer()
+    event_type = fields.String()
+    state = fields.String(metadata={"description": "pending, delivered, failed or dropped"})
+    attempts = fields.Integer()
+    created_at = fields.String()
+    last_attempt_at = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    response_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class DeliveryPage(Schema):
+    items = fields.List(fields.Nested(Delivery))
     next = fields.String(allow_none=True)

@@ -63,4 +63,7 @@ def info():
         "gpio": svc.gpio.info(),
         "stream": svc.streams.stats(),
         "video": svc.videos.info(),
+        "events": {**svc.events.stats(), "sse": svc.event_streams.stats()},
+        "webhooks": {"count": len(svc.webhooks.list()), "max": svc.config["webhooks"]["max_webhooks"]},
+        "mqtt": svc.mqtt.status() if svc.mqtt else {"enabled": False},
     }

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from flask import Response, url_for
 
-from ..clock import iso
-
+from .. import resources
 from ..timelapse import Job
 from ..timelapse.archive import zip_stream
 from . import bp
@@ -14,30 +13,8 @@ from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuer
 
 
 def job_body(job: Job) -> dict:
-    """A time-lapse resource with its capture settings at the top level and its links."""
-    base = f"{bp.url_prefix}/timelapses/{job.id}"
-    return {
-        **job.settings,
-        "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
-        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
-        "start_at": job.start_at,
-        "active_hours": _active_hours(job),
-        "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,
-        "frames_failed": job.frames_failed, "next_frame_at": job.next_frame_at,
-        "started_at": job.started_at, "finished_at": job.finished_at,
-        "last_error": job.last_error, "pause_reason": job.pause_reason,
-        "links": {"self": base, "frames": f"{bp.url_prefix}/photos?timelapse={job.id}",
-                  "archive": f"{base}/archive.zip"},
-    }
-
-
-def _active_hours(job: Job) -> dict | None:
-    window = job.schedule.window
-    if window is None:
-        return None
-    today = window.today(services().timelapses.clock.time(), job.schedule.tz)
-    return {"start": job.active_start, "end": job.active_end,
-            "today": {"start": iso(today[0]), "end": iso(today[1])} if today else None}
+    """The time-lapse resource, with today's window by the time-lapse service's clock."""
+    return resources.timelapse(job, services().timelapses.clock.time())
 
 
 @bp.post("/timelapses")

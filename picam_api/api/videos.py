@@ -5,6 +5,7 @@ import datetime as dt
 
 from flask import request, send_file, url_for
 
+from ..resources import video as video_body
 from ..video import Video
 from . import bp
 from .common import errors, operator, services, viewer
@@ -14,22 +15,6 @@ from .schemas import VideoCreate, VideoPage, VideoPatch, VideoQuery
 
 MP4 = {"description": "The MP4 (H.264, yuv420p, index first); Range requests give 206",
        "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}}
-
-
-def video_body(video: Video) -> dict:
-    """A video resource with its links."""
-    base = f"{bp.url_prefix}/videos/{video.id}"
-    return {
-        "id": video.id, "state": video.state, "progress": video.progress,
-        "source": video.source, "timelapse_id": video.timelapse_id, "trigger": video.trigger,
-        "created_at": video.created_at, "started_at": video.started_at,
-        "finished_at": video.finished_at, "frames": video.frames,
-        "frames_skipped": video.frames_skipped, "duration_s": video.duration_s,
-        "fps": video.fps, "width": video.width, "height": video.height, "codec": video.codec,
-        "bytes": video.bytes, "last_error": video.last_error, "attempts": video.attempts,
-        "options": video.options,
-        "links": {"self": base, "video": f"{base}/video.mp4", "thumbnail": f"{base}/thumbnail"},
-    }
 
 
 @bp.post("/videos")

@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
+from ..events import NO_EVENTS
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,15 @@ class CameraOwner:
     most ``timeout`` seconds for the lock, then answers ``CameraBusy``.
 
     ``hooks`` are context-manager factories entered around each capture (the
-    GPIO capture light uses one).
+    GPIO capture light uses one). A ``camera.health`` event says each time the
+    camera becomes usable or unusable.
     """
 
     def __init__(self, backend: CameraBackend, timeout: float, retry_after: int,
-                 reopen_backoff: float = 1.0):
+                 reopen_backoff: float = 1.0, events=NO_EVENTS):
         self.backend = backend
+        self.events = events
+        self._usable: bool | None = None
         self.timeout = timeout
         self.retry_after = retry_after
         self.reopen_backoff = reopen_backoff
@@ -154,6 +158,7 @@ class CameraOwner:
             if isinstance(exc, (CaptureTimeout, CameraUnavailable)):
                 log.error("camera fault, will reopen on next use: %s", exc.detail)
                 self._close_backend()
+                self._health(False, exc.detail)
             raise self._tagged(exc)
 
     @contextlib.contextmanager
@@ -176,11 +181,19 @@ class CameraOwner:
             self._open_error = exc
             self._open_failed_at = time.monotonic()
             log.error("camera did not open: %s", exc.detail)
+            self._health(False, exc.detail)
             raise self._tagged(exc)
         self._is_open = True
         self._open_error = None
+        self._health(True, None)
         log.info("camera open: %s, sensor %dx%d", self._capabilities.model,
                  *self._capabilities.sensor_size)
+
+    def _health(self, usable: bool, reason: str | None) -> None:
+        if usable != self._usable:
+            self._usable = usable
+            self.events.publish("camera.health", {"usable": usable, "reason": reason,
+                                                  "backend": self.backend.name})
 
     def _close_backend(self) -> None:
         self._is_open = False

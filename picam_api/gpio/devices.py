@@ -16,7 +16,7 @@ from gpiozero import (LED, PWMLED, Button, Buzzer, DigitalInputDevice,
                       DigitalOutputDevice, pi_info)
 
 # The same checks as every other config key, so GPIO options read alike.
-from ..config import _bool, _number
+from ..config import _bool, _choice, _number
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -76,7 +76,14 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
 )}
 
 _COMMON = ("name", "pin", "kind")
-_INPUT_ONLY = {"min_interval_s": _number(float, 0, 86400)}
+# Home Assistant's binary_sensor device classes, for MQTT discovery ("motion" for a PIR).
+HA_DEVICE_CLASSES = (
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+    "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy",
+    "opening", "plug", "power", "presence", "problem", "running", "safety", "smoke", "sound",
+    "tamper", "update", "vibration", "window")
+_INPUT_ONLY = {"min_interval_s": _number(float, 0, 86400),
+               "device_class": _choice(*HA_DEVICE_CLASSES)}
 _ACTION_KEYS = {"photo": ("settings",), "timelapse": ("timelapse", "state"),
                 "output": ("device", "value", "for_s"), "video": ("duration_s",)}
 _TIMELAPSE_STATES = ("paused", "running")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from gpiozero.pins.mock import MockFactory
 
+from .. import resources
 from ..errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
 from .devices import KINDS
 from .factory import make_pin_factory
@@ -34,6 +35,7 @@ class GpioService:
 
     def __init__(self, config: dict, services: Services):
         self._services = services
+        self.events = services.events
         self.triggers = TriggerWorker(health=services.worker_health)
         self.factory = self._pin_factory(config)
         self.devices: dict[str, LiveDevice] = {}
@@ -115,10 +117,22 @@ class GpioService:
         except Exception as exc:  # pin in use, a fixed pull-up, no PWM: each backend says it its way
             raise ConfigError(f"gpio.devices: {name}: {pin} cannot be a {kind.name}: {exc}") from None
         if not kind.is_input:
-            return Output(name, kind, pin, device)
-        return Input(name, kind, pin, device,
-                     actions={event: spec[event] for event in kind.events if event in spec},
-                     min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
+            live = Output(name, kind, pin, device)
+        else:
+            live = Input(name, kind, pin, device,
+                         actions={event: spec[event] for event in kind.events if event in spec},
+                         min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
+            live.triggered = self._triggered
+            live.device_class = spec.get("device_class")
+        live.changed = self._changed
+        return live
+
+    def _changed(self, device: LiveDevice) -> None:
+        self.events.publish("gpio.changed", resources.gpio_device(device))
+
+    def _triggered(self, device: Input, event: str, result: str) -> None:
+        self.events.publish("gpio.triggered", {"name": device.name, "kind": device.kind.name,
+                                               "event": event, "result": result})
 
     def _capture_light(self, name: str) -> Output | None:
         # The config check made sure it names an output.

@@ -5,10 +5,12 @@ import datetime as dt
 from typing import Any, Iterator, Mapping
 
 from ..camera.settings import FIELDS as CAPTURE_FIELDS
+from .. import resources
 from ..capture import CaptureService
 from ..clock import Clock, iso
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
+from ..events import NO_EVENTS
 from ..ids import is_id, new_id
 from ..pagination import make_cursor, open_cursor
 from ..storage import Photo, PhotoStore
@@ -33,8 +35,10 @@ class TimelapseService:
 
     def __init__(self, db: Database, capture: CaptureService, photos: PhotoStore,
                  config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None,
-                 health: WorkerHealth | None = None, location: Location | None = None):
+                 health: WorkerHealth | None = None, location: Location | None = None,
+                 events=NO_EVENTS):
         self.capture = capture
+        self.events = events
         self.photos = photos
         self.config = config
         self.clock = clock or Clock()
@@ -42,7 +46,8 @@ class TimelapseService:
         self._cursor_key = cursor_key
         self.store = JobStore(db, location)
         self.scheduler = Scheduler(self.store, self._take_frame, self._space_ok,
-                                   config["max_consecutive_failures"], self.clock, health)
+                                   config["max_consecutive_failures"], self.clock, health,
+                                   events)
 
     def start(self) -> None:
         """Resume the jobs that were active when the service last stopped."""
@@ -117,6 +122,7 @@ class TimelapseService:
         if job.next_slot is None:
             raise InvalidInput({"active_hours": ["no frame of this schedule falls inside the window"]})
         self.store.insert(job, self.config["max_active_jobs"])
+        self.events.publish("timelapse.state", resources.timelapse(job, self.clock.time()))
         self.scheduler.add(job)
         return job
 
@@ -168,6 +174,7 @@ class TimelapseService:
         if with_frames:
             self.photos.delete_frames(job.id)
         self.store.delete(job.id)
+        self.events.publish("timelapse.deleted", {"id": job.id})
 
     def frames(self, job_id: str) -> Iterator[Photo]:
         """The job's stored frames in sequence order (404 for an unknown job)."""

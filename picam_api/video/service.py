@@ -6,13 +6,15 @@ import io
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from .. import resources
 from ..camera import CameraOwner
 from ..capture import CaptureService
 from ..clock import Clock, iso
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
+from ..events import NO_EVENTS
 from ..ids import new_id
 from ..storage import PhotoStore, _write
 from ..timelapse import TimelapseService
@@ -33,15 +35,14 @@ class VideoService:
 
     Renders queue in the ``videos`` table and run on ``RenderWorkers`` (low
     priority, ``video.max_concurrent_renders`` at a time); clips are recorded
-    by the ``Recorder``, one at a time. ``listeners`` are called with
-    ``(event type, video)`` for video.created, video.state, video.ready and
-    video.failed.
+    by the ``Recorder``, one at a time. It publishes video.created, video.state,
+    video.ready and video.failed with the video's resource, once each change is stored.
     """
 
     def __init__(self, db: Database, data_dir: Path, photos: PhotoStore,
                  timelapses: TimelapseService, capture: CaptureService, owner: CameraOwner,
                  config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None,
-                 health: WorkerHealth | None = None):
+                 health: WorkerHealth | None = None, events=NO_EVENTS):
         self.config = config["video"]
         self.thumbnail_px = config["storage"]["thumbnail_px"]
         self.store = VideoStore(db, data_dir, cursor_key)
@@ -49,7 +50,7 @@ class VideoService:
         self.timelapses = timelapses
         self.capture = capture
         self.clock = clock or Clock()
-        self.listeners: list[Callable[[str, Video], None]] = []
+        self.events = events
         health = health or WorkerHealth()
         self.workers = RenderWorkers(self, self.config["max_concurrent_renders"],
                                      self.config["render_nice"], health)
@@ -238,7 +239,7 @@ class VideoService:
     # -- what the workers and the recorder call -----------------------------------------
 
     def finish(self, video: Video, state: str, error: str | None = None) -> None:
-        """Store a recording's end and tell the listeners."""
+        """Store a recording's end and publish it."""
         video.state, video.finished_at = state, iso(self.clock.time())
         if error is not None:
             video.last_error = error
@@ -250,11 +251,7 @@ class VideoService:
             self.publish(f"video.{state}", video)
 
     def publish(self, event: str, video: Video) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event, video)
-            except Exception:
-                log.exception("a video listener failed on %s", event)
+        self.events.publish(event, resources.video(video))
 
     def capture_flips(self) -> dict[str, bool]:
         """Clips are flipped as photos are: the capture defaults' hflip and vflip

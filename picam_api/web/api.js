@@ -19,6 +19,7 @@ export class ApiError extends Error {
 export class ConnectionLost extends Error {
   constructor() {
     super("The connection to the camera is lost.");
+    this.name = "ConnectionLost";
   }
 }
 
@@ -91,9 +92,12 @@ async function send(method, path, { headers, body, cache = "no-store" }) {
   events.dispatchEvent(new Event("online"));
   if (response.ok) return response;
   const problem = await response.json().catch(() => ({}));
-  if (response.status === 401 && headers.Authorization?.startsWith("Bearer")) {
-    session.clear();
-    events.dispatchEvent(new Event("signedout"));
-  }
+  if (response.status === 401 && headers.Authorization?.startsWith("Bearer")) endSession();
   throw new ApiError(response.status, problem);
+}
+
+/** The token stopped working: forget it, and tell the page. */
+export function endSession() {
+  session.clear();
+  events.dispatchEvent(new Event("signedout"));
 }

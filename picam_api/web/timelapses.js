@@ -1,8 +1,9 @@
 // Time-lapses: a form for a new job, checked here as the server checks it, with the
 // server's own 422 messages shown next to the same fields; and the jobs, with their
-// progress kept current while the view is open.
+// progress kept current by the event stream.
 
 import { ApiError, fetchBlob, request } from "./api.js";
+import * as stream from "./stream.js";
 import { act, el, isOperator, saveBlob, timeEl } from "./ui.js";
 
 // The server's rules (api/schemas.py, timelapse/service.py). The least interval is
@@ -34,7 +35,24 @@ form.addEventListener("submit", (event) => {
   act(form.querySelector("button[type=submit]"), create);
 });
 
-export async function poll() {
+const view = stream.followed(load);
+export const show = view.show;
+export const hide = view.hide;
+
+stream.on("timelapse.state", changed);
+stream.on("timelapse.progress", changed);
+stream.on("timelapse.deleted", (job) => { if (cards.has(job.id)) forget(job.id, cards.get(job.id)); });
+
+/** A job the stream says changed: its card, made first in the list if new. */
+function changed(job) {
+  if (!view.shown) return;
+  const isNew = !cards.has(job.id);
+  const { item } = upsert(job);
+  if (isNew) list.prepend(item);
+  document.getElementById("jobs-empty").hidden = true;
+}
+
+async function load() {
   const page = await request("GET", "/api/v1/timelapses?limit=50");
   const seen = new Set();
   page.items.forEach((job, index) => {
