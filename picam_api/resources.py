@@ -33,7 +33,7 @@ def timelapse(job: Job) -> dict:
     return {
         **job.settings,
         "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
-        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
+        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.ends_at,
         "start_at": job.start_at,
         "active_hours": {"start": job.active_start, "end": job.active_end}
         if job.active_start else None,

@@ -348,7 +348,9 @@ class Timelapse(Settings):
     interval_s = fields.Float()
     frames = fields.Integer(allow_none=True)
     duration_s = fields.Float(allow_none=True)
-    end_at = fields.String(allow_none=True)
+    end_at = fields.String(allow_none=True, metadata={
+        "description": "when the job ends: as given, or start_at plus duration_s; null when "
+                       "only frames (or nothing) bounds it"})
     start_at = fields.String()
     active_hours = fields.Nested(ActiveHours, allow_none=True)
     frames_captured = fields.Integer()

@@ -57,6 +57,11 @@ class Job:
         self.schedule = Schedule(start, self.interval_s, end, window)
 
     @property
+    def ends_at(self) -> str | None:
+        """When the job ends: ``end_at``, or the time ``duration_s`` gives; None if open-ended."""
+        return self.end_at or (iso(self.schedule.end) if self.schedule.end is not None else None)
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
