@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .db import Database
 from .errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
-from .limits import RateLimit
+from .limits import Quota, RateLimit
 from .passwords import Hasher
 
 log = logging.getLogger(__name__)
@@ -177,9 +177,10 @@ class Accounts:
 
     # -- tokens --------------------------------------------------------------------
 
-    def issue_token(self, user: User) -> tuple[str, dt.datetime]:
-        """A new token for ``user``; past ``max_tokens`` the oldest ones are revoked."""
-        self._token_rate.take(user.name)
+    def issue_token(self, user: User) -> tuple[str, dt.datetime, Quota]:
+        """A new token for ``user``, and what is left of the user's new-token quota;
+        past ``max_tokens`` the oldest tokens are revoked."""
+        quota = self._token_rate.take(user.name)
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self.token_ttl_s
@@ -196,7 +197,7 @@ class Accounts:
         if revoked:
             log.info("user %s has %d tokens, the most allowed (auth.max_tokens_per_user); "
                      "revoked the oldest", user.name, self.max_tokens)
-        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc)
+        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc), quota
 
     def check_token(self, token: str) -> User | None:
         row = self.db.conn.execute(

@@ -202,7 +202,8 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     def docs_asset(name: str):
         return send_from_directory(assets, name, max_age=86400)
 
-    from .api import bp, root
+    from .api import bp, responses, root
+    responses.init_app(app, config["server"]["public_url"])
     app.register_blueprint(bp)
     app.register_blueprint(root)
     services.start()

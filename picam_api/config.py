@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -37,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
         "max_connections_per_client": 32,
         # Host header values served; empty: this machine's names (see hosts.py).
         "allowed_hosts": [],
+        # The URL clients reach the API at (https://cam.example.com, or behind a proxy
+        # https://example.com/camera); set, Location and links are absolute URLs.
+        "public_url": "",
     },
     "storage": {
         "data_dir": "",
@@ -278,6 +282,19 @@ def _node_id(value: Any) -> str:
     return value
 
 
+def _public_url(value: Any) -> str:
+    """"" or an http(s) URL with no query or fragment, without its trailing slash."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be an http or https URL such as https://cam.example.com or "
+                         "https://example.com/camera")
+    return text.rstrip("/")
+
+
 def _devices(value: Any) -> list[dict]:
     # The GPIO module knows the device kinds and their options.
     from .gpio.devices import check_devices
@@ -296,6 +313,7 @@ SPEC: dict[str, Callable] = {
     "server.max_connections": _number(int, 8, 1000),
     "server.max_connections_per_client": _number(int, 1, 1000),
     "server.allowed_hosts": _hosts,
+    "server.public_url": _public_url,
     "storage.data_dir": _text,
     "storage.reserve_mb": _number(int, 0),
     "storage.max_photos": _number(int, 0),

@@ -69,7 +69,7 @@ def device(client, headers, name: str) -> dict:
 
 
 def gpio_photos(services) -> list:
-    return [p for p in services.photos.list(100)[0] if p.source == "gpio"]
+    return [p for p in services.photos.list(100).items if p.source == "gpio"]
 
 
 

@@ -143,16 +143,59 @@ class Photo(Schema):
     links = fields.Nested(PhotoLinks)
 
 
-class PhotoPage(Schema):
-    items = fields.List(fields.Nested(Photo))
-    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+class PageQuery(Schema):
+    """The query of every list (api/pages.py); a list with filters subclasses it."""
 
-
-class PhotoQuery(Schema):
     limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
+    cursor = fields.String(validate=Length(1, 512),
+                           metadata={"description": "from a next or prev link; opaque"})
+    count = fields.Boolean(load_default=False, metadata={
+        "description": "true: also say how many items the whole list holds (count)"})
+
+
+class PageLinks(Schema):
+    self = fields.String()
+    first = fields.String()
+    next = fields.String(allow_none=True)
+    prev = fields.String(allow_none=True, metadata={"description": "null on the first page"})
+
+
+class ListPage(Schema):
+    """The body of every list (api/pages.py); a list adds its ``items``."""
+
+    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+    count = fields.Integer(metadata={"description": "with count=true: how many items the whole "
+                                                    "list holds"})
+    links = fields.Nested(PageLinks)
+
+
+class PhotoPage(ListPage):
+    items = fields.List(fields.Nested(Photo))
+
+
+class PhotoQuery(PageQuery):
     timelapse = fields.String(validate=Length(1, 64),
                               metadata={"description": "Only frames of this time-lapse"})
+
+
+class ApiRoot(Schema):
+    name = fields.String()
+    version = fields.String()
+    links = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "self, and each collection or document by name: photos, timelapses, "
+                       "gpio, camera, stream, info, health, openapi, docs, ... (only those "
+                       "this server has)"})
+
+
+class RateLimitHeaders(Schema):
+    """The IETF draft's RateLimit fields (limits.Quota), on the answers of a limited route."""
+
+    limit = fields.Integer(data_key="RateLimit-Limit",
+                           metadata={"description": "how many the limit allows in its window"})
+    remaining = fields.Integer(data_key="RateLimit-Remaining",
+                               metadata={"description": "how many are left"})
+    reset = fields.Integer(data_key="RateLimit-Reset",
+                           metadata={"description": "seconds until one more is allowed"})
 
 
 class Token(Schema):
@@ -329,11 +372,6 @@ class TimelapseDeleteQuery(Schema):
                             metadata={"description": "also delete the job's photos"})
 
 
-class PageQuery(Schema):
-    limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
-
-
 class TimelapseLinks(Schema):
     self = fields.String()
     frames = fields.String()
@@ -364,9 +402,8 @@ class Timelapse(Settings):
     links = fields.Nested(TimelapseLinks)
 
 
-class TimelapsePage(Schema):
+class TimelapsePage(ListPage):
     items = fields.List(fields.Nested(Timelapse))
-    next = fields.String(allow_none=True)
 
 
 class EventQuery(Schema):
