@@ -392,8 +392,8 @@ def test_the_frame_rate_is_in_a_header_and_ffmpeg_times_frames_by_the_wall_clock
     assert 1.4 <= float(report["format"]["duration"]) <= 2.6, report
 
 
-def test_the_integration_settings_in_the_readme_work(stream_server, tmp_path):
-    """Home Assistant, OctoPrint and ffmpeg as the README sets them up, with a viewer."""
+def test_the_integration_settings_in_the_docs_work(stream_server, tmp_path):
+    """Home Assistant, OctoPrint and ffmpeg as docs/integrations.md sets them up, with a viewer."""
     added = subprocess.run([str(BIN / "picam-api"), "user", "add", "homeassistant", "--role",
                             "viewer", "--password-stdin", "--config",
                             str(stream_server.config_file)],
@@ -410,10 +410,10 @@ def test_the_integration_settings_in_the_readme_work(stream_server, tmp_path):
     parts = Parts(requests.get(base + STREAM, auth=viewer, stream=True, timeout=10))
     parts.next()
     parts.close()
-    # OctoPrint fetches the snapshot itself, credentials in the URL, within 5 s.
-    with_credentials = base.replace("http://", "http://homeassistant:viewer-password-1@")
-    snapshot = requests.get(with_credentials + "/api/v1/snapshot.jpg", timeout=5)
+    # OctoPrint 1.11 fetches the snapshot itself with "Basic" authentication, within 5 s.
+    snapshot = requests.get(base + "/api/v1/snapshot.jpg", auth=viewer, timeout=5)
     assert snapshot.status_code == 200 and snapshot.headers["Content-Type"] == "image/jpeg"
+    with_credentials = base.replace("http://", "http://homeassistant:viewer-password-1@")
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (apt-get install ffmpeg); its README command was "
                     "not checked")
