@@ -499,6 +499,5 @@ class Delivery(Schema):
     last_error = fields.String(allow_none=True)
 
 
-class DeliveryPage(Schema):
+class DeliveryPage(ListPage):
     items = fields.List(fields.Nested(Delivery))
-    next = fields.String(allow_none=True)
