@@ -73,7 +73,9 @@ class Services:
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
                                            cursor_key, health=self.worker_health,
                                            events=self.events)
-        self.gpio = GpioService(config["gpio"], self)
+        self.gpio = GpioService(config["gpio"], owner=self.owner, capture=self.capture,
+                                timelapses=self.timelapses, events=self.events,
+                                health=self.worker_health, light=camera["light"])
         self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
         self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
                                        self.data_dir, cursor_key, self.worker_health)
@@ -186,7 +188,7 @@ def create_app(config: Mapping | None = None) -> APIFlask:
 
     services = Services(config)
     app.extensions["picam"] = services
-    openapi.init_app(app, services)
+    openapi.init_app(app, services.owner, config)
     password = services.accounts.ensure_admin(services.data_dir,
                                               os.environ.get("PICAM_ADMIN_PASSWORD"))
     if password:

@@ -6,7 +6,6 @@ start-up with one line naming the key and the reason.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tomllib
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+# Shared with the GPIO checks (rules.py), under the names the SPEC below reads.
+from .rules import boolean as _bool, choice as _choice, number as _number
 
 SYSTEM_CONFIG = Path("/etc/picam-api/config.toml")
 
@@ -181,42 +182,6 @@ ENV_KEYS = {
     "PICAM_DATA_DIR": "storage.data_dir",
     "PICAM_CAMERA_BACKEND": "camera.backend",
 }
-
-
-def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Callable:
-    def check(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise ValueError(f"must be {kind.__name__}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be {kind.__name__}")
-        if kind is int and not float(value).is_integer():
-            raise ValueError("must be int")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be finite")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None
-                             else f"must be at least {lo}")
-        return kind(value)
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _choice(*choices: str) -> Callable:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-    return check
 
 
 def _text(value: Any) -> str:

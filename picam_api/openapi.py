@@ -30,14 +30,13 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from .camera.settings import control_schema
 from .errors import CameraError
 from .request_rules import STATE_CHANGING
+from .rules import RUNTIME
 
 if TYPE_CHECKING:
-    from .app import Services
+    from .camera import CameraOwner
 
 log = logging.getLogger(__name__)
 
-# Field metadata naming the runtime value that bounds the field (see RULES below).
-RUNTIME = "x-runtime-bound"
 
 
 class JsonSchemaRules(BasePlugin):
@@ -134,7 +133,7 @@ RULES: dict[str, Callable[[dict, Any, dict], None]] = {
 }
 
 
-def init_app(app: APIFlask, services: Services) -> None:
+def init_app(app: APIFlask, owner: CameraOwner, config: dict) -> None:
     """Add this app's runtime bounds to its document, after any processor already set.
 
     APIFlask builds the document once, at the first request for it; a camera that
@@ -146,12 +145,12 @@ def init_app(app: APIFlask, services: Services) -> None:
     def _runtime_bounds(spec: dict) -> dict:
         spec = previous(spec) if previous else spec
         try:
-            caps = services.owner.capabilities
+            caps = owner.capabilities
         except CameraError as exc:
             # The API still checks every request against the camera once it opens.
             log.warning("the OpenAPI document has no camera limits: %s", exc.detail)
             caps = None
-        _fill(spec, caps, services.config)
+        _fill(spec, caps, config)
         _require_bodies(spec)
         _inherited_statuses(spec)
         return spec

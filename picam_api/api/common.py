@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import current_app
 
-from ..app import Services
 from ..auth import auth
 from . import bp
 from .responses import precondition
@@ -39,5 +38,9 @@ def errors(*codes: int) -> dict:
     return {code: ERROR_DESCRIPTIONS[code] for code in (*codes, 429)}
 
 
-def services() -> Services:
+def services():
+    """This app's ``Services`` (app.py), which the composition root put in its extensions.
+
+    Looked up, not imported: the blueprints stay independent of the factory.
+    """
     return current_app.extensions["picam"]

@@ -5,26 +5,16 @@ from apiflask import Schema, fields
 from apiflask.validators import Equal, Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
-from ..camera.base import FORMATS
-from ..openapi import RUNTIME
+# The capture request's rules live below both this layer and the GPIO triggers.
+from ..rules import RUNTIME, CaptureRequest
+from ..rules import JsonInteger as _JsonInteger
+from ..rules import StrictBoolean as _StrictBoolean
+from ..rules import controls_field as _controls
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1
 # The shortest time a request may give: a GPIO blink of less is a busy loop.
 MIN_SECONDS = 0.01
-
-
-class _StrictBoolean(fields.Boolean):
-    """JSON booleans only.
-
-    marshmallow's Boolean takes "yes", "on" and 1; even ``truthy={True}`` lets 1
-    and 0 through, because ``1 in {True}`` holds in Python.
-    """
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 class _Pattern(Regexp):
@@ -39,42 +29,6 @@ class _Pattern(Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
-
-
-class _JsonInteger(fields.Integer):
-    """JSON integers: 3, and 3.0 as JSON Schema counts it; not 3.5, "3" or true."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        # float(value) of a huge int overflows: ask a float only of floats.
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (isinstance(value, float) and not value.is_integer())):
-            raise self.make_error("invalid", input=value)
-        return super()._deserialize(int(value), attr, data, **kwargs)
-
-
-def _controls(bound: str) -> fields.Dict:
-    # Values may be null here so that settings.check_control names the bad one as
-    # "controls.<name>" with the camera's own rule, like any other wrong value.
-    return fields.Dict(keys=fields.String(validate=Length(1, 64)),
-                       values=fields.Raw(allow_none=True), validate=Length(max=32),
-                       metadata={"description": "Advertised control names to values; "
-                                                "see GET /api/v1/camera", RUNTIME: bound})
-
-
-class CaptureRequest(Schema):
-    """Capture settings; anything left out comes from the camera defaults."""
-
-    width = _JsonInteger(validate=Range(16, 20000),
-                         metadata={"description": "16 up to the sensor width",
-                                   RUNTIME: "sensor_width"})
-    height = _JsonInteger(validate=Range(16, 20000),
-                          metadata={"description": "16 up to the sensor height",
-                                    RUNTIME: "sensor_height"})
-    format = fields.String(validate=OneOf(FORMATS))
-    quality = _JsonInteger(validate=Range(1, 100), metadata={"description": "JPEG quality"})
-    hflip = _StrictBoolean()
-    vflip = _StrictBoolean()
-    controls = _controls("controls")
 
 
 class CameraPatch(CaptureRequest):
