@@ -24,11 +24,14 @@ from .events.sse import EventStreams
 from .files import SpaceReserve
 from .gpio import GpioService
 from .passwords import Hasher
+from .retention import enforce as enforce_retention
 from .storage import PhotoStore
 from .storage_watch import StorageWatch
 from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
+from .timelapse.sun import Location
+from .video import VideoService
 from .watchdog import Watchdog, ping_interval
 from .webhooks import WebhookService
 from .workers import Worker, WorkerHealth
@@ -72,10 +75,15 @@ class Services:
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
                                            cursor_key, health=self.worker_health,
+                                           location=Location.from_config(config["location"]),
                                            events=self.events)
+        self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
+                                   self.capture, self.owner, config, cursor_key,
+                                   health=self.worker_health, events=self.events)
         self.gpio = GpioService(config["gpio"], owner=self.owner, capture=self.capture,
-                                timelapses=self.timelapses, events=self.events,
-                                health=self.worker_health, light=camera["light"])
+                                timelapses=self.timelapses, videos=self.videos,
+                                events=self.events, health=self.worker_health,
+                                light=camera["light"])
         self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
         self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
                                        self.data_dir, cursor_key, self.worker_health)
@@ -88,10 +96,11 @@ class Services:
                              self.photos.reserve_bytes, self.events)
         self.workers.append(Worker("picam-storage-watch", watch.tick,
                                    config["events"]["storage_check_s"], self.worker_health))
-        if storage["max_photos"] or storage["max_bytes"]:
+        if storage["max_photos"] or storage["max_bytes"] or storage["max_videos"]:
             self.retention = Worker(
                 "picam-retention",
-                lambda: self.photos.enforce_retention(storage["max_photos"], storage["max_bytes"]),
+                lambda: enforce_retention(self.photos, self.videos.store, storage["max_photos"],
+                                          storage["max_videos"], storage["max_bytes"]),
                 storage["retention_interval_s"], self.worker_health)
             self.workers.append(self.retention)
         else:
@@ -108,6 +117,7 @@ class Services:
         self.events.start()
         self.webhooks.start()
         self.timelapses.start()
+        self.videos.start()
         self.gpio.start()
         for worker in self.workers:
             worker.start()
@@ -128,6 +138,7 @@ class Services:
             self.mqtt.stop(timeout)
         self.webhooks.stop(timeout)
         self.timelapses.stop(timeout)
+        self.videos.stop(timeout)
         for worker in self.workers:
             worker.stop(timeout)
         self.gpio.shutdown(timeout)

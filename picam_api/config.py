@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
         "max_bytes": 0,
         "retention_interval_s": 60.0,
         "thumbnail_px": 320,
+        # Retention for videos (0 = off); max_bytes counts photos and videos together.
+        "max_videos": 0,
     },
     "camera": {
         "backend": "auto",
@@ -88,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         # A job fails after this many captures in a row fail.
         "max_consecutive_failures": 10,
         "max_frames": 10_000_000,
+        # Queue a render (the [video] defaults) of every job that completes.
+        "render_on_complete": False,
     },
     "stream": {
         "max_clients": 4,
@@ -108,6 +112,31 @@ DEFAULTS: dict[str, Any] = {
         "pin_factory": "",
         "devices": [],
     },
+    "video": {
+        # Clips, and the pre-roll encoder: size, rate, bitrate, keyframe spacing.
+        "width": 1280,
+        "height": 720,
+        "fps": 30.0,
+        "bitrate": 4_000_000,
+        "keyframe_s": 1.0,
+        "max_duration_s": 300.0,
+        "max_clip_size": [1920, 1080],
+        "max_fps": 60.0,
+        # Seconds of encoded video kept in memory, so a clip starts before its trigger.
+        "preroll_s": 0.0,
+        "preroll_max_mb": 64,
+        # Time-lapse renders.
+        "render_fps": 25.0,
+        "max_render_px": 1920,
+        "crf": 23,
+        "preset": "veryfast",
+        "max_concurrent_renders": 1,
+        "max_queued_renders": 16,
+        "render_nice": 19,
+        "max_render_attempts": 3,
+    },
+    # Where the camera is, for sun-relative time-lapse windows ("sunrise-30m").
+    "location": {"latitude": None, "longitude": None, "elevation": 0.0},
     "events": {
         # The log that SSE clients resume from (Last-Event-ID): the newest this many events.
         "keep": 10_000,
@@ -184,6 +213,9 @@ ENV_KEYS = {
 }
 
 
+def _optional(check: Callable) -> Callable:
+    """None (unset: the default) or what ``check`` takes; the loaded config is checked again."""
+    return lambda value: None if value is None else check(value)
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -355,6 +387,30 @@ SPEC: dict[str, Callable] = {
     "mqtt.device_name": _text,
     "mqtt.configuration_url": _text,
     "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    "storage.max_videos": _number(int, 0),
+    "timelapse.render_on_complete": _bool,
+    "video.width": _number(int, 16, 7680),
+    "video.height": _number(int, 16, 4320),
+    "video.fps": _number(float, 1, 120),
+    "video.bitrate": _number(int, 100_000, 100_000_000),
+    "video.keyframe_s": _number(float, 0.1, 60),
+    "video.max_duration_s": _number(float, 1, 86400),
+    "video.max_clip_size": _size,
+    "video.max_fps": _number(float, 1, 120),
+    "video.preroll_s": _number(float, 0, 120),
+    "video.preroll_max_mb": _number(int, 1, 4096),
+    "video.render_fps": _number(float, 1, 120),
+    "video.max_render_px": _number(int, 64, 7680),
+    "video.crf": _number(int, 0, 51),
+    "video.preset": _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                            "slow", "slower", "veryslow"),
+    "video.max_concurrent_renders": _number(int, 1, 8),
+    "video.max_queued_renders": _number(int, 1, 1000),
+    "video.render_nice": _number(int, 0, 19),
+    "video.max_render_attempts": _number(int, 1, 100),
+    "location.latitude": _optional(_number(float, -90, 90)),
+    "location.longitude": _optional(_number(float, -180, 180)),
+    "location.elevation": _number(float, -500, 9000),
 }
 
 
@@ -415,6 +471,7 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
         _merge(config, layer, source)
     _check_threads(config)
     _check_capture_light(config)
+    _check_video(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
 
@@ -438,6 +495,27 @@ def _check_capture_light(config: Mapping) -> None:
         check_capture_light(light, config["gpio"]["devices"])
     except ValueError as exc:
         raise ConfigError(f"camera.light: {exc} (got {light!r})") from None
+
+
+def _check_video(config: Mapping) -> None:
+    video = config["video"]
+    if video["width"] % 2 or video["height"] % 2:
+        raise ConfigError(f"video.width, video.height: must be even for H.264 (got "
+                          f"{video['width']}x{video['height']})")
+    max_w, max_h = video["max_clip_size"]
+    if video["width"] > max_w or video["height"] > max_h or video["fps"] > video["max_fps"]:
+        raise ConfigError("video.width, video.height, video.fps: must be within "
+                          "video.max_clip_size and video.max_fps")
+    for device in config["gpio"]["devices"]:
+        for event, actions in device.items():
+            for action in actions if isinstance(actions, list) else []:
+                if action.get("action") == "video" and action["duration_s"] > video["max_duration_s"]:
+                    raise ConfigError(f"gpio.devices: {device['name']}: {event}: duration_s must be "
+                                      f"at most video.max_duration_s ({video['max_duration_s']:g})")
+    location = config["location"]
+    if (location["latitude"] is None) != (location["longitude"] is None):
+        missing = "location.longitude" if location["longitude"] is None else "location.latitude"
+        raise ConfigError(f"{missing}: is needed with the other (both or neither)")
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

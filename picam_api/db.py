@@ -131,6 +131,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_webhook ON deliveries (webhook_id, state, seq);
     """,
+    # 4: videos (time-lapse movies and recorded clips).
+    """
+    CREATE TABLE videos (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL,
+        timelapse_id TEXT,
+        trigger TEXT,
+        options TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        path TEXT,
+        frames INTEGER,
+        frames_skipped INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL,
+        fps REAL,
+        width INTEGER,
+        height INTEGER,
+        codec TEXT,
+        bytes INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX videos_timelapse ON videos (timelapse_id, id);
+    CREATE INDEX videos_source ON videos (source, id);
+    CREATE INDEX videos_state ON videos (state);
+    """,
 ]
 
 

@@ -112,6 +112,18 @@ def _max_frames(node: dict, caps, config: dict) -> None:
     node["maximum"] = config["timelapse"]["max_frames"]
 
 
+def _max_clip_duration(node: dict, caps, config: dict) -> None:
+    node.pop("exclusiveMaximum", None)
+    node["maximum"] = config["video"]["max_duration_s"]
+
+
+def _clip_limits(node: dict, caps, config: dict) -> None:
+    video = config["video"]
+    width, height = video["max_clip_size"]
+    node["properties"] = {"width": {"maximum": width}, "height": {"maximum": height},
+                          "fps": {"maximum": video["max_fps"]}}
+
+
 def _stream_size(node: dict, caps, config: dict) -> None:
     node["enum"] = [f"{width}x{height}" for width, height in config["stream"]["sizes"]]
 
@@ -129,6 +141,8 @@ RULES: dict[str, Callable[[dict, Any, dict], None]] = {
     "min_interval": _min_interval,
     "max_frames": _max_frames,
     "stream_size": _stream_size,
+    "max_clip_duration": _max_clip_duration,
+    "clip_limits": _clip_limits,
     "webhook_url": _webhook_url,
 }
 

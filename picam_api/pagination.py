@@ -52,14 +52,6 @@ def open_keyset(key: bytes, cursor: str, scope) -> tuple[str, bool]:
     return edge, direction == [PREV]
 
 
-def open_cursor(key: bytes, cursor: str, scope) -> str:
-    """The last id in a forward ``cursor`` (a list that has no previous pages)."""
-    edge, backwards = open_keyset(key, cursor, scope)
-    if backwards:
-        raise BadRequest("this list pages forward only; start from the first page")
-    return edge
-
-
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a list, and the cursors of its neighbours (None at either end)."""

@@ -181,18 +181,33 @@ class PhotoStore:
     def _filter(timelapse: str | None) -> tuple[list[str], list]:
         return (["timelapse_id = ?"], [timelapse]) if timelapse is not None else ([], [])
 
-    def iter_frames(self, timelapse_id: str, batch: int = 200) -> Iterator[Photo]:
-        """A time-lapse's frames in sequence order, read a batch at a time."""
-        after = 0
+    def iter_frames(self, timelapse_id: str, batch: int = 200, first: int = 1,
+                    last: int | None = None) -> Iterator[Photo]:
+        """A time-lapse's frames in sequence order (``first`` to ``last``), a batch at a time."""
+        after = first - 1
         while True:
             rows = self.db.conn.execute(
                 f"SELECT {COLUMNS} FROM photos WHERE timelapse_id = ? AND sequence > ? "
-                f"ORDER BY sequence LIMIT ?", (timelapse_id, after, batch)).fetchall()
+                f"AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (timelapse_id, after, last if last is not None else 2**62, batch)).fetchall()
             if not rows:
                 return
             for row in rows:
                 yield Photo.from_row(row)
             after = rows[-1]["sequence"]
+
+    def frame_span(self, timelapse_id: str, first: int = 1,
+                   last: int | None = None) -> tuple[int, int | None]:
+        """How many frames of a time-lapse lie in ``first``..``last``, and the last one's sequence."""
+        count, highest = self.db.conn.execute(
+            "SELECT count(*), max(sequence) FROM photos WHERE timelapse_id = ? AND sequence >= ? "
+            "AND sequence <= ?", (timelapse_id, first, last if last is not None else 2**62)).fetchone()
+        return count, highest
+
+    def oldest_id(self) -> str | None:
+        """The id of the oldest photo (retention across photos and videos)."""
+        row = self.db.conn.execute("SELECT id FROM photos ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def file(self, photo: Photo) -> Path:
         """The image file of ``photo``, resolved and checked to be inside the data dir."""

@@ -401,17 +401,14 @@ def snapshot_load(capture, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def bench_timelapse(tmp: Path, runs: int) -> None:
-    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
-
-    Lateness is when the camera was asked for the frame, against the frame's slot
-    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
-    """
+def timed_app(data_dir: Path, timelapse: dict):
+    """An app on the mock whose time-lapse captures (at TIMELAPSE_SIZE) note when the
+    camera was asked; returns its services and that list of wall times."""
     from picam_api.app import create_app
 
     os.environ.setdefault("PICAM_ADMIN_PASSWORD", PASSWORD)
-    app = create_app({"storage": {"data_dir": str(tmp / "timelapse"), "reserve_mb": 0},
-                      "camera": {"backend": "mock"}, "timelapse": {"min_interval_s": 0.05},
+    app = create_app({"storage": {"data_dir": str(data_dir), "reserve_mb": 0},
+                      "camera": {"backend": "mock"}, "timelapse": timelapse,
                       "log": {"level": "WARNING"}})
     services = app.extensions["picam"]
     asked: list[float] = []
@@ -423,6 +420,16 @@ def bench_timelapse(tmp: Path, runs: int) -> None:
         return backend_capture(settings, timeout)
 
     services.backend.capture = timed_capture
+    return services, asked
+
+
+def bench_timelapse(tmp: Path, runs: int) -> None:
+    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
+
+    Lateness is when the camera was asked for the frame, against the frame's slot
+    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
+    """
+    services, asked = timed_app(tmp / "timelapse", {"min_interval_s": 0.05})
     stop = threading.Event()
     load = snapshot_load(services.capture, stop)
     job = services.timelapses.create({**TIMELAPSE_SIZE, "interval_s": TIMELAPSE_INTERVAL,
@@ -546,6 +553,188 @@ def bench_slowloris(tmp: Path, runs: int) -> None:
            "", None, note)
     record(f"{label}: p99", percentile(attacked, 99) * ms, "ms", percentile(calm, 99) * ms,
            "<1000 ms", percentile(attacked, 99) < 1.0, note)
+
+
+RENDER_FRAMES = 300
+RENDER_SIZE = (1920, 1080)
+
+
+def mock_jpegs(directory: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` frames of the mock's pattern as 000001.jpg..., the layout ffmpeg's %06d reads."""
+    camera = MockCamera(from_mapping({})["camera"])
+    settings = CaptureSettings(width=size[0], height=size[1], quality=90)
+    if directory.exists():  # made by an earlier bench of this run
+        return sorted(directory.glob("*.jpg"))
+    directory.mkdir(parents=True)
+    paths = []
+    start = dt.datetime.now(dt.timezone.utc)
+    for n in range(1, count + 1):
+        image = camera.render(settings, n, start + dt.timedelta(seconds=n))
+        path = directory / f"{n:06d}.jpg"
+        image.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def bench_render(tmp: Path, runs: int) -> None:
+    """Frames/s of a 300-frame 1080p time-lapse to MP4: our renderer against the ffmpeg
+    command line on the same files with the same codec settings, at the same priority."""
+    from picam_api.video.render import FrameRef, RenderOptions, render
+
+    config = from_mapping({})["video"]
+    frames = mock_jpegs(tmp / "render-frames", RENDER_FRAMES, RENDER_SIZE)
+    taken = dt.datetime.now(dt.timezone.utc)
+    refs = [FrameRef(path, "jpeg", taken, n) for n, path in enumerate(frames, 1)]
+    options = RenderOptions(fps=config["render_fps"], crf=config["crf"], preset=config["preset"],
+                            max_px=config["max_render_px"])
+    ours_out, theirs_out = tmp / "ours.mp4", tmp / "ffmpeg.mp4"
+
+    def ours() -> float:
+        cpu = time.process_time()  # every thread of this process: libx264's too
+        render(lambda: refs, len(refs), ours_out, options, lambda *a: None, lambda: False)
+        return time.process_time() - cpu
+
+    command = ["ffmpeg", "-v", "error", "-y", "-framerate", f"{options.fps:g}",
+               "-i", str(tmp / "render-frames" / "%06d.jpg"), "-c:v", "libx264",
+               "-preset", options.preset, "-crf", str(options.crf), "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", str(theirs_out)]
+
+    def theirs() -> float:
+        process = subprocess.Popen(command)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = status
+        assert status == 0, "ffmpeg failed"
+        return usage.ru_utime + usage.ru_stime
+
+    count = max(3, runs // 10)
+    (ours_s, ours_cpu), (theirs_s, theirs_cpu) = timed_and_cpu(ours, count), \
+        timed_and_cpu(theirs, count)
+    fps, baseline = RENDER_FRAMES / ours_s, RENDER_FRAMES / theirs_s
+    note = f"baseline: ffmpeg CLI, libx264 {options.preset} crf {options.crf}, same files"
+    record(f"render {RENDER_FRAMES} frames {RENDER_SIZE[0]}x{RENDER_SIZE[1]} to MP4", fps,
+           "frames/s", baseline, ">=0.9x ffmpeg", fps / baseline >= 0.9, note)
+    record("render CPU per frame", ours_cpu / RENDER_FRAMES * 1000, "CPU ms",
+           theirs_cpu / RENDER_FRAMES * 1000, "", None, note)
+
+
+def timed_and_cpu(fn, runs: int) -> tuple[float, float]:
+    """Medians of wall seconds and of the CPU seconds ``fn`` returns, after a warm-up."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        cpus.append(fn())
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+LATENESS_FRAMES = 40
+
+
+def bench_render_lateness(tmp: Path, runs: int) -> None:
+    """Time-lapse lateness p99 at 1 s intervals while renders run back to back, against idle."""
+    from picam_api.camera.base import Capture
+
+    services, asked = timed_app(tmp / "lateness", {})
+    settings = CaptureSettings(width=RENDER_SIZE[0], height=RENDER_SIZE[1])
+    source = services.timelapses.create({"interval_s": 3600, "width": 640, "height": 480,
+                                         "start_at": dt.datetime.now(dt.timezone.utc)
+                                         + dt.timedelta(hours=1)})
+    for n, path in enumerate(mock_jpegs(tmp / "render-frames", RENDER_FRAMES, RENDER_SIZE), 1):
+        services.photos.add(Capture(path.read_bytes(), *RENDER_SIZE, "jpeg"), settings,
+                            source="timelapse", timelapse_id=source.id, sequence=n)
+    def lateness(rendering: bool) -> list[float]:
+        asked.clear()
+        stop = threading.Event()
+        renders = 0
+
+        def keep_rendering():
+            nonlocal renders
+            while not stop.is_set():
+                video = services.videos.create({"timelapse": source.id})
+                while services.videos.get(video.id).state in ("queued", "rendering"):
+                    time.sleep(0.1)
+                renders += 1
+        feeder = threading.Thread(target=keep_rendering, daemon=True)
+        if rendering:
+            feeder.start()
+            time.sleep(2)
+        job = services.timelapses.create({**TIMELAPSE_SIZE, "interval_s": 1.0,
+                                          "frames": LATENESS_FRAMES})
+        while services.timelapses.get(job.id).state != "completed":
+            time.sleep(0.2)
+        stop.set()
+        if rendering:
+            feeder.join(60)
+        done = services.timelapses.get(job.id)
+        slots = [slot for job_id, slot, _ in services.timelapses.scheduler.lateness
+                 if job_id == job.id]
+        return [t - done.schedule.time_of(slot) for t, slot in zip(list(asked), slots)]
+
+    idle = lateness(False)
+    busy = lateness(True)
+    services.shutdown()
+    ms = 1000
+    p99_idle, p99_busy = percentile(idle, 99) * ms, percentile(busy, 99) * ms
+    record(f"time-lapse lateness p99 @ 1 s, {LATENESS_FRAMES} frames, renders running",
+           p99_busy, "ms", p99_idle, "within 20 ms of idle", p99_busy - p99_idle <= 20,
+           "baseline: the same with no render; renders of the 1080p frames back to back")
+
+
+CLIP_SIZE, CLIP_FPS, CLIP_SECONDS = (1280, 720), 30, 10
+
+
+def bench_clip(tmp: Path, runs: int) -> None:
+    """Server CPU per second of a 1280x720@30 mock clip, against ffmpeg encoding the same
+    raw frames with the same x264 settings; and peak RSS with 10 s of pre-roll."""
+    video = (f"[video]\nwidth = {CLIP_SIZE[0]}\nheight = {CLIP_SIZE[1]}\nfps = {CLIP_FPS}\n")
+    with Server(tmp / "clip", extra_toml=video) as server:
+        auth = basic_header()
+        cpu = server.cpu_seconds()
+        started = time.monotonic()
+        clip = requests.post(server.url + "/api/v1/videos", headers=auth, timeout=10,
+                             json={"duration_s": CLIP_SECONDS}).json()
+        while requests.get(server.url + clip["links"]["self"], headers=auth,
+                           timeout=10).json()["state"] == "recording":
+            time.sleep(0.2)
+        ours = (server.cpu_seconds() - cpu) / (time.monotonic() - started)
+        body = requests.get(server.url + clip["links"]["self"], headers=auth, timeout=10).json()
+    theirs = ffmpeg_clip_cpu(tmp)
+    record(f"clip {CLIP_SIZE[0]}x{CLIP_SIZE[1]}@{CLIP_FPS} (mock): server CPU", ours, "CPU s/s",
+           theirs, "", None, f"baseline: ffmpeg encoding the same raw frames; ours also draws "
+           f"them; {body['frames']} frames in {body['duration_s']:.1f} s")
+    with Server(tmp / "idle") as server:
+        idle = server.rss_bytes()
+    with Server(tmp / "preroll", extra_toml=video + "preroll_s = 10.0\n") as server:
+        time.sleep(13)
+        preroll = requests.get(server.url + "/api/v1/info", headers=basic_header(),
+                               timeout=10).json()["video"]["preroll"]
+        peak = server.rss_bytes()
+    record(f"server RSS with 10 s pre-roll at {CLIP_SIZE[0]}x{CLIP_SIZE[1]}@{CLIP_FPS}",
+           peak / 2**20, "MiB", idle / 2**20, "", None,
+           f"baseline: idle server without pre-roll; ring {preroll['frames']} frames, "
+           f"{preroll['bytes'] / 2**20:.1f} MiB")
+
+
+def ffmpeg_clip_cpu(tmp: Path) -> float:
+    """CPU seconds per second of video of the ffmpeg command line on the mock's raw frames."""
+    camera = MockCamera(from_mapping({})["camera"])
+    settings = CaptureSettings(width=CLIP_SIZE[0], height=CLIP_SIZE[1])
+    frames = CLIP_FPS * CLIP_SECONDS
+    raw = [camera.render(settings, n, dt.datetime.now(dt.timezone.utc)).tobytes()
+           for n in range(1, CLIP_FPS + 1)]  # a second of distinct frames, repeated
+    process = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+         f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}", "-r", str(CLIP_FPS), "-i", "-", "-c:v", "libx264",
+         "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-b:v",
+         str(from_mapping({})["video"]["bitrate"]), "-g", str(CLIP_FPS), "-bf", "0",
+         "-pix_fmt", "yuv420p", str(tmp / "ffmpeg-clip.mp4")], stdin=subprocess.PIPE)
+    for n in range(frames):
+        process.stdin.write(raw[n % len(raw)])
+    process.stdin.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = status
+    return (usage.ru_utime + usage.ru_stime) / CLIP_SECONDS
 
 
 class SseReader(threading.Thread):
@@ -832,25 +1021,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="bench-results.json", help="where to write the table")
     parser.add_argument("--readme", type=Path, help="also put the table in this README "
                         f"(between {README_START} and {README_END})")
-    parser.add_argument("--only", help="run only the benchmarks whose name has this in it "
-                        "(snapshot, auth, login-burst, listing, stream, timelapse, slowloris, sse, webhooks, "
-                        "mqtt)")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
+                             "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
+                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip); "
+                             "may be repeated")
     args = parser.parse_args(argv)
+    benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
+               ("auth", bench_auth, (args.runs * 4,)), ("login-burst", bench_login_burst, ()),
+               ("listing", bench_listing, (args.runs * 2,)), ("stream", bench_stream, (args.runs,)),
+               ("timelapse", bench_timelapse, (args.runs,)),
+               ("slowloris", bench_slowloris, (args.runs,)),
+               ("sse-latency", bench_sse_latency, (args.runs * 2,)),
+               ("sse-fanout", bench_sse_fanout, (args.runs,)),
+               ("webhooks", bench_webhooks, (args.runs,)),
+               ("mqtt", bench_mqtt_latency, (args.runs * 2,)),
+               ("render", bench_render, (args.runs,)),
+               ("render-lateness", bench_render_lateness, (args.runs,)),
+               ("clip", bench_clip, (args.runs,))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
-        for name, bench, runs in (
-                ("snapshot", bench_snapshot, max(10, args.runs // 2)),
-                ("auth", bench_auth, args.runs * 4),
-                ("login-burst", lambda tmp, runs: bench_login_burst(tmp), 0),
-                ("listing", bench_listing, args.runs * 2),
-                ("stream", bench_stream, args.runs), ("timelapse", bench_timelapse, args.runs),
-                ("slowloris", bench_slowloris, args.runs),
-                ("sse-latency", bench_sse_latency, args.runs * 2),
-                ("sse-fanout", bench_sse_fanout, args.runs),
-                ("webhooks", bench_webhooks, args.runs),
-                ("mqtt", bench_mqtt_latency, args.runs * 2)):
-            if not args.only or args.only in name:
-                bench(tmp, runs)
+        for name, bench, extra in benches:
+            if not args.only or any(part in name for part in args.only):
+                bench(tmp, *extra)
     machine = machine_name()
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)

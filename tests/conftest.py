@@ -200,3 +200,33 @@ def server(tmp_path):
     yield process
     if process.proc and process.proc.poll() is None:
         process.kill()
+
+
+def ffprobe(path) -> dict:
+    """The first video stream of ``path`` as ffprobe reads it, frames counted by decoding."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,profile,pix_fmt,color_range,color_space,width,height,nb_read_frames,"
+         "avg_frame_rate,duration",
+         "-of", "json", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    stream = json.loads(done.stdout)["streams"][0]
+    numerator, denominator = stream["avg_frame_rate"].split("/")
+    stream["fps"] = int(numerator) / int(denominator)
+    stream["frames"] = int(stream["nb_read_frames"])
+    stream["duration"] = float(stream["duration"])
+    return stream
+
+
+def mp4_boxes(data: bytes) -> list[str]:
+    """The top-level box types of an MP4, in file order (``moov`` before ``mdat`` = faststart)."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        boxes.append(data[offset + 4:offset + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        if size < 8:
+            break
+        offset += size
+    return boxes

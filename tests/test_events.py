@@ -178,6 +178,17 @@ def test_timelapse_state_and_progress(services, client):
         ("timelapse.deleted", None)]
 
 
+def test_video_created_state_and_ready(services, client):
+    seen = collect(services, ["video.*"])
+    clip = client.post("/api/v1/videos", headers=ADMIN,
+                       json={"duration_s": 0.5, "width": 160, "height": 120, "fps": 10}).json
+    wait_for(lambda: any(e.type == "video.ready" for e in seen), timeout=20)
+    assert seen[0].type == "video.created" and seen[0].data["state"] == "recording"
+    assert all(e.data["id"] == clip["id"] for e in seen)
+    assert [e.data["state"] for e in seen if e.type == "video.state"][-1] == "ready"
+    assert seen[-1].data == client.get(clip["links"]["self"], headers=ADMIN).json
+
+
 def test_gpio_changed_and_triggered(make_app, config, monkeypatch):
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
     config["gpio"] = {"devices": [

@@ -30,6 +30,13 @@ tokens_per_minute = 10000
 [timelapse]
 # Low, so that the jobs the fuzzer creates run frames while it works.
 min_interval_s = 0.2
+[video]
+# Clips the fuzzer records stay short and small.
+max_duration_s = 2
+width = 320
+height = 240
+fps = 10
+max_clip_size = [640, 480]
 [webhooks]
 # The webhooks the fuzzer creates may deliver only to this host, by address: no
 # name it makes up is looked up, no other host is sent anything.

@@ -187,13 +187,24 @@ def test_timelapse_pages_go_both_ways(client, admin_headers):
             .json["items"]] == ids[:2]
 
 
-def test_a_prev_cursor_is_refused_by_a_list_that_pages_forward_only(services):
-    from picam_api.errors import BadRequest
-    from picam_api.pagination import make_cursor, open_cursor
-    key = b"k" * 32
-    with pytest.raises(BadRequest):
-        open_cursor(key, make_cursor(key, "x", None, backwards=True), None)
-    assert open_cursor(key, make_cursor(key, "x", None), None) == "x"
+def test_video_pages_go_both_ways_filter_and_count(client, admin_headers, services):
+    from picam_api.ids import new_id
+    from picam_api.video.store import Video
+    ids = []
+    for n, source in enumerate(("clip", "timelapse", "clip", "clip")):
+        created = dt.datetime(2026, 1, 1, n, tzinfo=dt.timezone.utc)
+        video = Video(id=new_id(created), state="failed", source=source, options={},
+                      created_at=created.isoformat())
+        services.videos.store.insert(video)
+        ids.append(video.id)
+    clips = [i for i, s in zip(ids, ("clip", "timelapse", "clip", "clip")) if s == "clip"][::-1]
+    first = client.get("/api/v1/videos?source=clip&limit=2&count=true", headers=admin_headers)
+    assert [v["id"] for v in first.json["items"]] == clips[:2] and first.json["count"] == 3
+    assert 'rel="next"' in first.headers["Link"]
+    second = client.get(first.json["next"], headers=admin_headers).json
+    assert [v["id"] for v in second["items"]] == clips[2:]
+    back = client.get(second["links"]["prev"], headers=admin_headers).json
+    assert [v["id"] for v in back["items"]] == clips[:2]
 
 
 # -- absolute URLs -----------------------------------------------------------------

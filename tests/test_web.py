@@ -437,6 +437,55 @@ def test_the_docs_page_runs_under_its_policy(tab):
     tab.page.locator(".opblock-summary-path", has_text="/api/v1/stream/urls").wait_for()
 
 
+def test_chromium_plays_a_recorded_clip_and_seeks_with_range_requests(browser, server):
+    """A <video> on the service's own origin plays video.mp4 and seeks; Chromium fetches
+    it in byte ranges (206), as VLC and Home Assistant do."""
+    clip = api(server, "POST", "/api/v1/videos", json={"duration_s": 4, "width": 320,
+                                                       "height": 240, "fps": 15})
+    assert clip.status_code == 202
+    video = wait_for(lambda: (lambda v: v if v["state"] == "ready" else None)(
+        api(server, "GET", clip.json()["links"]["self"]).json()), 20, "the clip")
+    # A <video> cannot send a bearer token; it gets Basic credentials on the challenge.
+    context = browser.new_context(http_credentials={"username": "admin",
+                                                    "password": ADMIN_PASSWORD})
+    try:
+        page = context.new_page()
+        statuses = []
+        page.on("response", lambda r: "video.mp4" in r.url and statuses.append(
+            (r.status, r.request.headers.get("range"))))
+        page.goto(server.url + "/")
+        played = page.evaluate("""async (src) => {
+            const video = document.createElement("video");
+            video.muted = true;
+            video.src = src;
+            document.body.append(video);
+            const once = (name) => new Promise((resolve, reject) => {
+                video.addEventListener(name, resolve, {once: true});
+                video.addEventListener("error", () => reject(video.error.message), {once: true});
+            });
+            await once("loadedmetadata");
+            const size = [video.videoWidth, video.videoHeight, video.duration];
+            await video.play();
+            while (video.currentTime < 0.5) await new Promise((r) => setTimeout(r, 50));
+            video.pause();
+            const seeks = [];
+            for (const target of [3.0, 1.0, 2.5]) {
+                video.currentTime = target;
+                await once("seeked");
+                seeks.push(video.currentTime);
+            }
+            return {size, seeks};
+        }""", video["links"]["video"])
+    finally:
+        context.close()
+    width, height, duration = played["size"]
+    assert (width, height) == (320, 240)
+    assert duration == pytest.approx(video["duration_s"], abs=0.2)
+    assert [round(t, 1) for t in played["seeks"]] == [3.0, 1.0, 2.5]
+    assert any(status == 206 and header and header.startswith("bytes=")
+               for status, header in statuses), statuses
+
+
 # -- every view at phone and desktop size (the README's screenshots) ------------------
 
 

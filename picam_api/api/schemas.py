@@ -183,6 +183,9 @@ class Info(Schema):
                                                 "capture_light"})
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
+    video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "
+                                                 "is recording, and the pre-roll ring's frames, "
+                                                 "bytes and seconds (null when off)"})
     events = fields.Dict(metadata={"description": "the event log (latest_id, oldest_id, keep, "
                                                   "queued, dropped) and sse {clients, max_clients}"})
     webhooks = fields.Dict(metadata={"description": "count, max"})
@@ -282,11 +285,28 @@ class GpioPage(Schema):
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+# A wall time, or a sun event with an optional offset of hours and/or minutes.
+WINDOW_TIME = (r"^(([01][0-9]|2[0-3]):[0-5][0-9]|(dawn|sunrise|noon|sunset|dusk)"
+               r"([+-]([0-9]{1,2}h([0-9]{1,3}m)?|[0-9]{1,3}m))?)$")
+WINDOW_RULE = "must be HH:MM, or dawn, sunrise, noon, sunset or dusk with an offset like -30m or +1h15m"
+
+
 class ActiveHours(Schema):
-    start = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
+    start = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
                           metadata={"example": "07:00"})
-    end = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
-                        metadata={"example": "19:30"})
+    end = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
+                        metadata={"example": "sunset+15m"})
+
+
+class WindowToday(Schema):
+    start = fields.String(metadata={"description": "ISO 8601 UTC"})
+    end = fields.String(metadata={"description": "ISO 8601 UTC"})
+
+
+class ActiveHoursOut(ActiveHours):
+    today = fields.Nested(WindowToday, allow_none=True, metadata={
+        "description": "the window of today (the Pi's local day) as computed; null when it "
+                       "stays shut all day (polar night for a sunrise-sunset window)"})
 
 
 class TimelapseCreate(CaptureRequest):
@@ -314,7 +334,9 @@ class TimelapseCreate(CaptureRequest):
     start_at = fields.AwareDateTime(format="iso", metadata={
         "description": "ISO 8601 with offset; default now; at most ten years from now"})
     active_hours = fields.Nested(ActiveHours, metadata={
-        "description": "daily window in the Pi's local time; may cross midnight"})
+        "description": "daily window in the Pi's local time; may cross midnight; times may "
+                       "follow the sun (sunrise-30m, sunset+15m, dawn, dusk, noon), which needs "
+                       "location.latitude and location.longitude in the config"})
 
 
 class TimelapsePatch(Schema):
@@ -344,7 +366,7 @@ class Timelapse(Settings):
         "description": "when the job ends: as given, or start_at plus duration_s; null when "
                        "only frames (or nothing) bounds it"})
     start_at = fields.String()
-    active_hours = fields.Nested(ActiveHours, allow_none=True)
+    active_hours = fields.Nested(ActiveHoursOut, allow_none=True)
     frames_captured = fields.Integer()
     frames_missed = fields.Integer()
     frames_failed = fields.Integer()
@@ -358,6 +380,109 @@ class Timelapse(Settings):
 
 class TimelapsePage(ListPage):
     items = fields.List(fields.Nested(Timelapse))
+
+
+class _Even:
+    """Even numbers only: yuv420p halves the colour planes."""
+
+    def __call__(self, value):
+        if value % 2:
+            raise ValidationError("must be even")
+        return value
+
+
+# A resource id (picam_api.ids), spelt out in ASCII for JSON Schema.
+ID = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"
+RENDER_ONLY = ("timelapse", "first_frame", "last_frame", "deflicker", "timestamp", "crf")
+
+
+class VideoCreate(Schema):
+    """A render of a time-lapse (``timelapse`` given) or a clip (``duration_s`` given)."""
+
+    class Meta:
+        # A render or a clip; each takes only its own fields, and a clip's size and rate
+        # are bounded by the config (filled in by openapi.py).
+        json_schema = {"oneOf": [
+            {"required": ["timelapse"], "not": {"required": ["duration_s"]}},
+            {"required": ["duration_s"], RUNTIME: "clip_limits",
+             "not": {"anyOf": [{"required": [key]} for key in RENDER_ONLY]}},
+        ]}
+
+    timelapse = fields.String(validate=_Pattern(ID, error="must be a time-lapse id"),
+                              metadata={"description": "render this time-lapse's frames (its id)"})
+    duration_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400, min_inclusive=False),
+                             metadata={"description": "record a clip this long (seconds after "
+                                                      "the trigger; pre-roll comes on top), at "
+                                                      "most video.max_duration_s",
+                                       RUNTIME: "max_clip_duration"})
+    fps = _JsonNumber(allow_nan=False, validate=Range(1, 120),
+                      metadata={"description": "frames per second of the video (default "
+                                               "video.render_fps for renders, video.fps for clips)"})
+    width = _JsonInteger(validate=[Range(16, 7680), _Even()], metadata={
+        "description": "even; a render keeps the frames' aspect inside width x height and "
+                       "never exceeds video.max_render_px; a clip's is at most "
+                       "video.max_clip_size", "multipleOf": 2})
+    height = _JsonInteger(validate=[Range(16, 4320), _Even()],
+                          metadata={"description": "even; see width", "multipleOf": 2})
+    first_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the first sequence number to use (default 1)"})
+    last_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the last sequence number (default: the newest frame now)"})
+    deflicker = _JsonInteger(validate=Range(0, 250), metadata={
+        "description": "renders: even out brightness over a rolling window of this many "
+                       "frames (0 or absent: off)"})
+    timestamp = _StrictBoolean(metadata={"description": "renders: burn each frame's capture "
+                                                        "time into the picture"})
+    crf = _JsonInteger(validate=Range(0, 51), metadata={
+        "description": "renders: x264 constant rate factor, lower is better (default video.crf)"})
+
+
+class VideoPatch(Schema):
+    state = fields.String(required=True, validate=OneOf(("cancelled",)))
+
+
+class VideoQuery(PageQuery):
+    timelapse = fields.String(validate=Length(1, 64),
+                              metadata={"description": "only renders of this time-lapse"})
+    source = fields.String(validate=OneOf(("timelapse", "clip")))
+
+
+class VideoLinks(Schema):
+    self = fields.String()
+    video = fields.String()
+    thumbnail = fields.String()
+
+
+class Video(Schema):
+    id = fields.String()
+    state = fields.String(metadata={"description": "queued, recording, rendering, ready, "
+                                                   "failed or cancelled"})
+    progress = fields.Float(metadata={"description": "0 to 1"})
+    source = fields.String(metadata={"description": "timelapse or clip"})
+    timelapse_id = fields.String(allow_none=True)
+    trigger = fields.String(allow_none=True, metadata={"description": "the GPIO device that "
+                                                                      "started a clip"})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    frames = fields.Integer(allow_none=True)
+    frames_skipped = fields.Integer(metadata={"description": "renders: frames that were "
+                                                             "missing or unreadable"})
+    duration_s = fields.Float(allow_none=True)
+    fps = fields.Float(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    codec = fields.String(allow_none=True)
+    bytes = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    attempts = fields.Integer(metadata={"description": "renders: how many times it started; "
+                                                       "more than 1 after a crash or power cut"})
+    options = fields.Dict(metadata={"description": "what was asked, with the defaults filled in"})
+    links = fields.Nested(VideoLinks)
+
+
+class VideoPage(ListPage):
+    items = fields.List(fields.Nested(Video))
 
 
 class EventQuery(Schema):

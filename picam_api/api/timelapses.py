@@ -3,13 +3,19 @@ from __future__ import annotations
 
 from flask import Response
 
-from ..resources import timelapse as job_body
+from .. import resources
+from ..timelapse import Job
 from ..timelapse.archive import zip_stream
 from . import bp
 from .common import errors, operator, services, viewer
 from .pages import page_response
 from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuery,
                       TimelapsePage, TimelapsePatch)
+
+
+def job_body(job: Job) -> dict:
+    """The time-lapse resource, with today's window by the time-lapse service's clock."""
+    return resources.timelapse(job, services().timelapses.clock.time())
 
 
 @bp.post("/timelapses")

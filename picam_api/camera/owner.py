@@ -10,7 +10,7 @@ from typing import Callable
 from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,22 @@ class CameraOwner:
         with self._locked():
             if self._is_open:
                 self._guarded(lambda: self.backend.stop_stream(size))
+
+    def start_encoder(self, settings: VideoSettings, output):
+        """Start the backend's H.264 encoder into ``output`` (see ``CameraBackend``).
+
+        Only starting and stopping take the camera lock: the encoder then runs on
+        its own thread, and captures go on beside it.
+        """
+        with self._locked():
+            self._ensure_open()
+            return self._guarded(lambda: self.backend.start_encoder(settings, output))
+
+    def stop_encoder(self, encoder) -> None:
+        """Stop an encoder ``start_encoder`` returned; nothing to do once the camera closed."""
+        with self._locked():
+            if self._is_open:
+                self._guarded(lambda: self.backend.stop_encoder(encoder))
 
     def health(self) -> dict:
         """Open the camera if it can be, and report whether it is usable."""

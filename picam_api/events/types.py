@@ -20,6 +20,10 @@ TYPES: dict[str, str] = {
     "gpio.changed": "a GPIO device changed value (its resource, as GET /api/v1/gpio/{name})",
     "gpio.triggered": "an input's event fired: {name, event, result: fired|suppressed|dropped|none}",
     "camera.health": "the camera became usable or unusable: {usable, reason, backend}",
+    "video.created": "a render was queued or a clip started (its resource, as GET /api/v1/videos/{id})",
+    "video.state": "a video changed state or progress (its resource)",
+    "video.ready": "a video is ready to play (its resource)",
+    "video.failed": "a render or a clip failed; last_error says why (its resource)",
     "storage.low": "free space in the data dir fell below events.storage_low_mb",
     "storage.ok": "free space in the data dir is back above events.storage_low_mb",
 }

@@ -88,7 +88,7 @@ HA_DEVICE_CLASSES = (
 _INPUT_ONLY = {"min_interval_s": _number(float, 0, 86400),
                "device_class": _choice(*HA_DEVICE_CLASSES)}
 _ACTION_KEYS = {"photo": ("settings",), "timelapse": ("timelapse", "state"),
-                "output": ("device", "value", "for_s")}
+                "output": ("device", "value", "for_s"), "video": ("duration_s",)}
 _TIMELAPSE_STATES = ("paused", "running")
 
 
@@ -180,7 +180,8 @@ def _check_action(where: str, action: Any, kinds: dict[str, Kind]) -> dict:
     if extra:
         raise ValueError(f"{where}: {', '.join(sorted(extra))} does not apply to a {kind} "
                          f"action (it takes {', '.join(_ACTION_KEYS[kind])})")
-    return {"photo": _photo, "timelapse": _timelapse, "output": _output}[kind](where, action, kinds)
+    return {"photo": _photo, "timelapse": _timelapse, "output": _output,
+            "video": _video}[kind](where, action, kinds)
 
 
 def _photo(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
@@ -218,6 +219,12 @@ def _output(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
                              "so value must be above 0")
         checked["for_s"] = _checked(where, "for_s", _number(float, 0.01, 86400), action["for_s"])
     return checked
+
+
+def _video(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
+    # The clip's length; the video service checks it against video.max_duration_s as well.
+    duration = _checked(where, "duration_s", _number(float, 0.1, 86400), action.get("duration_s", 10))
+    return {"action": "video", "duration_s": duration}
 
 
 def _checked(where: str, key: str, check: Callable[[Any], Any], value: Any) -> Any:

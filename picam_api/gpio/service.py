@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..capture import CaptureService
     from ..events import EventBus
     from ..timelapse import TimelapseService
+    from ..video import VideoService
     from ..workers import WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -29,18 +30,20 @@ class GpioService:
 
     Every device is built when the service is made, so a pin that cannot be had
     stops start-up with one line. Inputs hand their trigger actions to a
-    ``TriggerWorker``; photos go through ``capture`` and time-lapse actions
-    through ``timelapses``. The capture light (``light``, an output's name or "")
-    is a hook of the camera ``owner``. ``shutdown()`` closes every device, so the
-    pins are free for the next start.
+    ``TriggerWorker``; photos go through ``capture``, time-lapse actions through
+    ``timelapses`` and clips through ``videos`` (a clip records in the background;
+    a second one while it runs fails as a 409 would). The capture light (``light``,
+    an output's name or "") is a hook of the camera ``owner``. ``shutdown()`` closes
+    every device, so the pins are free for the next start.
     """
 
     def __init__(self, config: dict, *, owner: CameraOwner, capture: CaptureService,
-                 timelapses: TimelapseService, events: EventBus, health: WorkerHealth,
-                 light: str = ""):
+                 timelapses: TimelapseService, videos: VideoService, events: EventBus,
+                 health: WorkerHealth, light: str = ""):
         self._owner = owner
         self._capture = capture
         self._timelapses = timelapses
+        self._videos = videos
         self.events = events
         self.triggers = TriggerWorker(health=health)
         self.factory = self._pin_factory(config)
@@ -163,6 +166,8 @@ class GpioService:
             self._capture.take_photo(action["settings"], source="gpio", trigger=trigger)
         elif kind == "timelapse":
             self._timelapses.set_state(action["timelapse"], action["state"])
+        elif kind == "video":
+            self._videos.record({"duration_s": action["duration_s"]}, trigger=trigger)
         else:
             self.devices[action["device"]].set(action["value"], action.get("for_s"))
 

@@ -24,7 +24,7 @@ from marshmallow import ValidationError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .. import resources
-from ..api.schemas import CaptureRequest, GpioChange, TimelapsePatch
+from ..api.schemas import CaptureRequest, GpioChange, TimelapsePatch, VideoCreate
 from ..errors import PicamError
 from ..problems import error_body, problem_body, validation_body
 
@@ -142,8 +142,10 @@ class Commands:
         return 201, {"photo": resources.photo(photo)}
 
     def _video(self, arg: str | None, body: Any) -> tuple[int, dict]:
-        raise _Problem(501, "Video clips are not available in this version of picam-api.",
-                       "Not available")
+        if arg is not None:
+            raise _not_found("cmd/video takes no more topic levels")
+        video = self.services.videos.create(VideoCreate().load(body))
+        return 202, {"video": resources.video(video)}
 
     def _timelapse(self, ref: str | None, body: Any) -> tuple[int, dict]:
         if ref is None:
@@ -159,7 +161,7 @@ class Commands:
 
 
 class _Problem(PicamError):
-    """A status the HTTP layer gives without a domain error (400, 404, 413, 501)."""
+    """A status the HTTP layer gives without a domain error (400, 404, 413)."""
 
     def __init__(self, status: int, detail: str, title: str | None = None):
         super().__init__(detail)

@@ -75,6 +75,8 @@ class Scheduler(threading.Thread):
         self._last_space_check = float("-inf")
         # Start lateness of recent frames, seconds: (job id, slot, late).
         self.lateness: collections.deque = collections.deque(maxlen=100_000)
+        # Called with each job that finishes, under the lock: they must only hand off.
+        self.finished_listeners: list[Callable[[Job], None]] = []
 
     # -- called by the service -----------------------------------------------
 
@@ -283,6 +285,11 @@ class Scheduler(threading.Thread):
         self._publish(job, "state")
         log.info("time-lapse %s %s: %d captured, %d missed, %d failed", job.id, state,
                  job.frames_captured, job.frames_missed, job.frames_failed)
+        for listener in self.finished_listeners:
+            try:
+                listener(job)
+            except Exception:  # a listener's fault must not stop the scheduler
+                log.exception("a time-lapse finish listener failed")
 
     def _resume_if_space(self) -> None:
         now = self.clock.monotonic()
@@ -296,7 +303,7 @@ class Scheduler(threading.Thread):
 
     def _publish(self, job: Job, what: str) -> None:
         """After the save: a state change, or one frame's progress (coalesced per job)."""
-        self.events.publish(f"timelapse.{what}", resources.timelapse(job),
+        self.events.publish(f"timelapse.{what}", resources.timelapse(job, self.clock.time()),
                             coalesce=job.id if what == "progress" else None)
 
     def _save_and_reschedule(self, job: Job) -> None:
