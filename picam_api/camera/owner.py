@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Callable
 
+from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
@@ -108,7 +109,7 @@ class CameraOwner:
         ok = self._is_open
         return {"ok": ok, "state": "open" if ok else "unavailable",
                 "error": None if ok else (self._open_error.detail if self._open_error else self.last_error),
-                "last_capture_at": self.last_capture_at}
+                "last_capture_at": iso(self.last_capture_at) if self.last_capture_at else None}
 
     def close(self) -> None:
         """Release the camera, waiting for a capture in flight to end first."""
