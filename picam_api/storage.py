@@ -129,7 +129,7 @@ class PhotoStore:
         try:
             # Inside the try: a write can fail after its rename (the directory's fsync),
             # and the file must not outlive the failure as an unindexed orphan.
-            _write(self.root / relative, capture.data)
+            store_file(self.root / relative, capture.data)
             with self.db.transaction() as conn:
                 conn.execute(
                     f"INSERT INTO photos ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
@@ -238,7 +238,7 @@ class PhotoStore:
                 raise DamagedFile(f"the image file of photo {photo.id} is damaged and cannot "
                                   "be made into a thumbnail; the file itself is still served "
                                   "at its image link") from None
-        _write(path, buffer.getvalue())
+        store_file(path, buffer.getvalue())
         # Deleted (by a client or retention) while we drew it: its delete may
         # already have run, so take the thumbnail away ourselves.
         if not self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo.id,)).fetchone():
@@ -401,7 +401,7 @@ def _open(path: Path, photo: Photo) -> io.BufferedReader:
         raise NotFound(f"the file of photo {photo.id} is gone (deleted meanwhile)") from None
 
 
-def _write(path: Path, data: bytes) -> None:
+def store_file(path: Path, data: bytes) -> None:
     """``atomic_write``, with a full disk reported as 507 rather than a server fault."""
     try:
         atomic_write(path, data)

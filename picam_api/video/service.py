@@ -17,7 +17,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..events import NO_EVENTS
 from ..ids import new_id
 from ..pagination import Page
-from ..storage import PhotoStore, _write
+from ..storage import PhotoStore, store_file
 from ..timelapse import TimelapseService
 from ..workers import WorkerHealth
 from .recorder import Recorder
@@ -226,7 +226,7 @@ class VideoService:
         """A JPEG of the video's first frame, made on first request and kept."""
         path = self.store.thumbnail_path(video)
         if not path.exists():
-            _write(path, first_frame_jpeg(self.file(video), self.thumbnail_px))
+            store_file(path, first_frame_jpeg(self.file(video), self.thumbnail_px))
             try:
                 self.store.get(video.id)
             except NotFound:  # deleted meanwhile: its delete may have run already
