@@ -54,7 +54,8 @@ class Services:
         self.db = Database(self.data_dir / "picam.db", SpaceReserve(self.data_dir))
         self.db.migrate()
         self.db.reserve.ensure()
-        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health)
+        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health,
+                               config["server"]["public_url"])
         auth = config["auth"]
         self.accounts = Accounts(self.db, auth["token_ttl_s"],
                                  Hasher(auth["max_concurrent_hashes"]),

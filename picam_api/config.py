@@ -40,7 +40,8 @@ DEFAULTS: dict[str, Any] = {
         # Host header values served; empty: this machine's names (see hosts.py).
         "allowed_hosts": [],
         # The URL clients reach the API at (https://cam.example.com, or behind a proxy
-        # https://example.com/camera); set, Location and links are absolute URLs.
+        # https://example.com/camera); set, Location and links are absolute URLs, in
+        # responses and in events (SSE, webhooks, MQTT) alike.
         "public_url": "",
     },
     "storage": {

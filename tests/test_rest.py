@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from conftest import ADMIN_PASSWORD, assert_problem, basic
+from conftest import ADMIN_PASSWORD, assert_problem, basic, wait_for
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
 
@@ -226,6 +226,11 @@ def test_urls_are_absolute_when_public_url_is_set(make_app, config, admin_header
     assert root["photos"] == f"{base}/api/v1/photos" and root["docs"] == f"{base}/docs"
     url = client.post("/api/v1/stream/urls", headers=admin_headers, json={}).json["url"]
     assert url.startswith(f"{base}/api/v1/stream.mjpg?ticket=")
+    # Events reach clients elsewhere (SSE, webhooks, MQTT): their links are absolute too.
+    events = client.application.extensions["picam"].events
+    [event] = wait_for(lambda: [e for e in events.since(0, 100) if e.type == "photo.created"
+                                and e.data["id"] == created.json["id"]])
+    assert event.data["links"]["image"] == created.json["links"]["image"]
 
 
 def test_urls_stay_relative_by_default(client, admin_headers):

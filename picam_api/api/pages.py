@@ -5,7 +5,7 @@ Every list view ends in ``page_response``. The body is ``{"items", "next",
 ``count=true`` (schemas.PageQuery and schemas.ListPage, which a list's own
 schemas subclass); the same first, next and prev links go in an RFC 8288 ``Link``
 header, for clients that page without reading the body. The URLs are relative,
-made by ``url_for`` with the list's own filters and ``limit`` (public_urls.py
+made by ``url_for`` with the list's own filters and ``limit`` (links.py
 makes them absolute when ``server.public_url`` is set).
 """
 from __future__ import annotations

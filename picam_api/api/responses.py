@@ -28,16 +28,15 @@ import functools
 import hashlib
 import json
 import threading
-from typing import Any
 
 from flask import Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..errors import PreconditionFailed
+from ..links import absolute
 
 TAGGED = ("GET", "HEAD", "PATCH")
 CONDITIONAL_WRITES = ("PATCH", "PUT", "DELETE")
-URL_KEYS = frozenset({"next", "prev", "first", "url"})
 _LOCK_KEY = "picam.conditional_writes"
 
 
@@ -101,15 +100,4 @@ def _absolute(response: Response, base: str) -> None:
         response.headers["Link"] = response.headers["Link"].replace("</", f"<{base}/")
     if response.is_json and not response.is_streamed:
         body = response.get_json()
-        response.set_data(json.dumps(_absolute_body(body, base), separators=(",", ":")))
-
-
-def _absolute_body(node: Any, base: str, in_links: bool = False) -> Any:
-    if isinstance(node, dict):
-        return {key: (base + value if isinstance(value, str) and value.startswith("/")
-                      and (in_links or key in URL_KEYS) else
-                      _absolute_body(value, base, key == "links"))
-                for key, value in node.items()}
-    if isinstance(node, list):
-        return [_absolute_body(value, base) for value in node]
-    return node
+        response.set_data(json.dumps(absolute(body, base), separators=(",", ":")))
