@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 GPIO_TOML = """
+[auth]
+# Every test signs in afresh, faster than the default 10 tokens a minute allow.
+tokens_per_minute = 1000
 [events]
 # A closed tab frees its event-stream slot at the next keepalive.
 keepalive_s = 1.0
