@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
 from picam_api.gpio import factory as gpio_factory
-from picam_api.gpio.devices import check_devices
+from picam_api.device_kinds import check_devices
 
 from conftest import BIN
 
