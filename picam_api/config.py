@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
             "hang": False,
             "missing": False,
             "seed": -1,
+            # The scripted scene motion detection sees (camera/mock_scene.py); off by default.
+            "scene": {"path": [], "speed": 0.5, "size": 0.2, "start_s": 0.0, "repeat_s": 0.0,
+                      "noise": 0.0, "flicker": 0.0, "ramp": 0.0, "cloud_s": 0.0,
+                      "cloud_area": 0.8},
         },
     },
     "auth": {
@@ -294,6 +298,14 @@ def _public_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _scene_path(value: Any) -> list[list[float]]:
+    point = _number(float, -10, 10)
+    if (not isinstance(value, list) or len(value) > 64 or len(value) == 1
+            or not all(isinstance(p, list) and len(p) == 2 for p in value)):
+        raise ValueError("must be [] (no object) or 2-64 points [x, y], frame-relative")
+    return [[point(x), point(y)] for x, y in value]
+
+
 SPEC: dict[str, Callable] = {
     "server.host": _text,
     "server.port": _number(int, 1, 65535),
@@ -324,6 +336,16 @@ SPEC: dict[str, Callable] = {
     "camera.mock.hang": _bool,
     "camera.mock.missing": _bool,
     "camera.mock.seed": _number(int, -1),
+    "camera.mock.scene.path": _scene_path,
+    "camera.mock.scene.speed": _number(float, 0, 100),
+    "camera.mock.scene.size": _number(float, 0.01, 1),
+    "camera.mock.scene.start_s": _number(float, 0, 86400),
+    "camera.mock.scene.repeat_s": _number(float, 0, 86400),
+    "camera.mock.scene.noise": _number(float, 0, 64),
+    "camera.mock.scene.flicker": _number(float, 0, 0.9),
+    "camera.mock.scene.ramp": _number(float, 0, 10),
+    "camera.mock.scene.cloud_s": _number(float, 0, 86400),
+    "camera.mock.scene.cloud_area": _number(float, 0, 1),
     "auth.token_ttl_s": _number(int, 60),
     "auth.max_failures": _number(int, 1),
     "auth.failure_window_s": _number(float, 1),
