@@ -151,3 +151,12 @@ def test_bad_masks_name_what_is_wrong(masks, where):
     with pytest.raises(MaskError) as caught:
         check_masks(masks)
     assert caught.value.where == where
+
+
+def test_an_object_moving_while_the_detector_learns_leaves_no_ghost():
+    # In view from the first frame: the background is learnt while it crosses.
+    scene = Scene(path=[[0.1, 0.5], [1.15, 0.5]], speed=0.5, size=0.2, noise=3.0, seed=13)
+    events, observations = run(scene, 10)
+    assert [kind for _, kind, _ in events] == ["motion.start", "motion.end"]
+    gone = next(i for i in range(50) if scene.object_box(i / FPS, W, H) is None)
+    assert max(obs.area_pct for obs in observations[gone + 1:]) < 0.5

@@ -159,7 +159,7 @@ def test_discovery_is_one_device_that_home_assistant_accepts(node, ha, ha_python
     for topic, payload in messages.items():
         by_component.setdefault(topic.split("/")[1], []).append(payload)
     assert {k: len(v) for k, v in by_component.items()} == {
-        "camera": 1, "button": 1, "binary_sensor": 3, "sensor": 4, "switch": 1, "light": 1,
+        "camera": 1, "button": 1, "binary_sensor": 4, "sensor": 4, "switch": 1, "light": 1,
         "device_automation": 5}  # pir: active/inactive; door: press/release/hold
     model = services.owner.capabilities.model
     devices = {json.dumps(payload["device"], sort_keys=True) for payload in messages.values()}

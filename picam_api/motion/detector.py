@@ -16,7 +16,8 @@ Per frame, all vectorised over the pixels (no Python loop over them):
 4. Global-change guard: an area of ``global_change_pct`` or more, with or without
    the gain compensation, is a change of light (a cloud, a lamp), not motion:
    the background is learnt afresh.
-5. The background follows the frame (a running average with a time constant of
+5. The background starts as the per-pixel median of the first ``WARMUP_FRAMES``
+   (an object passing then leaves no ghost), then follows the frame (a running average with a time constant of
    ``background_s``), slowly where pixels changed, so a moving object does not
    smear into it but a parked car becomes scenery; the noise follows only where
    nothing changed.
@@ -76,6 +77,7 @@ class Detector:
         """Forget the background: learn it again from the next frames."""
         self.background: np.ndarray | None = None
         self.variance: np.ndarray | None = None
+        self._warmup: list[np.ndarray] = []
         self.frames = 0
         self.changed: np.ndarray | None = None  # the last frame's changed pixels (preview)
         self.blocks: np.ndarray | None = None
@@ -92,9 +94,7 @@ class Detector:
         frame = pixels.astype(np.float32)
         self.frames += 1
         if self.background is None:
-            self.background = frame
-            self.variance = np.full(frame.shape, INITIAL_SIGMA ** 2, np.float32)
-            return self._nothing(learning=True)
+            return self._learn(frame)
         if not self.unmasked:
             return self._nothing(learning=False)
         usable = self._valid & (frame > CLIP_LOW) & (frame < CLIP_HIGH)
@@ -110,7 +110,7 @@ class Detector:
         blocks = self._vote(changed)
         area = 100.0 * int(blocks.sum()) * BLOCK * BLOCK / self.unmasked
         self.changed, self.blocks = changed, blocks
-        learning = self.frames <= WARMUP_FRAMES
+        learning = False
         light = area >= self.global_change_pct
         if not light and area >= self.min_area_pct:
             # A shadow over most of the frame moves the mean, so compensating the gain
@@ -129,6 +129,18 @@ class Detector:
         moving = not learning and area >= self.min_area_pct
         return Observation(round(area, 2), self._score(area), self._bbox(blocks) if area else None,
                            moving, False, learning)
+
+    def _learn(self, frame: np.ndarray) -> Observation:
+        """The first frames: their per-pixel median is the background, so something that
+        moved through them leaves no ghost; their spread about it is the first noise."""
+        self._warmup.append(frame)
+        if len(self._warmup) == WARMUP_FRAMES:
+            stack = np.stack(self._warmup)
+            self.background = np.median(stack, axis=0).astype(np.float32)
+            sigma = 1.4826 * float(np.median(np.abs(stack - self.background)))
+            self.variance = np.full(frame.shape, max(sigma, INITIAL_SIGMA) ** 2, np.float32)
+            self._warmup = []
+        return self._nothing(learning=True)
 
     def _vote(self, changed: np.ndarray) -> np.ndarray:
         rows, cols = self.height // BLOCK, self.width // BLOCK
