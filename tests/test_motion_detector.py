@@ -139,7 +139,7 @@ def test_higher_sensitivity_sees_fainter_changes():
 
 @pytest.mark.parametrize("masks, where", [
     ("x", "masks"),
-    ([{"x": 0.5, "y": 0, "w": 0.6, "h": 0.1}], "0.w"),
+    ([{"x": 0.5, "y": 0, "w": 0.1, "h": -0.1}], "0.h"),
     ([{"x": 0, "y": 0, "w": 0, "h": 0.1}], "0.w"),
     ([{"x": -0.1, "y": 0, "w": 0.5, "h": 0.1}], "0.x"),
     ([{"points": [[0, 0], [1, 1]]}], "0.points"),

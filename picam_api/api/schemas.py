@@ -10,6 +10,8 @@ from ..rules import RUNTIME, CaptureRequest
 from ..rules import JsonInteger as _JsonInteger
 from ..rules import StrictBoolean as _StrictBoolean
 from ..rules import controls_field as _controls
+from ..motion.masks import MAX_MASKS
+from ..motion.masks import SCHEMA as MASK_SCHEMA
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1
@@ -585,9 +587,6 @@ class DeliveryPage(ListPage):
 class MotionPatch(Schema):
     """Motion detection's switch and tuning; each field given replaces its value."""
 
-    class Meta:
-        json_schema = {"minProperties": 1}
-
     enabled = _StrictBoolean()
     sensitivity = _JsonInteger(validate=Range(1, 100), metadata={
         "description": "1-100: how small a change, against each pixel's noise, counts"})
@@ -595,15 +594,12 @@ class MotionPatch(Schema):
         "description": "percent of the unmasked frame that must change"})
     cooldown_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400), metadata={
         "description": "seconds after an event ends before another may start"})
-    masks = fields.List(fields.Dict(), validate=Length(max=32), metadata={
+    # Raw: the service's check_masks is the rule (the config takes masks too), and this
+    # field's document says it in JSON Schema.
+    masks = fields.Raw(metadata={
         "description": "replaces the masks: rectangles {x, y, w, h} and polygons {points: "
-                       "[[x, y], ...]} (3-64 points), frame-relative (0-1, x right, y down)"})
-
-    @validates_schema
-    def _something(self, data, **kwargs):
-        if not data:
-            raise ValidationError("send at least one of enabled, sensitivity, min_area_pct, "
-                                  "cooldown_s or masks")
+                       "[[x, y], ...]} (3-64 points), frame-relative (0-1, x right, y down)",
+        "type": "array", "maxItems": MAX_MASKS, "items": MASK_SCHEMA})
 
 
 class MotionBox(Schema):
@@ -646,7 +642,7 @@ class Motion(Schema):
     sensitivity = fields.Integer()
     min_area_pct = fields.Float()
     cooldown_s = fields.Float()
-    masks = fields.List(fields.Dict())
+    masks = fields.Raw(metadata={"type": "array", "items": MASK_SCHEMA})
     global_change_pct = fields.Float()
     min_frames = fields.Integer()
     end_after_s = fields.Float()

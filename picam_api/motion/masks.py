@@ -3,7 +3,9 @@
 A mask is ``{"x", "y", "w", "h"}`` (a rectangle) or ``{"points": [[x, y], ...]}``
 (a polygon of 3-64 points); coordinates run from 0 to 1 across the frame, x to
 the right and y down, so one mask fits every frame size. The config and
-PATCH /api/v1/motion take the same list; ``check_masks`` is the one rule.
+PATCH /api/v1/motion take the same list; ``check_masks`` is the one rule, and
+``SCHEMA`` says it in JSON Schema for the OpenAPI document. A rectangle that
+reaches past the frame's edge ends there.
 """
 from __future__ import annotations
 
@@ -15,6 +17,18 @@ from PIL import Image, ImageDraw
 
 MAX_MASKS = 32
 MAX_POINTS = 64
+
+
+_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+SCHEMA = {"oneOf": [
+    {"type": "object", "title": "rectangle", "required": ["x", "y", "w", "h"],
+     "additionalProperties": False,
+     "properties": {"x": _UNIT, "y": _UNIT, "w": {**_UNIT, "exclusiveMinimum": 0},
+                    "h": {**_UNIT, "exclusiveMinimum": 0}}},
+    {"type": "object", "title": "polygon", "required": ["points"], "additionalProperties": False,
+     "properties": {"points": {"type": "array", "minItems": 3, "maxItems": MAX_POINTS, "items": {
+         "type": "array", "minItems": 2, "maxItems": 2, "items": _UNIT}}}},
+]}
 
 
 class MaskError(ValueError):
@@ -51,9 +65,6 @@ def _check(where: str, mask: Any) -> dict:
         for start, size in (("x", "w"), ("y", "h")):
             if box[size] <= 0:
                 raise MaskError(f"{where}.{size}", "must be above 0")
-            if box[start] + box[size] > 1 + 1e-9:
-                raise MaskError(f"{where}.{size}", f"{start} + {size} must be at most 1 "
-                                                   "(the mask ends inside the frame)")
         return box
     raise MaskError(where, "must have exactly x, y, w and h (a rectangle) or points (a polygon)")
 
