@@ -224,8 +224,9 @@ class MotionService:
             done = time.thread_time()
             self.detect_ms = _average(self.detect_ms, (done - detect_from) * 1000)
             self.frame_ms = _average(self.frame_ms, (done - started) * 1000)
-        for kind, data in transitions:
-            self._emit(kind, data)
+            # Under the lock: status() reads the recent events. Both calls only queue.
+            for kind, data in transitions:
+                self._emit(kind, data)
 
     def _idle(self, state: str, error: str | None = None) -> None:
         """Not detecting (off, outside hours, unsupported): end an event, let the stream go.
@@ -248,6 +249,7 @@ class MotionService:
             self.worker.interval = self._interval()
 
     def _emit(self, kind: str, data: dict) -> None:
+        """Publish one event and queue its actions; called with ``_lock`` held."""
         if self.config["require_input"] and kind == "motion.start":
             data = {**data, "input": self.config["require_input"]}
         self.recent.appendleft({"type": kind, **data})
