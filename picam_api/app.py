@@ -23,6 +23,7 @@ from .events import EventBus
 from .events.sse import EventStreams
 from .files import SpaceReserve
 from .gpio import GpioService
+from .motion import MotionService
 from .passwords import Hasher
 from .retention import enforce as enforce_retention
 from .storage import PhotoStore
@@ -85,6 +86,9 @@ class Services:
                                 timelapses=self.timelapses, videos=self.videos,
                                 events=self.events, health=self.worker_health,
                                 light=camera["light"])
+        self.motion = MotionService(config, owner=self.owner, gpio=self.gpio, events=self.events,
+                                    db=self.db, health=self.worker_health,
+                                    location=Location.from_config(config["location"]))
         self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
         self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
                                        self.data_dir, cursor_key, self.worker_health)
@@ -120,6 +124,7 @@ class Services:
         self.timelapses.start()
         self.videos.start()
         self.gpio.start()
+        self.motion.start()
         for worker in self.workers:
             worker.start()
         if self.mqtt is not None:
@@ -135,6 +140,7 @@ class Services:
             return
         self._stopped = True
         timeout = self.config["server"]["graceful_timeout_s"]
+        self.motion.stop(timeout)
         if self.mqtt is not None:
             self.mqtt.stop(timeout)
         self.webhooks.stop(timeout)

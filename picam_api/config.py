@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
             "hang": False,
             "missing": False,
             "seed": -1,
+            # The scripted scene motion detection sees (camera/mock_scene.py); off by default.
+            "scene": {"path": [], "speed": 0.5, "size": 0.2, "start_s": 0.0, "repeat_s": 0.0,
+                      "noise": 0.0, "flicker": 0.0, "ramp": 0.0, "cloud_s": 0.0,
+                      "cloud_area": 0.8},
         },
     },
     "auth": {
@@ -202,6 +206,37 @@ DEFAULTS: dict[str, Any] = {
         "configuration_url": "",
     },
     "log": {"level": "INFO"},
+    # Motion detection on small luma frames; see docs/motion.md.
+    "motion": {
+        "enabled": False,
+        "size": [320, 240],
+        "fps": 5.0,
+        # 1-100: how small a change, against each pixel's noise, counts.
+        "sensitivity": 50,
+        # Share of the unmasked frame that must change, and the share past which a
+        # change is light (a cloud, a lamp), not motion.
+        "min_area_pct": 0.5,
+        "global_change_pct": 50.0,
+        # Time constant of the running-average background.
+        "background_s": 5.0,
+        # Moving frames in a row that start an event (its minimum length); it ends
+        # after end_after_s without one; none starts for cooldown_s after that.
+        "min_frames": 2,
+        "end_after_s": 2.0,
+        "cooldown_s": 10.0,
+        # Rectangles {x, y, w, h} and polygons {points}, frame-relative (motion/masks.py).
+        "masks": [],
+        # Trigger actions, as [[gpio.devices]] inputs take them.
+        "on_start": [],
+        "on_end": [],
+        # A GPIO input (a PIR) that must be active within require_window_s of the motion.
+        "require_input": "",
+        "require_window_s": 5.0,
+        # A daily window as a time-lapse's, may follow the sun; empty: all day.
+        "active_hours": {"start": "", "end": ""},
+        # Events GET /api/v1/motion shows.
+        "keep_events": 20,
+    },
 }
 
 # Server threads kept free for everything but live-view and event streams (see _check_threads).
@@ -294,6 +329,36 @@ def _public_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _scene_path(value: Any) -> list[list[float]]:
+    point = _number(float, -10, 10)
+    if (not isinstance(value, list) or len(value) > 64 or len(value) == 1
+            or not all(isinstance(p, list) and len(p) == 2 for p in value)):
+        raise ValueError("must be [] (no object) or 2-64 points [x, y], frame-relative")
+    return [[point(x), point(y)] for x, y in value]
+
+
+def _motion_size(value: Any) -> list[int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or not (64 <= value[0] <= 1280 and value[0] % 16 == 0)
+            or not (48 <= value[1] <= 960 and value[1] % 4 == 0)):
+        raise ValueError("must be [width, height]: a width of 64-1280 in steps of 16, a height "
+                         "of 48-960 in steps of 4")
+    return value
+
+
+def _masks(value: Any) -> list[dict]:
+    from .motion.masks import check_masks
+    return check_masks(value)
+
+
+def _actions(value: Any) -> list:
+    # Checked against the GPIO devices once every layer is in (_check_motion).
+    if not isinstance(value, (list, dict)):
+        raise ValueError("must be an action table or an array of them")
+    return value if isinstance(value, list) else [value]
+
+
 SPEC: dict[str, Callable] = {
     "server.host": _text,
     "server.port": _number(int, 1, 65535),
@@ -324,6 +389,16 @@ SPEC: dict[str, Callable] = {
     "camera.mock.hang": _bool,
     "camera.mock.missing": _bool,
     "camera.mock.seed": _number(int, -1),
+    "camera.mock.scene.path": _scene_path,
+    "camera.mock.scene.speed": _number(float, 0, 100),
+    "camera.mock.scene.size": _number(float, 0.01, 1),
+    "camera.mock.scene.start_s": _number(float, 0, 86400),
+    "camera.mock.scene.repeat_s": _number(float, 0, 86400),
+    "camera.mock.scene.noise": _number(float, 0, 64),
+    "camera.mock.scene.flicker": _number(float, 0, 0.9),
+    "camera.mock.scene.ramp": _number(float, 0, 10),
+    "camera.mock.scene.cloud_s": _number(float, 0, 86400),
+    "camera.mock.scene.cloud_area": _number(float, 0, 1),
     "auth.token_ttl_s": _number(int, 60),
     "auth.max_failures": _number(int, 1),
     "auth.failure_window_s": _number(float, 1),
@@ -404,6 +479,24 @@ SPEC: dict[str, Callable] = {
     "video.max_queued_renders": _number(int, 1, 1000),
     "video.render_nice": _number(int, 0, 19),
     "video.max_render_attempts": _number(int, 1, 100),
+    "motion.enabled": _bool,
+    "motion.size": _motion_size,
+    "motion.fps": _number(float, 0.2, 30),
+    "motion.sensitivity": _number(int, 1, 100),
+    "motion.min_area_pct": _number(float, 0.01, 100),
+    "motion.global_change_pct": _number(float, 1, 100),
+    "motion.background_s": _number(float, 0.2, 3600),
+    "motion.min_frames": _number(int, 1, 100),
+    "motion.end_after_s": _number(float, 0, 3600),
+    "motion.cooldown_s": _number(float, 0, 86400),
+    "motion.masks": _masks,
+    "motion.on_start": _actions,
+    "motion.on_end": _actions,
+    "motion.require_input": _text,
+    "motion.require_window_s": _number(float, 0, 3600),
+    "motion.active_hours.start": _text,
+    "motion.active_hours.end": _text,
+    "motion.keep_events": _number(int, 1, 1000),
     "location.latitude": _optional(_number(float, -90, 90)),
     "location.longitude": _optional(_number(float, -180, 180)),
     "location.elevation": _number(float, -500, 9000),
@@ -468,6 +561,7 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
     _check_threads(config)
     _check_capture_light(config)
     _check_video(config)
+    _check_motion(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
 
@@ -511,6 +605,41 @@ def _check_video(config: Mapping) -> None:
     if (location["latitude"] is None) != (location["longitude"] is None):
         missing = "location.longitude" if location["longitude"] is None else "location.latitude"
         raise ConfigError(f"{missing}: is needed with the other (both or neither)")
+
+
+def _check_motion(config: Mapping) -> None:
+    from .device_kinds import KINDS, check_trigger_actions
+    from .timelapse.schedule import Window
+    from .timelapse.sun import Location
+    motion, devices = config["motion"], config["gpio"]["devices"]
+    for event in ("on_start", "on_end"):
+        try:
+            motion[event] = check_trigger_actions(f"motion.{event}", motion[event], devices)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        for action in motion[event]:
+            if action["action"] == "video" and action["duration_s"] > config["video"]["max_duration_s"]:
+                raise ConfigError(f"motion.{event}: duration_s must be at most "
+                                  f"video.max_duration_s ({config['video']['max_duration_s']:g})")
+    name = motion["require_input"]
+    inputs = [d["name"] for d in devices if KINDS[d["kind"]].is_input]
+    if name and name not in inputs:
+        raise ConfigError(f"motion.require_input: must name a GPIO input "
+                          f"({', '.join(inputs) or 'none configured'}) (got {name!r})")
+    window = motion["active_hours"]
+    if bool(window["start"]) != bool(window["end"]):
+        raise ConfigError("motion.active_hours: give both start and end, or neither")
+    if window["start"]:
+        try:
+            parsed = Window.parse(window["start"], window["end"])
+        except ValueError as exc:
+            raise ConfigError(f"motion.active_hours: {exc} (got {window!r})") from None
+        if window["start"] == window["end"]:
+            raise ConfigError("motion.active_hours: start and end must differ (leave both "
+                              "empty for all day)")
+        if parsed.sun_relative and Location.from_config(config["location"]) is None:
+            raise ConfigError("motion.active_hours: follows the sun: set location.latitude "
+                              "and location.longitude first")
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

@@ -164,6 +164,14 @@ def normalise_pin(name: str, pin: Any) -> str:
     raise ValueError(f"{name}: pin {pin!r} is not on the 40-pin header: {PIN_RULE}")
 
 
+def check_trigger_actions(where: str, value: Any, devices: list[dict]) -> list[dict]:
+    """Trigger actions for something other than an input (motion detection): the same
+    tables, checked against the configured (already checked) ``devices``; [] for none."""
+    kinds = {device["name"]: KINDS[device["kind"]] for device in devices}
+    actions = value if isinstance(value, list) else [value]
+    return [_check_action(where, action, kinds) for action in actions]
+
+
 def _check_actions(name: str, event: str, value: Any, kinds: dict[str, Kind]) -> list[dict]:
     """One action table or an array of them; returned as a list."""
     actions = value if isinstance(value, list) else [value]

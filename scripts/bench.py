@@ -982,6 +982,121 @@ def cells(row: dict) -> tuple[str, ...]:
             {True: "yes", False: "NO", None: "-"}[row["met"]])
 
 
+MOTION_SIZE = (320, 240)
+MOTION_FPS = 5.0
+
+
+def _python_motion_diff(frame, background, threshold: float) -> int:
+    """The naive detector: a pure-Python loop over every pixel of the frame."""
+    changed = 0
+    for row, base in zip(frame.tolist(), background.tolist()):
+        for value, expected in zip(row, base):
+            if abs(value - expected) > threshold:
+                changed += 1
+    return changed
+
+
+def bench_motion(tmp: Path, runs: int) -> None:
+    """The detector's CPU per 320x240 frame (thread CPU time) against a pure-Python loop
+    over the same frame and a numpy diff of the full 1920x1080 frame; detection at
+    motion.fps as percent of one core against reading the frames alone; and, over
+    scripted scenes in scene time, latency, missed crossings and false events."""
+    import numpy as np
+
+    from picam_api.camera.mock_scene import Scene
+    from picam_api.motion.detector import Detector
+    from picam_api.motion.tracker import Tracker
+
+    width, height = MOTION_SIZE
+    scene = Scene(path=[[-0.15, 0.5], [1.15, 0.5]], speed=0.5, repeat_s=4.0, noise=4.0,
+                  flicker=0.1, seed=1)
+    frames = [scene.luma(width, height, i / MOTION_FPS) for i in range(max(runs, 40))]
+    detector = Detector(width, height, fps=MOTION_FPS)
+    for frame in frames[:10]:
+        detector.feed(frame)
+
+    def cpu_per_call(fn, count: int) -> float:
+        times = []
+        for i in range(count):
+            started = time.thread_time()
+            fn(i)
+            times.append(time.thread_time() - started)
+        return statistics.median(times)
+
+    ours = cpu_per_call(lambda i: detector.feed(frames[i % len(frames)]), runs * 4)
+    background = frames[0].astype(np.int16)
+    naive = cpu_per_call(lambda i: _python_motion_diff(frames[i % len(frames)], background, 20.0),
+                         max(3, runs // 10))
+    full_scene = Scene(noise=4.0, seed=2)
+    full = [full_scene.luma(1920, 1080, i) for i in range(2)]
+    full_diff = cpu_per_call(lambda i: int((np.abs(full[i % 2].astype(np.int16) - full[1 - i % 2])
+                                            > 20).sum()), runs)
+    reading = cpu_per_call(lambda i: scene.luma(width, height, i / MOTION_FPS), runs * 2)
+    record("motion detect 320x240, CPU per frame", ours * 1000, "ms", naive * 1000, "",
+           None, "baseline: a pure-Python loop over the same frame (threshold only)")
+    record("motion detect 320x240 vs full-res diff", ours * 1000, "ms", full_diff * 1000, "",
+           None, "baseline: numpy abs-diff and count of one 1920x1080 luma frame")
+    percent = ours * MOTION_FPS * 100
+    record("motion detection at 5 fps, % of one core", percent, "%",
+           reading * MOTION_FPS * 100, "< 5% of one core", percent < 5,
+           "baseline: the mock drawing the same frames, no detection")
+    latencies, missed = _motion_crossings(Scene, Detector, Tracker, width, height, 100)
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] if latencies else float("nan")
+    record("motion.start latency p50 (frames)", p50, "frames", None, "< 2 frame intervals",
+           p50 < 2, "from the first frame the object can be seen in; scene time")
+    record("motion.start latency p99 (frames)", p99, "frames", None, "< 2 frame intervals",
+           p99 < 2, "")
+    record("missed crossings of 100", missed, "", None, "0", missed == 0,
+           "random height, speed and direction; noise 4, flicker 10%")
+    minutes = 15
+    false = _motion_false_events(Scene, Detector, Tracker, width, height, minutes * 60)
+    record("false motion events per hour", false * 60 / minutes, "/h", None, "0", false == 0,
+           f"static scene, noise 4, flicker 25%, a slow ramp and clouds; {minutes} min of scene time")
+
+
+def _motion_crossings(Scene, Detector, Tracker, width: int, height: int, count: int):
+    """Frames from the object's first detectable frame to motion.start, for each crossing."""
+    import random
+    chance = random.Random(3)
+    detector, tracker = Detector(width, height, fps=MOTION_FPS), Tracker(cooldown_s=0.0)
+    latencies, missed, t = [], 0, 0.0
+    for _ in range(count):
+        y = chance.uniform(0.2, 0.8)
+        path = [[-0.15, y], [1.15, y]] if chance.random() < 0.5 else [[1.15, y], [-0.15, y]]
+        scene = Scene(path=path, speed=chance.uniform(0.3, 1.0), start_s=t + 2.0, noise=4.0,
+                      flicker=0.1, seed=chance.randrange(1000))
+        seen_at, started_at = None, None
+        leaves = scene.start_s + 1.3 / scene.speed  # the path is 1.3 frame widths long
+        while True:
+            box = scene.object_box(t, width, height)
+            gone = t > leaves
+            events = tracker.update(detector.feed(scene.luma(width, height, t)), t)
+            if seen_at is None and box and box[2] * box[3] * 100 >= detector.min_area_pct:
+                seen_at = t
+            if started_at is None and any(kind == "motion.start" for kind, _ in events):
+                started_at = t
+            t += 1 / MOTION_FPS
+            if gone and tracker.event is None:
+                break
+        if started_at is None or seen_at is None:
+            missed += 1
+        else:
+            latencies.append(round((started_at - seen_at) * MOTION_FPS))
+    return latencies, missed
+
+
+def _motion_false_events(Scene, Detector, Tracker, width: int, height: int, seconds: int) -> int:
+    scene = Scene(noise=4.0, flicker=0.25, ramp=0.01, cloud_s=120.0, seed=4)
+    detector, tracker = Detector(width, height, fps=MOTION_FPS), Tracker()
+    events = 0
+    for i in range(int(seconds * MOTION_FPS)):
+        t = i / MOTION_FPS
+        events += sum(kind == "motion.start" for kind, _ in
+                      tracker.update(detector.feed(scene.luma(width, height, t)), t))
+    return events
+
+
 def print_table(rows: list[dict]) -> None:
     lines = [HEADER] + [cells(row) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
@@ -1024,7 +1139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
                              "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
-                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip); "
+                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip, "
+                             "motion); "
                              "may be repeated")
     args = parser.parse_args(argv)
     benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
@@ -1038,7 +1154,8 @@ def main(argv: list[str] | None = None) -> int:
                ("mqtt", bench_mqtt_latency, (args.runs * 2,)),
                ("render", bench_render, (args.runs,)),
                ("render-lateness", bench_render_lateness, (args.runs,)),
-               ("clip", bench_clip, (args.runs,))]
+               ("clip", bench_clip, (args.runs,)),
+               ("motion", bench_motion, (args.runs,))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
         for name, bench, extra in benches:

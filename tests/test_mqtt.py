@@ -159,7 +159,7 @@ def test_discovery_is_one_device_that_home_assistant_accepts(node, ha, ha_python
     for topic, payload in messages.items():
         by_component.setdefault(topic.split("/")[1], []).append(payload)
     assert {k: len(v) for k, v in by_component.items()} == {
-        "camera": 1, "button": 1, "binary_sensor": 3, "sensor": 4, "switch": 1, "light": 1,
+        "camera": 1, "button": 1, "binary_sensor": 4, "sensor": 4, "switch": 1, "light": 1,
         "device_automation": 5}  # pir: active/inactive; door: press/release/hold
     model = services.owner.capabilities.model
     devices = {json.dumps(payload["device"], sort_keys=True) for payload in messages.values()}
@@ -377,3 +377,26 @@ def test_wrong_credentials_are_logged_and_the_service_stays_up(broker, tmp_path)
     lines = [line for line in log.splitlines() if "refused the connection" in line]
     assert len(lines) == 1, log
     assert "127.0.0.1:%d" % broker.port in lines[0] and "not-it-9e1f" not in log
+
+
+def test_motion_is_a_binary_sensor_that_follows_the_events(make_app, config, broker, ha):
+    config["mqtt"] = broker.config()
+    config["camera"]["mock"].update(sensor=[640, 480], scene={
+        "path": [[-0.15, 0.5], [1.15, 0.5]], "speed": 0.8, "size": 0.2, "repeat_s": 4.0,
+        "noise": 3.0})
+    config["motion"] = {"enabled": True, "cooldown_s": 0.0, "end_after_s": 0.6}
+    app = make_app(config)
+    sensor = wait_for(lambda: configs(ha).get("homeassistant/binary_sensor/node1/motion/config"),
+                      what="the motion binary_sensor's discovery")
+    assert sensor["device_class"] == "motion" and sensor["state_topic"] == "picam/node1/state/motion"
+    topic = "picam/node1/state/motion"
+    on = wait_for(lambda: [json.loads(m.payload) for m in ha.on(topic)
+                           if json.loads(m.payload)["active"]], timeout=15, what="motion ON")[0]
+    assert on["bbox"] and on["score"] >= 1 and on["event"]
+    off = wait_for(lambda: [json.loads(m.payload) for m in ha.on(topic)
+                            if json.loads(m.payload)["event"] == on["event"]
+                            and not json.loads(m.payload)["active"]], what="motion OFF")[0]
+    assert off["enabled"] is True
+    start = wait_for(lambda: ha.json("picam/node1/events/motion.start"))
+    assert start["type"] == "motion.start" and set(start["data"]) >= {"bbox", "score", "frame_time"}
+    services_of(app).shutdown()  # before the broker stops

@@ -270,6 +270,29 @@ def test_switching_the_led_changes_the_mock_pin(tab, server):
     assert page.locator('[data-name="doorbell"]').get_by_text("Inactive").is_visible()
 
 
+def test_the_motion_tab_switches_on_and_draws_a_mask_on_the_preview(tab, server):
+    tab.login()
+    page = tab.page
+    tab.open("Motion")
+    page.locator("#motion-enabled").check()
+    wait_for(lambda: api(server, "GET", "/api/v1/motion").json()["enabled"], 5, "motion on")
+    preview = page.locator("#motion-preview[src^='blob:']")
+    preview.wait_for()
+    box = _box(preview)
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=5)
+    page.mouse.up()
+    masks = wait_for(lambda: api(server, "GET", "/api/v1/motion").json()["masks"], 5, "a mask")
+    assert masks[0]["x"] == pytest.approx(0.1, abs=0.02) and masks[0]["w"] == pytest.approx(0.4, abs=0.02)
+    assert masks[0]["y"] == pytest.approx(0.2, abs=0.02) and masks[0]["h"] == pytest.approx(0.4, abs=0.02)
+    page.locator("#motion-facts", has_text="Masks1").wait_for()
+    page.get_by_role("button", name="Clear masks").click()
+    wait_for(lambda: api(server, "GET", "/api/v1/motion").json()["masks"] == [], 5, "no mask")
+    page.locator("#motion-enabled").uncheck()
+    wait_for(lambda: not api(server, "GET", "/api/v1/motion").json()["enabled"], 5, "motion off")
+
+
 def delete(server, path: str) -> None:
     response = requests.delete(server.url + path, timeout=10,
                                headers={**ADMIN, "Content-Type": "application/json"})

@@ -10,6 +10,8 @@ from ..rules import RUNTIME, CaptureRequest
 from ..rules import JsonInteger as _JsonInteger
 from ..rules import StrictBoolean as _StrictBoolean
 from ..rules import controls_field as _controls
+from ..motion.masks import MAX_MASKS
+from ..motion.masks import SCHEMA as MASK_SCHEMA
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1
@@ -580,3 +582,76 @@ class Delivery(Schema):
 
 class DeliveryPage(ListPage):
     items = fields.List(fields.Nested(Delivery))
+
+
+class MotionPatch(Schema):
+    """Motion detection's switch and tuning; each field given replaces its value."""
+
+    enabled = _StrictBoolean()
+    sensitivity = _JsonInteger(validate=Range(1, 100), metadata={
+        "description": "1-100: how small a change, against each pixel's noise, counts"})
+    min_area_pct = _JsonNumber(allow_nan=False, validate=Range(0.01, 100), metadata={
+        "description": "percent of the unmasked frame that must change"})
+    cooldown_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400), metadata={
+        "description": "seconds after an event ends before another may start"})
+    # Raw: the service's check_masks is the rule (the config takes masks too), and this
+    # field's document says it in JSON Schema.
+    masks = fields.Raw(metadata={
+        "description": "replaces the masks: rectangles {x, y, w, h} and polygons {points: "
+                       "[[x, y], ...]} (3-64 points), frame-relative (0-1, x right, y down)",
+        "type": "array", "maxItems": MAX_MASKS, "items": MASK_SCHEMA})
+
+
+class MotionBox(Schema):
+    x = fields.Float()
+    y = fields.Float()
+    w = fields.Float()
+    h = fields.Float()
+
+
+class MotionSize(Schema):
+    width = fields.Integer()
+    height = fields.Integer()
+
+
+class MotionCpu(Schema):
+    detect_ms = fields.Float(allow_none=True, metadata={"description": "CPU per frame, detector"})
+    frame_ms = fields.Float(allow_none=True, metadata={
+        "description": "CPU per frame, reading the frame and detecting"})
+    percent_of_core = fields.Float(metadata={"description": "frame_ms at motion.fps, in "
+                                                            "percent of one core"})
+
+
+class MotionLinks(Schema):
+    self = fields.String()
+    preview = fields.String()
+
+
+class Motion(Schema):
+    enabled = fields.Boolean()
+    state = fields.String(metadata={"description": "off, learning, running, outside_hours, "
+                                                   "unsupported or camera_error"})
+    active = fields.Boolean(metadata={"description": "an event is in progress"})
+    event = fields.String(allow_none=True, metadata={"description": "its id"})
+    score = fields.Float(metadata={"description": "the last frame's area over min_area_pct"})
+    area_pct = fields.Float()
+    bbox = fields.Nested(MotionBox, allow_none=True)
+    last_frame_at = fields.String(allow_none=True)
+    size = fields.Nested(MotionSize)
+    fps = fields.Float()
+    sensitivity = fields.Integer()
+    min_area_pct = fields.Float()
+    cooldown_s = fields.Float()
+    masks = fields.Raw(metadata={"type": "array", "items": MASK_SCHEMA})
+    global_change_pct = fields.Float()
+    min_frames = fields.Integer()
+    end_after_s = fields.Float()
+    require_input = fields.String(allow_none=True)
+    active_hours = fields.Dict(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    events = fields.List(fields.Dict(), metadata={"description": "the last motion.start and "
+                                                                 "motion.end data, newest first"})
+    counters = fields.Dict(keys=fields.String(), values=fields.Integer())
+    last_action_error = fields.String(allow_none=True)
+    cpu = fields.Nested(MotionCpu)
+    links = fields.Nested(MotionLinks)

@@ -5,7 +5,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import CameraUnavailable
+from ..errors import CameraUnavailable, Conflict
 
 FORMATS = ("jpeg", "png")
 
@@ -96,6 +96,21 @@ class Capture:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LumaFrame:
+    """A small greyscale frame for motion detection.
+
+    ``pixels`` is the Y (luma) plane as a numpy ``uint8`` array of shape
+    (height, width), C-contiguous and owned by the caller (the backend keeps no
+    reference to it); ``time`` is when it was exposed, epoch seconds; ``sequence``
+    counts the backend's luma frames.
+    """
+
+    pixels: Any
+    time: float
+    sequence: int
+
+
 class CameraBackend(abc.ABC):
     """A camera. The owner serialises all calls; backends need not be thread-safe.
 
@@ -113,6 +128,11 @@ class CameraBackend(abc.ABC):
     (an MP4 file, picamera2's ``PyavOutput``); the defaults are the same
     classes in ``picam_api.camera.outputs``. A fan-out output (live H.264 to
     several clients) is one more output on the same encoder.
+
+    Motion detection reads ``luma_frame``: the Y plane of a small frame (on a
+    Pi, a ``lores`` YUV420 stream configured beside main, which stays configured
+    until ``stop_luma``). A backend without it answers with a ``Conflict`` that
+    says what motion needs.
 
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
@@ -162,6 +182,17 @@ class CameraBackend(abc.ABC):
         its ``frames``, ``duration_s`` (what the timestamps span) and ``error``."""
         from .outputs import Mp4Output
         return Mp4Output(path)
+
+    def luma_frame(self, size: tuple[int, int], timeout: float) -> LumaFrame:
+        """The next luma frame of ``size`` (width, height), newer than the last one
+        returned; ``CaptureTimeout`` after ``timeout`` s. Stills, streams and clips
+        keep working while luma frames are being read."""
+        raise Conflict(f"motion needs small luma frames (the Y plane of a low-resolution "
+                       f"YUV420 stream beside the main one), and the {self.name or 'configured'} "
+                       f"camera backend does not provide them yet")
+
+    def stop_luma(self) -> None:
+        """No more luma frames will be asked for; a backend may drop the stream that fed them."""
 
     def __enter__(self):
         self.open()

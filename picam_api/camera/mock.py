@@ -9,6 +9,12 @@ ScalerCrop zooms.
 Faults for tests come from ``[camera.mock]`` in the config and can be changed on
 the instance while it runs: ``fail_rate``, ``delay_s``, ``hang``, ``missing``.
 
+Motion detection reads ``luma_frame``: the Y plane of the scripted scene
+(``mock_scene``: an object on a path, noise, flicker, a brightness ramp,
+clouds, from ``[camera.mock.scene]``), without the caption and the clock dot,
+which change in every frame as nothing in a real scene does. Stills show the
+scene's object too.
+
 Video (``start_encoder``) draws the same pattern at the encoder's rate and
 encodes it with libx264 through PyAV (``mock_video``); stills keep working.
 """
@@ -19,12 +25,14 @@ import functools
 import io
 import random
 import threading
+import time
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from ..errors import CameraUnavailable, CaptureFailed, CaptureTimeout
 from .base import (CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo,
-                   VideoSettings)
+                   LumaFrame, VideoSettings)
+from .mock_scene import Scene
 
 BARS = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0),
         (192, 0, 192), (192, 0, 0), (0, 0, 192)]
@@ -51,12 +59,16 @@ class MockCamera(CameraBackend):
         self.frames = 0
         self.opens = 0
         self.encoders: set = set()  # running MockEncoders
+        self.scene = Scene.from_config({**mock["scene"], "seed": mock["seed"]})
+        self.luma_frames = 0
+        self._scene_epoch = time.monotonic()
 
     def open(self) -> Capabilities:
         if self.missing:
             raise CameraUnavailable("no camera attached (mock camera told to be missing)")
         self._closed.clear()
         self.opens += 1
+        self._scene_epoch = time.monotonic()
         width, height = self.sensor
         controls = {
             "AeEnable": ControlInfo(False, True, True),
@@ -113,6 +125,20 @@ class MockCamera(CameraBackend):
                         "ExposureTime": settings.controls.get("ExposureTime", 20_000),
                         "AnalogueGain": settings.controls.get("AnalogueGain", 1.0)})
 
+    def scene_time(self) -> float:
+        """Seconds of scene time: since the camera last opened."""
+        return time.monotonic() - self._scene_epoch
+
+    def luma_frame(self, size: tuple[int, int], timeout: float) -> LumaFrame:
+        if self.hang or self.delay_s > timeout:
+            self._closed.wait(timeout)
+            raise CaptureTimeout(f"no frame from the camera within {timeout:g} s")
+        if self.missing:
+            raise CameraUnavailable("no camera attached (mock camera told to be missing)")
+        self.luma_frames += 1
+        return LumaFrame(self.scene.luma(size[0], size[1], self.scene_time()), time.time(),
+                         self.luma_frames)
+
     def render(self, settings: CaptureSettings, frame: int, when: dt.datetime) -> Image.Image:
         """Draw one frame for ``settings`` at time ``when``."""
         width, height = settings.width, settings.height
@@ -124,6 +150,7 @@ class MockCamera(CameraBackend):
         cx = int(radius + phase * (width - 2 * radius))
         cy = height * 2 // 3 - radius - 2
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 255, 255))
+        self.scene.draw(image, self.scene_time())
         controls = settings.controls
         lines = [f"MOCK CAMERA  frame {frame}",
                  when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

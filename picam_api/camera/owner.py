@@ -10,7 +10,7 @@ from typing import Callable
 from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, LumaFrame, VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,23 @@ class CameraOwner:
         with self._locked():
             if self._is_open:
                 self._guarded(lambda: self.backend.stop_encoder(encoder))
+
+    def luma_frame(self, size: tuple[int, int]) -> LumaFrame:
+        """The next small luma frame for motion detection (see ``CameraBackend.luma_frame``).
+
+        Faults count and reopen the camera as a capture's do, but it is not a
+        capture: no hooks (a capture light would flash at the detector's rate),
+        and ``captures`` and ``last_capture_at`` stay as they were.
+        """
+        with self._locked():
+            self._ensure_open()
+            return self._guarded(lambda: self.backend.luma_frame(size, self.timeout))
+
+    def end_luma(self) -> None:
+        """Motion detection stopped: the backend may drop the stream that fed it."""
+        with self._locked():
+            if self._is_open:
+                self._guarded(self.backend.stop_luma)
 
     def health(self) -> dict:
         """Open the camera if it can be, and report whether it is usable."""

@@ -24,6 +24,10 @@ TYPES: dict[str, str] = {
     "video.state": "a video changed state or progress (its resource)",
     "video.ready": "a video is ready to play (its resource)",
     "video.failed": "a render or a clip failed; last_error says why (its resource)",
+    "motion.start": "motion began: {event, score, area_pct, bbox {x, y, w, h}, frame_time}",
+    "motion.end": "motion ended: {event, score and area_pct (peaks), bbox (their union), "
+                  "frame_time, started_at, last_motion_at, duration_s, frames}",
+    "motion.changed": "motion detection was switched or tuned (GET /api/v1/motion's body)",
     "storage.low": "free space in the data dir fell below events.storage_low_mb",
     "storage.ok": "free space in the data dir is back above events.storage_low_mb",
 }

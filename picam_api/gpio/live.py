@@ -161,6 +161,7 @@ class Input(LiveDevice):
         self.last_error: str | None = None
         self.triggered: Callable[[Input, str, str], None] = _ignore
         self.device_class: str | None = None  # what Home Assistant should call it (motion...)
+        self._active_at = float("-inf")  # monotonic time of the last edge: active then
         for event, callback in self.kind.events.items():
             counts_edge = callback in ("when_activated", "when_deactivated")
             setattr(self.device, callback, functools.partial(self._event, event, counts_edge))
@@ -171,6 +172,11 @@ class Input(LiveDevice):
                     "triggers_fired": self.fired, "triggers_suppressed": self.suppressed,
                     "triggers_dropped": self.dropped, "trigger_failures": self.failures,
                     "last_error": self.last_error}
+
+    def active_within(self, seconds: float) -> bool:
+        """Active now, or at an edge less than ``seconds`` ago (PIR AND motion)."""
+        with self._lock:
+            return bool(self.device.is_active) or time.monotonic() - self._active_at <= seconds
 
     def failed(self, error: str) -> None:
         """Count a trigger action that failed (called from the trigger worker)."""
@@ -183,6 +189,7 @@ class Input(LiveDevice):
         with self._lock:
             if counts_edge:
                 self.edges += 1
+                self._active_at = now  # either edge: it was active until or from now
                 self.last_changed = _now_iso()
             result = self._fire(event, now)
         if counts_edge:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from gpiozero.pins.mock import MockFactory
 
@@ -147,23 +147,32 @@ class GpioService:
         # The config check made sure it names an output.
         return self.devices[name] if name else None
 
-    def _submit(self, trigger: Input, event: str, actions: list[dict]) -> bool:
-        return self.triggers.submit(functools.partial(self._run, trigger, event, actions))
+    def run_actions(self, actions: list[dict], *, source: str, trigger: str,
+                    failed: Callable[[str], None]) -> bool:
+        """Queue trigger ``actions`` (checked action tables, as inputs and motion detection
+        have them) on the trigger worker; False when its queue is full. Photos get
+        ``source``, photos and clips ``trigger``; each failure goes to ``failed(reason)``."""
+        return self.triggers.submit(functools.partial(self._run, actions, source, trigger, failed))
 
-    def _run(self, trigger: Input, event: str, actions: list[dict]) -> None:
-        """On the trigger worker: run each action; a failure is counted, never raised."""
+    def _submit(self, trigger: Input, event: str, actions: list[dict]) -> bool:
+        def failed(error: str) -> None:
+            trigger.failed(f"{event}: {error}")
+            log.warning("GPIO trigger %s %s: %s", trigger.name, event, error)
+        return self.run_actions(actions, source="gpio", trigger=trigger.name, failed=failed)
+
+    def _run(self, actions: list[dict], source: str, trigger: str,
+             failed: Callable[[str], None]) -> None:
+        """On the trigger worker: run each action; a failure is reported, never raised."""
         for action in actions:
             try:
-                self._perform(trigger.name, action)
+                self._perform(action, source, trigger)
             except Exception as exc:
-                error = f"{event}: {action['action']}: {_describe(exc)}"
-                trigger.failed(error)
-                log.warning("GPIO trigger %s %s", trigger.name, error)
+                failed(f"{action['action']}: {_describe(exc)}")
 
-    def _perform(self, trigger: str, action: dict) -> None:
+    def _perform(self, action: dict, source: str, trigger: str) -> None:
         kind = action["action"]
         if kind == "photo":
-            self._capture.take_photo(action["settings"], source="gpio", trigger=trigger)
+            self._capture.take_photo(action["settings"], source=source, trigger=trigger)
         elif kind == "timelapse":
             self._timelapses.set_state(action["timelapse"], action["state"])
         elif kind == "video":

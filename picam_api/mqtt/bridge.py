@@ -9,7 +9,8 @@ while we were away arrives when we are back, and one that arrives twice runs
 once (see commands.py).
 
 Two threads of ours: the publisher takes events from the bus (``events/<type>``)
-and keeps the retained topics current (``availability``, ``state/...``,
+and keeps the retained topics current (``availability``, ``state/...`` with
+``state/motion`` for the motion binary_sensor,
 ``snapshot``, and the Home Assistant discovery configs), publishing them all
 again on each connect and whenever HA says it is back (``<prefix>/status`` =
 ``online``); the commander runs the commands one at a time, so a slow capture
@@ -249,6 +250,7 @@ class MqttBridge:
         self._publish(self.topics.availability, "online", qos=1, retain=True)
         self._publish(self.topics.state("camera"), state.camera(services), retain=True)
         self._publish_storage()
+        self._publish(self.topics.state("motion"), state.motion(services), retain=True)
         for device in services.gpio.devices.values():
             self._publish_gpio(device)
         for job in self._active_jobs():
@@ -275,6 +277,9 @@ class MqttBridge:
                 self._publish(self.topics.state("gpio", data["name"]), data, retain=True)
             elif kind == "camera.health":
                 self._publish(self.topics.state("camera"), state.camera(self.services), retain=True)
+            elif kind in ("motion.start", "motion.end", "motion.changed"):
+                self._publish(self.topics.state("motion"), state.motion(self.services, event),
+                              retain=True)
             elif kind in ("timelapse.state", "timelapse.progress"):
                 self._publish_timelapse(data)
         if storage_changed:

@@ -5,7 +5,8 @@ Each config is retained at ``<prefix>/<component>/<node_id>/<object_id>/config``
 reads). The device is the Pi: its identifiers carry the node id, so two nodes on
 one broker are two devices. Entities: the latest photo (``camera``, from the
 snapshot topic), a "Take photo" ``button``, the camera's health, disk free, the
-photo count and the last photo's time, a ``switch`` per on/off output, a
+photo count and the last photo's time, motion detection (a ``binary_sensor`` of
+class motion), a ``switch`` per on/off output, a
 ``light`` with brightness per pwm output, a ``binary_sensor`` per input (with
 the device class the config gives it, such as motion for a PIR), a device
 trigger per input event, and a progress ``sensor`` per active time-lapse.
@@ -59,6 +60,9 @@ class Discovery:
         yield self._entity("sensor", "last_photo", "Last photo", state_topic=storage,
                            value_template="{{ value_json.last_photo_at or None }}",
                            device_class="timestamp")
+        yield self._entity("binary_sensor", "motion", "Motion", state_topic=t.state("motion"),
+                           value_template="{{ 'ON' if value_json.active else 'OFF' }}",
+                           device_class="motion", json_attributes_topic=t.state("motion"))
         for device in gpio:
             yield from self._gpio(device)
         for job in jobs:

@@ -1,4 +1,5 @@
-"""The retained ``state/...`` payloads: camera, storage, each GPIO device, each active time-lapse.
+"""The retained ``state/...`` payloads: camera, storage, motion, each GPIO device, each active
+time-lapse.
 
 ``services`` is the app's ``Services`` (app.py), passed down, never imported:
 the composition root sits above this package.
@@ -30,6 +31,19 @@ def storage(services: Any, low: bool | None) -> dict:
             "photos": stats["count"], "photo_bytes": stats["bytes"],
             "last_photo_at": latest[0].taken_at if latest else None,
             "last_photo_id": latest[0].id if latest else None}
+
+
+def motion(services: Any, event=None) -> dict:
+    """Motion detection's state; after a ``motion.start``/``motion.end`` ``event``, as that
+    event says (the detector may have moved on by the time the bridge publishes it)."""
+    status = services.motion.status()
+    body = {key: status[key] for key in ("enabled", "state", "active", "event", "score",
+                                         "area_pct", "bbox", "last_frame_at")}
+    if event is not None and event.type in ("motion.start", "motion.end"):
+        body.update(active=event.type == "motion.start", event=event.data["event"],
+                    score=event.data["score"], area_pct=event.data["area_pct"],
+                    bbox=event.data["bbox"], last_frame_at=event.data["frame_time"])
+    return body
 
 
 def timelapse(resource: dict) -> dict:

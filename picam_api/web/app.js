@@ -4,6 +4,7 @@
 import { ConnectionLost, events, session, signIn, signOut } from "./api.js";
 import * as gpio from "./gpio.js";
 import * as live from "./live.js";
+import * as motion from "./motion.js";
 import * as photos from "./photos.js";
 import * as status from "./status.js";
 import * as stream from "./stream.js";
@@ -12,8 +13,9 @@ import { notify, tickTimes } from "./ui.js";
 
 // By section id. Each may have show() and hide() (on entering and leaving its tab),
 // poll() (every second while its tab is open) and reset() (on signing out). Photos,
-// time-lapses and GPIO follow the event stream instead of polling.
-const VIEWS = { live, photos, timelapses, gpio, status };
+// time-lapses and GPIO follow the event stream instead of polling; motion polls (its
+// score and preview change with every frame).
+const VIEWS = { live, photos, timelapses, gpio, motion, status };
 const STATUS_EVERY_S = 5; // the mock banners, and the heartbeat that notices a lost connection
 const TIMES_EVERY_S = 10;
 const loginForm = document.getElementById("login");
