@@ -114,6 +114,14 @@ class CameraBackend(abc.ABC):
     classes in ``picam_api.camera.outputs``. A fan-out output (live H.264 to
     several clients) is one more output on the same encoder.
 
+    Live H.264 (WebRTC, RTSP; ``picam_api.h264_live``) starts one encoder per
+    live size with ``start_encoder``, so it needs: Annex B frames with SPS/PPS
+    before every keyframe, no B-frames (packets in presentation order),
+    constrained-baseline profile (what every WebRTC browser decodes), a
+    keyframe every ``keyframe_interval`` frames, and several encoders running
+    at once (a clip's, and one per live size). ``request_keyframe`` asks for
+    the next frame to be one, so a new viewer need not wait a whole interval.
+
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
     """
@@ -151,6 +159,12 @@ class CameraBackend(abc.ABC):
 
     def stop_encoder(self, encoder: Any) -> None:
         """Stop ``encoder``: its output gets the last frames, then ``stop()``."""
+
+    def request_keyframe(self, encoder: Any) -> bool:
+        """Make the next frame of ``encoder`` a keyframe (IDR) if the encoder can, and say
+        whether it will. Called from any thread, without the owner's lock: it must only
+        set a flag. The default cannot (viewers then wait for the next regular keyframe)."""
+        return False
 
     def circular_output(self, seconds: float, max_bytes: int) -> Any:
         """A ring of the last ``seconds`` of encoded frames (at most ``max_bytes``)."""

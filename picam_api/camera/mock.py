@@ -51,6 +51,7 @@ class MockCamera(CameraBackend):
         self.frames = 0
         self.opens = 0
         self.encoders: set = set()  # running MockEncoders
+        self.encoders_started = 0  # ever: a test counts the encodes a feature costs
 
     def open(self) -> Capabilities:
         if self.missing:
@@ -86,11 +87,16 @@ class MockCamera(CameraBackend):
         encoder = MockEncoder(self, settings, output)
         encoder.begin()
         self.encoders.add(encoder)
+        self.encoders_started += 1
         return encoder
 
     def stop_encoder(self, encoder) -> None:
         self.encoders.discard(encoder)
         encoder.stop()
+
+    def request_keyframe(self, encoder) -> bool:
+        encoder.keyframe_wanted.set()
+        return True
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         # Behave like picamera2 with wait=timeout: a stuck frame ends in a timeout.
