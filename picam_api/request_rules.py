@@ -92,11 +92,9 @@ def check_body() -> None:
         if _has_body():
             check_json_bounds(_read_body())
         return
-    if request.method not in STATE_CHANGING:
+    if request.method not in STATE_CHANGING or request.mimetype in _accepted():
         return
     if _has_body():
-        if request.mimetype in _accepted():
-            return
         raise UnsupportedMediaType("send the body as application/json")
     if _takes_body():
         raise UnsupportedMediaType("send a JSON body with Content-Type: application/json "

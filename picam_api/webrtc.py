@@ -48,6 +48,8 @@ MICROSECONDS = Fraction(1, 1_000_000)
 # A peer's queue: past this many frames unsent (about 1 s at 30 fps) it skips to a keyframe.
 MAX_QUEUED_FRAMES = 30
 ANSWER_TIMEOUT_S = 10.0
+# How long a session that ended by itself still takes its DELETE (answered 204, once).
+GONE_KEPT_S = 60.0
 
 
 def _track_class():
@@ -160,6 +162,7 @@ class WhepService:
         self.retry_after = config["camera"]["retry_after_s"]
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self._gone: dict[str, tuple[str, float]] = {}  # ended by themselves: id -> (user, when)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -199,8 +202,18 @@ class WhepService:
             raise
 
     def end(self, session_id: str, user: str | None = None) -> None:
-        """End a session (``user``: only if it is theirs); ``NotFound`` if there is none."""
+        """End a session (``user``: only if it is theirs); ``NotFound`` if there is none.
+
+        A session that ended by itself a moment ago (its peer closed: a page's close
+        and DELETE race each other) is ended already: no error, once.
+        """
         with self._lock:
+            now = time.monotonic()
+            self._gone = {k: v for k, v in self._gone.items() if now - v[1] < GONE_KEPT_S}
+            gone = self._gone.get(session_id)
+            if gone is not None and user in (None, gone[0]):
+                del self._gone[session_id]
+                return
             session = self._sessions.get(session_id)
             if session is None or (user is not None and session.user != user):
                 raise NotFound("no such WebRTC session (it ended, or was never made)")
@@ -300,11 +313,18 @@ class WhepService:
 
     def _ended(self, session_id: str, why: str) -> None:
         """(event loop) The peer failed, closed or never came up: end its session."""
+        with self._lock:
+            session = self._sessions.get(session_id)
         try:
+            if session is None:
+                return
             self.end(session_id)
-            log.info("WebRTC session %s ended: %s", session_id[:8], why)
         except NotFound:
-            pass
+            return
+        log.info("WebRTC session %s ended: %s", session_id[:8], why)
+        with self._lock:
+            if len(self._gone) < 4 * self.max_peers:  # bounded, whatever the churn
+                self._gone[session_id] = (session.user, time.monotonic())
 
     def _release(self, session: Session) -> None:
         if session.feed is not None:

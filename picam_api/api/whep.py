@@ -42,9 +42,10 @@ def whep_offer(query: dict):
 
 @bp.delete("/stream/whep/<session_id>")
 @viewer
+@bp.output({}, status_code=204)
 @bp.doc(summary="End a WebRTC session", description="Frees its viewer slot. A viewer may "
         "end its own sessions, an operator any.", responses=errors(404))
 def whep_session(session_id: str):
     user = auth.current_user
     services().whep.end(session_id, None if "operator" in user.roles else user.name)
-    return Response(status=204)
+    return ""
