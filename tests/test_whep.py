@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
+import types
 
 import pytest
 import requests
 
 from conftest import (ADMIN_PASSWORD, BIN, PROBLEM, VIEWER_PASSWORD, ServerProcess, assert_problem,
                       basic, wait_for)
+from picam_api.camera.base import CameraBackend
 from picam_api.camera.mock_video import read_stamp
+from picam_api.config import from_mapping
+from picam_api.errors import ConfigError
 
 aiortc = pytest.importorskip("aiortc")
 
@@ -180,9 +185,14 @@ def test_a_peer_that_closes_frees_its_slot(server):
         await viewer.frames(2)
         assert h264_info(server)["webrtc"]["peers"] == 1
         await viewer.close(delete=False)  # DTLS close_notify only, as from a closed tab
+        return viewer.response.headers["Location"]
 
-    asyncio.run(watch_and_leave())
+    location = asyncio.run(watch_and_leave())
     wait_for(lambda: no_peers(server), what="the closed peer's slot to be freed")
+    # A page's DELETE that its own close beat to the server is no error, once.
+    delete = lambda: requests.delete(server.url + location, headers={**ADMIN, **JSON}, timeout=10)  # noqa: E731
+    assert delete().status_code == 204
+    assert_problem(delete(), 404)
 
 
 def test_the_encoder_stops_after_the_last_peer(server):
@@ -304,3 +314,35 @@ def test_an_expired_whep_ticket_is_refused(client, services, admin_headers):
     assert response.status_code == 401
     assert response.content_type == PROBLEM
     assert json.loads(response.data)["detail"].startswith("the stream ticket has expired")
+
+
+def test_a_backend_without_an_h264_encoder_is_a_clear_503(client, services, admin_headers):
+    # The seam: a backend that has no start_encoder of its own (the base class's).
+    services.backend.start_encoder = types.MethodType(CameraBackend.start_encoder, services.backend)
+    response = client.post(WHEP, data="v=0", headers=admin_headers, content_type="application/sdp")
+    body = assert_problem(response, 503)
+    assert body["detail"].startswith("live H.264 needs a camera backend with an H.264 encoder")
+    assert services.whep.stats()["peers"] == 0
+
+
+def test_live_h264_may_be_turned_off(make_app, config, admin_headers):
+    config["stream"] = {"h264": {"enabled": False}}
+    client = make_app(config).test_client()
+    assert client.get("/api/v1/info", headers=admin_headers).json["h264"]["enabled"] is False
+    response = client.post(WHEP, data="v=0", headers=admin_headers, content_type="application/sdp")
+    assert "stream.h264.enabled" in assert_problem(response, 503)["detail"]
+
+
+@pytest.mark.parametrize("h264, message", [
+    ({"size": [800, 600]}, "stream.h264.size: must be one of stream.sizes"),
+    ({"stun_urls": ["http://stun.example.org"]}, "stream.h264.stun_urls"),
+    ({"max_peers": 0}, "stream.h264.max_peers"),
+])
+def test_bad_h264_config_is_one_clear_line(h264, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_mapping({"stream": {"h264": h264}})
+
+
+def test_an_odd_h264_size_is_refused_at_start():
+    with pytest.raises(ConfigError, match="stream.h264.size: must be even"):
+        from_mapping({"stream": {"sizes": [[321, 240]]}})
