@@ -275,7 +275,6 @@ class WhepService:
     async def _answer(self, session: Session, sdp: str) -> str:
         from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender,
                             RTCSessionDescription)
-        from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
         # An explicit list, even empty: given none, aiortc asks stun.l.google.com.
         pc = RTCPeerConnection(RTCConfiguration(
@@ -294,13 +293,18 @@ class WhepService:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except (ValueError, OperationError, InvalidStateError, InternalError, KeyError,
-                IndexError, TypeError) as exc:
+            if transceiver.mid is None:
+                raise BadRequest("the offer has no video section to receive the stream in")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BadRequest:
+            raise
+        except Exception as exc:
+            # aiortc's SDP parser meets arbitrary client text here and raises whatever the
+            # text makes it raise (ValueError, AssertionError, IndexError, OperationError,
+            # ...): each is a bad offer, never a 500.
+            log.debug("a WHEP offer was refused", exc_info=exc)
             raise BadRequest(f"the body is not a WHEP offer with H.264 video to receive: "
-                             f"{exc or type(exc).__name__}") from None
-        if transceiver.mid is None:
-            raise BadRequest("the offer has no video section to receive the stream in")
-        await pc.setLocalDescription(await pc.createAnswer())
+                             f"{str(exc)[:200] or type(exc).__name__}") from None
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._check_connected,
                                               session)
         return pc.localDescription.sdp

@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import subprocess
+import threading
 import time
 import types
 
@@ -23,6 +24,7 @@ from picam_api.camera.base import CameraBackend
 from picam_api.camera.mock_video import read_stamp
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
+from picam_api.h264_live import Feed
 
 aiortc = pytest.importorskip("aiortc")
 
@@ -238,6 +240,10 @@ def test_a_viewer_ends_only_its_own_sessions(server):
     ("v=0\r\nthis is not sdp", "application/sdp", 400),
     ("", "application/sdp", 400),
     ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", "application/sdp", 400),
+    # What aiortc's parser meets in a mangled offer: AssertionError, IndexError, ValueError.
+    ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=ssrc:x\r\n",
+     "application/sdp", 400),
+    ("v=0\r\nm=video\r\n", "application/sdp", 400),
     ('{"sdp": "v=0"}', "application/json", 415),
     ("v=0", "text/plain", 415),
 ])
@@ -346,3 +352,34 @@ def test_bad_h264_config_is_one_clear_line(h264, message):
 def test_an_odd_h264_size_is_refused_at_start():
     with pytest.raises(ConfigError, match="stream.h264.size: must be even"):
         from_mapping({"stream": {"sizes": [[321, 240]]}})
+
+
+def test_an_encoder_stopped_under_its_viewers_tells_them_and_the_next_starts_anew(services):
+    class Counting(Feed):
+        def __init__(self):
+            super().__init__()
+            self.stopped = threading.Event()
+
+        def deliver(self, data, keyframe, timestamp):
+            return True
+
+        def encoder_stopped(self):
+            self.stopped.set()
+
+    hub, feed = services.h264, Counting()
+    hub.attach(feed, (640, 480))
+    wait_for(lambda: feed.frames, what="frames")
+    services.owner.close()  # what a camera fault does: the backend closes, encoders with it
+    assert feed.stopped.wait(5) and feed.encoder is None
+    assert hub.stats()["encoders"] == []
+    again = Counting()
+    hub.attach(again, (640, 480))
+    wait_for(lambda: again.frames, what="frames from a new encoder")
+    assert hub.stats()["encoders_started"] == 2
+    hub.detach(again)
+
+
+def test_the_openapi_document_says_the_offer_is_sdp(client):
+    operation = client.get("/openapi.json").json["paths"][WHEP]["post"]
+    assert list(operation["requestBody"]["content"]) == ["application/sdp"]
+    assert "application/sdp" in operation["responses"]["201"]["content"]
