@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import secrets
 import threading
@@ -175,6 +176,8 @@ class WhepService:
         ``TooManyStreams`` at the peer cap, the camera's errors if no encoder starts.
         """
         dims = self.hub.parse_size(size)
+        if "m=video" not in sdp:  # before a slot is taken and an encoder started for it
+            raise BadRequest("the body is not a WHEP offer: it has no video section (m=video)")
         with self._lock:
             if self._closed:
                 raise CameraUnavailable("the server is stopping", retry_after=self.retry_after)
@@ -198,7 +201,8 @@ class WhepService:
                 raise CameraUnavailable("the WebRTC answer took too long",
                                         retry_after=self.retry_after) from None
         except BaseException:
-            self.end(session.id)
+            with contextlib.suppress(NotFound):  # it may have ended by itself meanwhile
+                self.end(session.id)
             raise
 
     def end(self, session_id: str, user: str | None = None) -> None:
@@ -260,6 +264,7 @@ class WhepService:
             self._thread = threading.Thread(target=self._run, args=(loop,), name="picam-webrtc",
                                             daemon=True)
             self._loop = loop
+            self.health.watch(self._thread)
             self._thread.start()
         return self._loop
 
