@@ -359,4 +359,10 @@ def _forward_keyframe_requests(sender, feed: PeerFeed) -> None:
 
 
 async def _close_all(pcs: list) -> None:
+    """Close ``pcs``, then end whatever else still runs on the loop (the tasks of peers
+    closed earlier), so that stopping the loop leaves no task pending."""
     await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)

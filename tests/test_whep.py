@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
+import string
 import subprocess
 import threading
 import time
@@ -33,6 +35,8 @@ SDP = {"Content-Type": "application/sdp"}
 ADMIN = basic("admin", ADMIN_PASSWORD)
 JSON = {"Content-Type": "application/json"}
 FRAMES = 12
+# Enough of an offer to get past the first look, not enough to answer.
+VIDEO_OFFER = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n"
 SERVER_TOML = """
 [stream]
 sizes = [[320, 240], [640, 480]]
@@ -325,7 +329,8 @@ def test_an_expired_whep_ticket_is_refused(client, services, admin_headers):
 def test_a_backend_without_an_h264_encoder_is_a_clear_503(client, services, admin_headers):
     # The seam: a backend that has no start_encoder of its own (the base class's).
     services.backend.start_encoder = types.MethodType(CameraBackend.start_encoder, services.backend)
-    response = client.post(WHEP, data="v=0", headers=admin_headers, content_type="application/sdp")
+    response = client.post(WHEP, data=VIDEO_OFFER, headers=admin_headers,
+                           content_type="application/sdp")
     body = assert_problem(response, 503)
     assert body["detail"].startswith("live H.264 needs a camera backend with an H.264 encoder")
     assert services.whep.stats()["peers"] == 0
@@ -335,7 +340,8 @@ def test_live_h264_may_be_turned_off(make_app, config, admin_headers):
     config["stream"] = {"h264": {"enabled": False}}
     client = make_app(config).test_client()
     assert client.get("/api/v1/info", headers=admin_headers).json["h264"]["enabled"] is False
-    response = client.post(WHEP, data="v=0", headers=admin_headers, content_type="application/sdp")
+    response = client.post(WHEP, data=VIDEO_OFFER, headers=admin_headers,
+                           content_type="application/sdp")
     assert "stream.h264.enabled" in assert_problem(response, 503)["detail"]
 
 
@@ -383,3 +389,29 @@ def test_the_openapi_document_says_the_offer_is_sdp(client):
     operation = client.get("/openapi.json").json["paths"][WHEP]["post"]
     assert list(operation["requestBody"]["content"]) == ["application/sdp"]
     assert "application/sdp" in operation["responses"]["201"]["content"]
+
+
+def test_mangled_offers_are_400s_never_500s(client, services, admin_headers):
+    async def real_offer():
+        pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+        sdp = await offer_sdp(pc)
+        await pc.close()
+        return sdp
+
+    offer = asyncio.run(real_offer())
+    rnd = random.Random(16)
+    statuses = set()
+    for _ in range(40):
+        text = list(offer)
+        for _ in range(rnd.randint(1, 12)):  # what aiortc's parser meets in the wild
+            text[rnd.randrange(len(text))] = rnd.choice(string.printable)
+        response = client.post(WHEP, data="".join(text), headers=admin_headers,
+                               content_type="application/sdp")
+        statuses.add(response.status_code)
+        if response.status_code == 201:
+            client.delete(response.headers["Location"], headers=admin_headers,
+                          content_type="application/json")
+        else:
+            assert_problem(response, 400)
+    assert 400 in statuses
+    wait_for(lambda: services.whep.stats()["peers"] == 0, what="every peer to end")
