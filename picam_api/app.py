@@ -23,9 +23,11 @@ from .events import EventBus
 from .events.sse import EventStreams
 from .files import SpaceReserve
 from .gpio import GpioService
+from .h264_live import H264Hub
 from .motion import MotionService
 from .passwords import Hasher
 from .retention import enforce as enforce_retention
+from .rtsp_publish import RtspPublisher
 from .storage import PhotoStore
 from .storage_watch import StorageWatch
 from .stream_urls import StreamUrls
@@ -35,6 +37,7 @@ from .timelapse.sun import Location
 from .video import VideoService
 from .watchdog import Watchdog, ping_interval
 from .webhooks import WebhookService
+from .webrtc import WhepService
 from .workers import Worker, WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,11 @@ class Services:
         self.recovery = self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
         self.streams = StreamHub(self.owner, self.capture, config, self.worker_health)
+        self.h264 = H264Hub(self.owner, config)
+        self.whep = WhepService(self.h264, config, self.worker_health)
+        self.rtsp = None
+        if config["stream"]["rtsp"]["publish_url"]:
+            self.rtsp = RtspPublisher(self.h264, config, self.worker_health)
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
                                            cursor_key, health=self.worker_health,
@@ -129,6 +137,8 @@ class Services:
             worker.start()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.rtsp is not None:
+            self.rtsp.start()
 
     def close_streams(self) -> None:
         """End every live-view and event stream now (they never end by themselves)."""
@@ -150,6 +160,10 @@ class Services:
             worker.stop(timeout)
         self.gpio.shutdown(timeout)
         self.streams.shutdown(timeout)
+        self.whep.shutdown(timeout)
+        if self.rtsp is not None:
+            self.rtsp.stop(timeout)
+        self.h264.shutdown(timeout)
         self.accounts.hasher.close()
         self.event_streams.close()
         # Last: what the others published while stopping is still logged (and

@@ -71,7 +71,8 @@ auth = MultiAuth(basic, bearer)
 # The live view also takes a signed URL, for an <img>, which cannot send headers.
 ticket = _TicketAuth(name="StreamTicket", param_name="ticket", description=(
     "A signed, single-use ticket from POST /api/v1/stream/urls, valid for a GET of "
-    "this route only, for stream.url_ttl_s seconds."))
+    "the stream (or with stream=whep, a POST of a WebRTC offer) only, for "
+    "stream.url_ttl_s seconds."))
 stream_auth = MultiAuth(basic, bearer, ticket)
 # APIFlask warns when two MultiAuths share a scheme name; here they share the very
 # same objects, so nothing in the OpenAPI document is overwritten.

@@ -112,6 +112,28 @@ DEFAULTS: dict[str, Any] = {
         "aliases_require_auth": True,
         # How long a signed stream URL (POST /api/v1/stream/urls) may wait for its GET.
         "url_ttl_s": 30,
+        # Live H.264 (WebRTC over WHEP, RTSP publishing): one encoder per size in use,
+        # its packets passed to every peer; see docs/h264.md.
+        "h264": {
+            "enabled": True,
+            # Default size for WHEP and the size RTSP publishes; unset: the first of stream.sizes.
+            "size": None,
+            "fps": 30.0,
+            "bitrate": 2_000_000,
+            # Seconds from one keyframe to the next: the longest a new viewer waits.
+            "gop": 1.0,
+            "max_peers": 8,
+            # None contacted unless listed ("stun:stun.example.org:3478"): host candidates only.
+            "stun_urls": [],
+            # A peer whose connection has not come up this long after its answer is dropped.
+            "connect_timeout_s": 20.0,
+        },
+        "rtsp": {
+            # rtsp://127.0.0.1:8554/picam on a MediaMTX or go2rtc: published while set.
+            "publish_url": "",
+            # Reconnects wait 1 s, then twice as long each time, up to this.
+            "reconnect_max_s": 30.0,
+        },
     },
     "gpio": {
         # gpiozero's factory name (lgpio, rpigpio, mock, ...); GPIOZERO_PIN_FACTORY wins.
@@ -357,6 +379,19 @@ def _actions(value: Any) -> list:
     if not isinstance(value, (list, dict)):
         raise ValueError("must be an action table or an array of them")
     return value if isinstance(value, list) else [value]
+def _stun_urls(value: Any) -> list[str]:
+    if (not isinstance(value, list) or len(value) > 4
+            or not all(isinstance(u, str) and u.startswith(("stun:", "stuns:")) and len(u) <= 256
+                       for u in value)):
+        raise ValueError('must be a list of at most 4 URLs such as "stun:stun.example.org:3478"')
+    return value
+
+
+def _rtsp_url(value: Any) -> str:
+    text = _text(value).strip()
+    if text and (urlsplit(text).scheme not in ("rtsp", "rtsps") or not urlsplit(text).hostname):
+        raise ValueError("must be empty or an rtsp:// URL such as rtsp://127.0.0.1:8554/picam")
+    return text
 
 
 SPEC: dict[str, Callable] = {
@@ -497,6 +532,16 @@ SPEC: dict[str, Callable] = {
     "motion.active_hours.start": _text,
     "motion.active_hours.end": _text,
     "motion.keep_events": _number(int, 1, 1000),
+    "stream.h264.enabled": _bool,
+    "stream.h264.size": _optional(_size),
+    "stream.h264.fps": _number(float, 1, 60),
+    "stream.h264.bitrate": _number(int, 100_000, 50_000_000),
+    "stream.h264.gop": _number(float, 0.1, 10),
+    "stream.h264.max_peers": _number(int, 1, 100),
+    "stream.h264.stun_urls": _stun_urls,
+    "stream.h264.connect_timeout_s": _number(float, 1, 300),
+    "stream.rtsp.publish_url": _rtsp_url,
+    "stream.rtsp.reconnect_max_s": _number(float, 1, 3600),
     "location.latitude": _optional(_number(float, -90, 90)),
     "location.longitude": _optional(_number(float, -180, 180)),
     "location.elevation": _number(float, -500, 9000),
@@ -562,6 +607,7 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
     _check_capture_light(config)
     _check_video(config)
     _check_motion(config)
+    _check_h264(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
 
@@ -640,6 +686,16 @@ def _check_motion(config: Mapping) -> None:
         if parsed.sun_relative and Location.from_config(config["location"]) is None:
             raise ConfigError("motion.active_hours: follows the sun: set location.latitude "
                               "and location.longitude first")
+def _check_h264(config: Mapping) -> None:
+    h264, sizes = config["stream"]["h264"], config["stream"]["sizes"]
+    if h264["size"] is None:
+        h264["size"] = list(sizes[0])
+    elif h264["size"] not in sizes:
+        raise ConfigError(f"stream.h264.size: must be one of stream.sizes (got {h264['size']!r})")
+    width, height = h264["size"]
+    if h264["enabled"] and (width % 2 or height % 2):
+        raise ConfigError(f"stream.h264.size: must be even for H.264 (got {width}x{height}); "
+                          "set it to an even one of stream.sizes")
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

@@ -19,6 +19,7 @@ refuses valid input. Three things close that gap:
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Callable
 
 import marshmallow
@@ -165,6 +166,7 @@ def init_app(app: APIFlask, owner: CameraOwner, config: dict) -> None:
             log.warning("the OpenAPI document has no camera limits: %s", exc.detail)
             caps = None
         _fill(spec, caps, config)
+        _other_bodies(app, spec)
         _require_bodies(spec)
         _inherited_statuses(spec)
         return spec
@@ -180,6 +182,20 @@ def _fill(node: Any, caps, config: dict) -> None:
     elif isinstance(node, list):
         for value in node:
             _fill(value, caps, config)
+
+
+def _other_bodies(app: APIFlask, spec: dict) -> None:
+    """A view that takes a non-JSON body (``request_rules.accepts``: WHEP's SDP) says so."""
+    for rule in app.url_map.iter_rules():
+        types = getattr(app.view_functions.get(rule.endpoint), "picam_accepts", None)
+        path = spec.get("paths", {}).get(re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule))
+        if not types or path is None:
+            continue
+        for method in rule.methods & {"POST", "PUT", "PATCH"}:
+            if method.lower() in path:
+                path[method.lower()]["requestBody"] = {
+                    "required": True,
+                    "content": {media: {"schema": {"type": "string"}} for media in sorted(types)}}
 
 
 def _require_bodies(spec: dict) -> None:

@@ -17,8 +17,9 @@ makes it post a form or a no-cors ``fetch()``. So, for POST, PUT, PATCH and DELE
    application/json``, whatever its body's length or framing (chunked too). A
    page of another site can send a form or ``text/plain`` without asking the
    server, but not ``application/json``: that takes a CORS preflight, which
-   this service never grants. The one exception is a request with no body at
-   all, to a route that takes none, with a credential a browser never adds by
+   this service never grants. A route may take another type that needs a
+   preflight as well (``accepts``: WHEP's ``application/sdp``). The one
+   exception is a request with no body at all, to a route that takes none, with a credential a browser never adds by
    itself: a bearer token. Refused: 415.
 
 JSON within bounds (``check_body`` too): nested at most ``MAX_JSON_DEPTH``
@@ -42,6 +43,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .errors import BadRequest, CrossSiteRequest, UnsupportedMediaType
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The body types a page of another site may send without asking (the Fetch standard).
+CORS_SAFELISTED = frozenset({"application/x-www-form-urlencoded", "multipart/form-data",
+                             "text/plain"})
 SAME_ORIGIN_SITES = ("same-origin", "none")
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 100
@@ -88,7 +92,7 @@ def check_body() -> None:
         if _has_body():
             check_json_bounds(_read_body())
         return
-    if request.method not in STATE_CHANGING:
+    if request.method not in STATE_CHANGING or request.mimetype in _accepted():
         return
     if _has_body():
         raise UnsupportedMediaType("send the body as application/json")
@@ -127,6 +131,25 @@ def _read_body() -> bytes:
 def _has_body() -> bool:
     # A chunked body has no Content-Length; it is a body all the same.
     return bool(request.content_length) or "Transfer-Encoding" in request.headers
+
+
+def accepts(*mimetypes: str):
+    """Let a view take these non-JSON bodies too (WHEP's application/sdp). A page of
+    another site cannot send them without a CORS preflight either, so the types a form
+    or a no-cors fetch can send are never allowed."""
+    allowed = frozenset(mimetypes)
+    if allowed & CORS_SAFELISTED:
+        raise ValueError("a CORS-safelisted body type would let pages of other sites in")
+
+    def mark(view):
+        view.picam_accepts = allowed
+        return view
+    return mark
+
+
+def _accepted() -> frozenset[str]:
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "picam_accepts", frozenset())
 
 
 def _takes_body() -> bool:

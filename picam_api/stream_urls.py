@@ -1,7 +1,7 @@
 """Signed stream URLs: short-lived, single-use tickets for an ``<img>`` that cannot send headers.
 
 A ticket is ``{expires}.{nonce}.{mac}.{user}``; ``mac`` is an HMAC-SHA256, under a
-key kept in the database, over the method (GET), the path it was issued for, the
+key kept in the database, over the method (GET, or POST for a WHEP offer), the path it was issued for, the
 user, the expiry and the nonce. So a ticket opens that one route, for reading,
 for a few seconds, once; it reveals nothing of the user's password or token, and
 a leaked one (a proxy log, the browser history) is already spent. The user's
@@ -18,6 +18,8 @@ import threading
 from .clock import Clock
 
 METHOD = "GET"
+# What a ticket may be issued for: reading a stream, and offering to receive one (WHEP).
+METHODS = (METHOD, "POST")
 MAX_EXPIRY_DIGITS = 12
 
 
@@ -31,11 +33,12 @@ class StreamUrls:
         self._spent: dict[str, float] = {}  # nonce -> expiry, until it expires
         self._lock = threading.Lock()
 
-    def issue(self, user: str, path: str) -> tuple[str, float]:
-        """A ticket for ``user`` to GET ``path``, and when it expires (Unix time)."""
+    def issue(self, user: str, path: str, method: str = METHOD) -> tuple[str, float]:
+        """A ticket for ``user`` to GET ``path`` (or to ``method`` it: a WHEP offer is a
+        POST), and when it expires (Unix time)."""
         expires = int(self.clock.time() + self.ttl_s)
         nonce = secrets.token_urlsafe(12)
-        mac = self._mac(path, user, expires, nonce).decode()
+        mac = self._mac(path, user, expires, nonce, method).decode()
         return f"{expires}.{nonce}.{mac}.{user}", expires
 
     def check(self, ticket: str, method: str, path: str) -> tuple[str | None, str]:
@@ -48,8 +51,8 @@ class StreamUrls:
                                    and len(parts[0]) <= MAX_EXPIRY_DIGITS):
             return None, "invalid"
         expires, nonce, mac, user = int(parts[0]), parts[1], parts[2], parts[3]
-        if method != METHOD \
-                or not hmac.compare_digest(mac.encode(), self._mac(path, user, expires, nonce)):
+        if method not in METHODS \
+                or not hmac.compare_digest(mac.encode(), self._mac(path, user, expires, nonce, method)):
             return None, "invalid"
         now = self.clock.time()
         if expires < now:
@@ -61,7 +64,7 @@ class StreamUrls:
             self._spent[nonce] = expires
         return user, "ok"
 
-    def _mac(self, path: str, user: str, expires: int, nonce: str) -> bytes:
-        message = f"{METHOD} {path}\n{user}\n{expires}\n{nonce}".encode()
+    def _mac(self, path: str, user: str, expires: int, nonce: str, method: str) -> bytes:
+        message = f"{method} {path}\n{user}\n{expires}\n{nonce}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=")

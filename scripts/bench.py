@@ -272,6 +272,7 @@ class StreamReader(threading.Thread):
         while self.body.readline() != b"\r\n":  # the response headers
             pass
         self.parts = 0
+        self.bytes = 0  # JPEG bytes read
         self.stopping = threading.Event()
         self.start()
 
@@ -285,6 +286,7 @@ class StreamReader(threading.Thread):
                 body.readline()
                 body.read(length + 2)  # the JPEG and its CRLF
                 self.parts += 1
+                self.bytes += length
         except (OSError, ValueError, IndexError):
             pass  # closed by stop()
 
@@ -379,6 +381,150 @@ def bench_stream(tmp: Path, runs: int) -> None:
                "", None, "baseline: the shared stream at the same count")
         record(f"naive capture per client, {n} client(s): fps per client", fps, "fps",
                note="the slowest client")
+
+
+H264_SIZE = (1280, 720)
+H264_FPS = 30.0
+H264_PEERS = (1, 4, 8)
+
+
+class WhepPeers(threading.Thread):
+    """N aiortc peers receiving the server's WebRTC stream; they count frames, never decode.
+
+    A load generator, not a viewer: decoding 8 streams of 720p here would take the
+    CPU the server is being measured on, so aiortc's decoder thread is replaced by
+    one that counts the frames and bytes each peer was sent.
+    """
+
+    def __init__(self, server: Server, count: int):
+        super().__init__(daemon=True)
+        self.server, self.count = server, count
+        self.frames, self.bytes = [0] * count, [0] * count
+        self.locations: list[str] = []
+        self.ready, self.stopping = threading.Event(), None
+        self.loop = None
+        self.start()
+        assert self.ready.wait(60), "the peers did not connect"
+
+    def run(self) -> None:
+        import asyncio
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import asyncio
+        import aiortc
+        import aiortc.rtcrtpreceiver as receiver
+
+        counts = self
+
+        def counting_worker(loop, input_q, output_q, decode_error):
+            peer = counting_worker.peers.pop(0)
+            while (task := input_q.get()) is not None:
+                counts.frames[peer] += 1
+                counts.bytes[peer] += len(task[1].data)
+
+        counting_worker.peers = list(range(self.count))
+        receiver.decoder_worker = counting_worker
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        pcs = []
+        for _ in range(self.count):
+            pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            response = await asyncio.to_thread(
+                requests.post, self.server.url + "/api/v1/stream/whep", timeout=30,
+                data=pc.localDescription.sdp,
+                headers={**basic_header(), "Content-Type": "application/sdp"})
+            assert response.status_code == 201, response.text
+            self.locations.append(response.headers["Location"])
+            await pc.setRemoteDescription(aiortc.RTCSessionDescription(response.text, "answer"))
+            pcs.append(pc)
+        while min(self.frames) == 0:
+            await asyncio.sleep(0.05)
+        self.ready.set()
+        await self.stopping.wait()
+        for pc in pcs:
+            await pc.close()
+
+    def stop(self) -> None:
+        for location in self.locations:
+            requests.delete(self.server.url + location, timeout=10,
+                            headers={**basic_header(), "Content-Type": "application/json"})
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.join(10)
+
+
+def per_peer_encode_figures() -> dict[int, tuple[float, float]]:
+    """The baseline: an encode per peer (what a server that hands aiortc raw frames
+    costs), as N mock encoders in this process with no network at all."""
+    from picam_api.camera.base import VideoSettings
+    from picam_api.camera.outputs import Output
+
+    class Counting(Output):
+        frames = 0
+
+        def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+            self.frames += 1
+
+    camera = MockCamera(from_mapping({})["camera"])
+    settings = VideoSettings(width=H264_SIZE[0], height=H264_SIZE[1], fps=H264_FPS,
+                             bitrate=2_000_000)
+    figures = {}
+    for n in H264_PEERS:
+        outputs = [Counting() for _ in range(n)]
+        encoders = [camera.start_encoder(settings, output) for output in outputs]
+        figures[n] = measure([lambda o=o: o.frames for o in outputs], time.process_time)
+        for encoder in encoders:
+            camera.stop_encoder(encoder)
+    return figures
+
+
+def bench_h264(tmp: Path, runs: int) -> None:
+    """Live H.264 to 1, 4 and 8 WebRTC peers from one encoder, against an encode per peer;
+    and its bytes per second against MJPEG's of the same picture and size.
+
+    ``runs`` does not apply: every figure is a rate over the same window.
+    """
+    most = max(H264_PEERS)
+    size = f"{H264_SIZE[0]}x{H264_SIZE[1]}"
+    extra = (f"[stream]\nsizes = [[{H264_SIZE[0]}, {H264_SIZE[1]}]]\nfps = {H264_FPS}\n"
+             f"[stream.h264]\nfps = {H264_FPS}\nmax_peers = {most}\n")
+    shared, wire = {}, {}
+    with Server(tmp / "h264", extra_toml=extra) as server:
+        for n in H264_PEERS:
+            peers = WhepPeers(server, n)
+            shared[n] = measure([lambda i=i: peers.frames[i] for i in range(n)],
+                                server.cpu_seconds)
+            if n == 1:
+                bytes_before, started = peers.bytes[0], time.monotonic()
+                time.sleep(STREAM_WINDOW_S)
+                wire["h264"] = (peers.bytes[0] - bytes_before) / (time.monotonic() - started)
+            peers.stop()
+        reader = StreamReader(server)
+        time.sleep(1.0)
+        bytes_before, started = reader.bytes, time.monotonic()
+        time.sleep(STREAM_WINDOW_S)
+        wire["mjpeg"] = (reader.bytes - bytes_before) / (time.monotonic() - started)
+        reader.stop()
+    naive = per_peer_encode_figures()
+    goal = 0.9 * H264_FPS
+    for n in H264_PEERS:
+        cpu, fps = shared[n]
+        record(f"WebRTC {size}@{H264_FPS:g}, {n} peer(s): server CPU", cpu, "CPU s/s",
+               shared[1][0], "<1.5x" if n == most else "",
+               cpu / shared[1][0] < 1.5 if n == most else None,
+               "baseline: the same server with 1 peer (pass-through: one encode)")
+        record(f"WebRTC {size}@{H264_FPS:g}, {n} peer(s): fps per peer", fps, "fps", None,
+               f">={goal:g}", fps >= goal, "the slowest peer")
+    for n in H264_PEERS:
+        cpu, fps = naive[n]
+        record(f"encode per peer, {n} peer(s): CPU", cpu, "CPU s/s", shared[n][0], "", None,
+               f"baseline: pass-through at the same count; {fps:.1f} fps reached, "
+               "no network counted")
+    record(f"wire bytes/s {size}@{H264_FPS:g}: H.264", wire["h264"], "B/s", wire["mjpeg"],
+           "<0.2x", wire["h264"] / wire["mjpeg"] < 0.2,
+           f"baseline: MJPEG of the same scene and size (stream.quality); "
+           f"{wire['h264'] * 8 / 1e6:.2f} vs {wire['mjpeg'] * 8 / 1e6:.2f} Mbit/s")
 
 
 TIMELAPSE_FRAMES = 300
@@ -1140,7 +1286,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
                              "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
                              "sse-fanout, webhooks, mqtt, render, render-lateness, clip, "
-                             "motion); "
+                             "motion, h264); "
                              "may be repeated")
     args = parser.parse_args(argv)
     benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
@@ -1155,7 +1301,8 @@ def main(argv: list[str] | None = None) -> int:
                ("render", bench_render, (args.runs,)),
                ("render-lateness", bench_render_lateness, (args.runs,)),
                ("clip", bench_clip, (args.runs,)),
-               ("motion", bench_motion, (args.runs,))]
+               ("motion", bench_motion, (args.runs,)),
+               ("h264", bench_h264, (args.runs,))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
         for name, bench, extra in benches:

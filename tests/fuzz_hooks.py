@@ -20,6 +20,9 @@ import os
 import requests
 import schemathesis
 
+# The WHEP offer's body is SDP text (POST /api/v1/stream/whep): sent as text is.
+schemathesis.serializer.alias("application/sdp", "text/plain")
+
 TOKEN_PATH = "/api/v1/tokens/current"
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 SEED_EVERY = 3

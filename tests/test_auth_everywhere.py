@@ -20,7 +20,8 @@ URLS_OF = {"/": ["/?action=stream", "/?action=snapshot"]}
 # Mutating methods a viewer may use: trading credentials for a token, revoking
 # it, and asking for a signed live-view URL (a viewer's read).
 VIEWER_ACTIONS = {("POST", "/api/v1/tokens"), ("DELETE", "/api/v1/tokens/current"),
-                  ("POST", "/api/v1/stream/urls")}
+                  ("POST", "/api/v1/stream/urls"), ("POST", "/api/v1/stream/whep"),
+                  ("DELETE", "/api/v1/stream/whep/<session_id>")}
 WRONG_CREDENTIALS = [basic("admin", "not-the-password"), basic("nobody", "x"),
                      {"Authorization": "Bearer not-a-token"}]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}

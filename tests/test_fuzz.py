@@ -79,9 +79,10 @@ def test_schemathesis_finds_nothing(tmp_path, long_run):
         server.stop()
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    # Every operation but the two endless streams (live view, events) was fuzzed.
+    # Every operation but the two endless streams (live view, events) and the WHEP
+    # offer (mangled offers: tests/test_whep.py) was fuzzed.
     selected, total = map(int, re.search(r"Selected: (\d+)/(\d+)", report).groups())
-    assert selected == total - 2 >= 26, report
+    assert selected == total - 3 >= 26, report
     assert re.search(r"Tested: (\d+)", report).group(1) == str(selected), report
     # Nothing failed where no response shows it, such as a time-lapse frame.
     log = server.log.read_text()

@@ -194,8 +194,10 @@ def test_the_openapi_document_describes_the_ticket(client):
     scheme = spec["components"]["securitySchemes"]["StreamTicket"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "query", "ticket")
     assert {"StreamTicket": []} in spec["paths"][STREAM]["get"]["security"]
-    other = [op.get("security", []) for path, ops in spec["paths"].items() if path != STREAM
-             for op in ops.values()]
+    # The WHEP offer is the one other route a ticket opens (tests/test_whep.py).
+    assert {"StreamTicket": []} in spec["paths"]["/api/v1/stream/whep"]["post"]["security"]
+    other = [op.get("security", []) for path, ops in spec["paths"].items()
+             if path not in (STREAM, "/api/v1/stream/whep") for op in ops.values()]
     assert not any("StreamTicket" in requirement for security in other for requirement in security)
     issued = spec["paths"][URLS]["post"]
     assert "201" in issued["responses"] and {"401", "429"} <= set(issued["responses"])

@@ -30,10 +30,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-GPIO_TOML = """
+WEB_H264_FPS = 15
+GPIO_TOML = f"""
 [auth]
 # Every test signs in afresh, faster than the default 10 tokens a minute allow.
 tokens_per_minute = 1000
+[stream.h264]
+fps = {WEB_H264_FPS}
 [events]
 # A closed tab frees its event-stream slot at the next keepalive.
 keepalive_s = 1.0
@@ -127,14 +130,18 @@ def tab(browser, server):
 
 
 def live_frames_change(page) -> bool:
-    """Whether the live <img> shows a picture and shows another one a moment later."""
+    """Whether the live view (the MJPEG <img> or the WebRTC <video>, whichever shows)
+    shows a picture and shows another one a moment later."""
     return page.evaluate("""async () => {
         const image = document.getElementById("live-image");
-        if (!image.naturalWidth) return false;
+        const video = document.getElementById("live-video");
+        const shown = image.hidden ? video : image;
+        const width = shown.naturalWidth || shown.videoWidth;
+        if (!width) return false;
         const canvas = document.createElement("canvas");
-        canvas.width = image.naturalWidth;
-        canvas.height = image.naturalHeight;
-        const draw = () => { canvas.getContext("2d").drawImage(image, 0, 0); return canvas.toDataURL(); };
+        canvas.width = width;
+        canvas.height = shown.naturalHeight || shown.videoHeight;
+        const draw = () => { canvas.getContext("2d").drawImage(shown, 0, 0); return canvas.toDataURL(); };
         const before = draw();
         await new Promise((resolve) => setTimeout(resolve, 800));
         return draw() !== before;
@@ -154,6 +161,7 @@ def test_login_shows_live_frames_with_a_signed_url_not_the_token(tab, server):
     assert page.locator("#who-role").text_content() == "operator"
     page.locator("#mock-camera").wait_for()
     page.locator("#mock-pins").wait_for()
+    page.get_by_label("Stream").select_option("mjpeg")  # MJPEG is the one with a URL to sign
     page.locator("#live-state").filter(has_text=re.compile("^Live$")).wait_for()  # a frame came
     wait_for(lambda: live_frames_change(page), 10, "live frames")
     token = tab.token()
@@ -625,3 +633,51 @@ def test_loading_a_view_again_revalidates_with_its_etag(tab, server):
     again = requests.get(request.url, headers={**ADMIN, "If-None-Match": request.all_headers()[
         "if-none-match"]}, timeout=10)
     assert again.status_code == 304 and again.content == b""
+
+
+def webrtc_peers(server) -> int:
+    return api(server, "GET", "/api/v1/info").json()["h264"]["webrtc"]["peers"]
+
+
+def test_chromium_plays_the_live_view_over_webrtc_and_switches_to_mjpeg(browser, tmp_path):
+    # A server of its own: the module's has the peers of other tests' tabs, which end
+    # only when ICE consent runs out (30 s) if their tab closed before it could say so.
+    server = ServerProcess(tmp_path, f"[stream.h264]\nfps = {WEB_H264_FPS}\n").start()
+    tabs = [Tab(browser, server.url), Tab(browser, server.url)]
+    try:
+        for tab in tabs:
+            tab.login()
+            assert tab.page.get_by_label("Stream").input_value() == "webrtc"
+            tab.page.locator("#live-state").filter(has_text=re.compile("^Live$")).wait_for()
+        page = tabs[0].page
+        played = page.evaluate("""() => new Promise((resolve) => {
+            const video = document.getElementById("live-video");
+            const frames = [];
+            const step = (now, meta) => {
+                frames.push(meta.mediaTime);
+                if (frames.length > 1 && now - start >= 5000) {
+                    resolve({frames, width: video.videoWidth, height: video.videoHeight});
+                } else video.requestVideoFrameCallback(step);
+            };
+            const start = performance.now();
+            video.requestVideoFrameCallback(step);
+        })""")
+        assert (played["width"], played["height"]) == (640, 480)
+        times = played["frames"]
+        assert times == sorted(times) and len(set(times)) >= WEB_H264_FPS * 5 // 2, times
+        h264 = api(server, "GET", "/api/v1/info").json()["h264"]
+        # Two browsers, one encode: one encoder with both peers on it.
+        assert [(e["size"], e["feeds"]) for e in h264["encoders"] if e["feeds"]] == [("640x480", 2)]
+        assert h264["webrtc"]["peers"] == 2
+        page.get_by_label("Stream").select_option("mjpeg")
+        assert page.locator("#live-video").is_hidden()
+        wait_for(lambda: live_frames_change(page), 10, "MJPEG frames after the switch")
+        wait_for(lambda: webrtc_peers(server) == 1, 10, "the switched tab's peer to end")
+        tabs[1].context.close()  # closing the tab frees its slot
+        wait_for(lambda: webrtc_peers(server) == 0, 15, "the closed tab's peer to end")
+    finally:
+        for tab in tabs:
+            tab.context.close()
+        server.stop()
+    for tab in tabs:
+        tab.check()

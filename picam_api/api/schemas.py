@@ -55,6 +55,18 @@ class StreamQuery(Schema):
                                    RUNTIME: "stream_size"})
 
 
+class WhepQuery(Schema):
+    size = fields.String(metadata={"description": "WxH, one of stream.sizes (default: "
+                                                  "stream.h264.size)", "example": "640x480",
+                                   RUNTIME: "stream_size"})
+
+
+class StreamUrlQuery(Schema):
+    stream = fields.String(load_default="mjpeg", validate=OneOf(["mjpeg", "whep"]),
+                           metadata={"description": "`mjpeg`: a URL to GET the MJPEG stream; "
+                                                    "`whep`: a URL to POST a WebRTC offer to"})
+
+
 class StreamUrl(Schema):
     url = fields.String(metadata={"description": "/api/v1/stream.mjpg?ticket=..."})
     expires_at = fields.String(metadata={"description": "the ticket is refused after this"})
@@ -185,6 +197,10 @@ class Info(Schema):
                                                 "capture_light"})
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
+    h264 = fields.Dict(metadata={"description": "live H.264: enabled, the encoders running "
+                                                "(size, feeds, frames, bytes), encoders_started, "
+                                                "webrtc (peers, max_peers) and rtsp (state, "
+                                                "connections, last_error)"})
     video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "
                                                  "is recording, and the pre-roll ring's frames, "
                                                  "bytes and seconds (null when off)"})

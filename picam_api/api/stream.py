@@ -11,7 +11,7 @@ from ..long_lived import hold_open
 from ..streaming import BOUNDARY, CONTENT_TYPE
 from . import bp
 from .common import errors, services, viewer
-from .schemas import StreamQuery, StreamUrl
+from .schemas import StreamQuery, StreamUrl, StreamUrlQuery
 
 MJPEG_RESPONSE = {
     "description": f"An endless `{CONTENT_TYPE}` body. Each part has `Content-Type: "
@@ -36,16 +36,20 @@ def stream(query: dict):
 
 @bp.post("/stream/urls")
 @viewer
+@bp.input(StreamUrlQuery, location="query", arg_name="query")
 @bp.output(StreamUrl, status_code=201)
 @bp.doc(summary="A signed live-view URL, for an <img> that cannot send credentials",
         description="The URL carries a `ticket`: valid once, for `stream.url_ttl_s` seconds, "
                     "for a GET of the stream only, never for anything else. It is signed "
                     "by the server and holds no password or token. Add `size` and `fps` "
-                    "to it as to any stream URL.",
-        responses=errors())
-def create_stream_url():
-    path = url_for("api.stream")
-    ticket, expires = services().stream_urls.issue(auth.current_user.name, path)
+                    "to it as to any stream URL. With `stream=whep`, the URL is for one "
+                    "POST of a WebRTC offer to /api/v1/stream/whep instead.",
+        responses=errors(422))
+def create_stream_url(query: dict):
+    whep = query["stream"] == "whep"
+    path = url_for("api.whep_offer" if whep else "api.stream")
+    ticket, expires = services().stream_urls.issue(auth.current_user.name, path,
+                                                   "POST" if whep else "GET")
     return {"url": f"{path}?{urlencode({'ticket': ticket})}", "expires_at": iso(expires)}
 
 

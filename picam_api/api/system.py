@@ -62,6 +62,8 @@ def info():
                    "videos": video_stats["count"], "video_bytes": video_stats["bytes"]},
         "gpio": svc.gpio.info(),
         "stream": svc.streams.stats(),
+        "h264": {**svc.h264.stats(), "webrtc": svc.whep.stats(),
+                 "rtsp": svc.rtsp.stats() if svc.rtsp else {"enabled": False}},
         "video": svc.videos.info(),
         "events": {**svc.events.stats(), "sse": svc.event_streams.stats()},
         "webhooks": {"count": len(svc.webhooks.list()), "max": svc.config["webhooks"]["max_webhooks"]},

@@ -133,6 +133,13 @@ class CameraBackend(abc.ABC):
     Pi, a ``lores`` YUV420 stream configured beside main, which stays configured
     until ``stop_luma``). A backend without it answers with a ``Conflict`` that
     says what motion needs.
+    Live H.264 (WebRTC, RTSP; ``picam_api.h264_live``) starts one encoder per
+    live size with ``start_encoder``, so it needs: Annex B frames with SPS/PPS
+    before every keyframe, no B-frames (packets in presentation order),
+    constrained-baseline profile (what every WebRTC browser decodes), a
+    keyframe every ``keyframe_interval`` frames, and several encoders running
+    at once (a clip's, and one per live size). ``request_keyframe`` asks for
+    the next frame to be one, so a new viewer need not wait a whole interval.
 
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
@@ -171,6 +178,12 @@ class CameraBackend(abc.ABC):
 
     def stop_encoder(self, encoder: Any) -> None:
         """Stop ``encoder``: its output gets the last frames, then ``stop()``."""
+
+    def request_keyframe(self, encoder: Any) -> bool:
+        """Make the next frame of ``encoder`` a keyframe (IDR) if the encoder can, and say
+        whether it will. Called from any thread, without the owner's lock: it must only
+        set a flag. The default cannot (viewers then wait for the next regular keyframe)."""
+        return False
 
     def circular_output(self, seconds: float, max_bytes: int) -> Any:
         """A ring of the last ``seconds`` of encoded frames (at most ``max_bytes``)."""

@@ -62,6 +62,7 @@ class MockCamera(CameraBackend):
         self.scene = Scene.from_config({**mock["scene"], "seed": mock["seed"]})
         self.luma_frames = 0
         self._scene_epoch = time.monotonic()
+        self.encoders_started = 0  # ever: a test counts the encodes a feature costs
 
     def open(self) -> Capabilities:
         if self.missing:
@@ -98,11 +99,16 @@ class MockCamera(CameraBackend):
         encoder = MockEncoder(self, settings, output)
         encoder.begin()
         self.encoders.add(encoder)
+        self.encoders_started += 1
         return encoder
 
     def stop_encoder(self, encoder) -> None:
         self.encoders.discard(encoder)
         encoder.stop()
+
+    def request_keyframe(self, encoder) -> bool:
+        encoder.keyframe_wanted.set()
+        return True
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         # Behave like picamera2 with wait=timeout: a stuck frame ends in a timeout.

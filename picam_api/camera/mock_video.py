@@ -79,6 +79,7 @@ class MockEncoder(threading.Thread):
         self.settings = settings
         self.output = output
         self.stopping = threading.Event()
+        self.keyframe_wanted = threading.Event()  # request_keyframe: the next frame is an IDR
         self.frames_encoded = 0
         self.error: Exception | None = None
         self._context = None
@@ -96,7 +97,10 @@ class MockEncoder(threading.Thread):
         context.max_b_frames = 0
         # What the conversion from the RGB picture makes: video range, BT.601.
         context.color_range, context.colorspace = VIDEO_RANGE, BT601
-        context.options = {"preset": PRESET, "tune": "zerolatency", "profile": "baseline"}
+        # forced-idr: a frame sent as an I picture (request_keyframe) becomes an IDR that a
+        # new viewer can start at, with SPS/PPS before it like every keyframe.
+        context.options = {"preset": PRESET, "tune": "zerolatency", "profile": "baseline",
+                           "forced-idr": "1"}
         context.open()
         self._context = context
         self.output.start()
@@ -130,6 +134,9 @@ class MockEncoder(threading.Thread):
                 frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
                 frame.pts = round(tick * period * 1e6)
                 frame.time_base = Fraction(1, 1_000_000)
+                if self.keyframe_wanted.is_set():
+                    self.keyframe_wanted.clear()
+                    frame.pict_type = av.video.frame.PictureType.I
                 self._send(self._context.encode(frame))
                 tick += 1
         except Exception as exc:

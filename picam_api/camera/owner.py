@@ -113,6 +113,14 @@ class CameraOwner:
         with self._locked():
             if self._is_open:
                 self._guarded(self.backend.stop_luma)
+    def request_keyframe(self, encoder) -> bool:
+        """Ask a running encoder for a keyframe now; False if it cannot. Takes no lock:
+        backends only set a flag here (see ``CameraBackend.request_keyframe``)."""
+        try:
+            return self.backend.request_keyframe(encoder)
+        except CameraError as exc:
+            log.warning("keyframe request failed: %s", exc.detail)
+            return False
 
     def health(self) -> dict:
         """Open the camera if it can be, and report whether it is usable."""

@@ -73,6 +73,13 @@ export async function request(method, path, json) {
   return response.status === 204 ? null : response.json();
 }
 
+/** A WHEP offer: POST the SDP with the bearer token; resolves to the answer and its session URL. */
+export async function offer(path, sdp) {
+  const headers = { ...bearer(), "Content-Type": "application/sdp" };
+  const response = await send("POST", path, { headers, body: sdp });
+  return { answer: await response.text(), location: response.headers.get("Location") };
+}
+
 /** A file (photo, thumbnail, archive) as a Blob, fetched with the bearer token. */
 export async function fetchBlob(path) {
   // Photos never change, so the browser's cache may answer (the server says so).
