@@ -115,30 +115,40 @@ class MockCamera(CameraBackend):
 
     def render(self, settings: CaptureSettings, frame: int, when: dt.datetime) -> Image.Image:
         """Draw one frame for ``settings`` at time ``when``."""
-        width, height = settings.width, settings.height
-        image = _pattern(width, height).copy()
-        draw = ImageDraw.Draw(image)
-        # A dot that crosses the frame every 4 s, so consecutive frames differ.
-        phase = (when.timestamp() % 4.0) / 4.0
-        radius = max(2, min(width, height) // 12)
-        cx = int(radius + phase * (width - 2 * radius))
-        cy = height * 2 // 3 - radius - 2
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 255, 255))
-        controls = settings.controls
-        lines = [f"MOCK CAMERA  frame {frame}",
-                 when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                 f"{width}x{height} {settings.format} q{settings.quality}"
-                 f"{' hflip' if settings.hflip else ''}{' vflip' if settings.vflip else ''}"]
-        lines += [f"{name}={value}" for name, value in sorted(controls.items())]
-        font = _font(max(8, height // 30))
-        draw.multiline_text((radius // 2 + 2, 4), "\n".join(lines), fill=(255, 255, 255),
-                            font=font, stroke_width=max(1, height // 400), stroke_fill=(0, 0, 0))
-        image = _apply_controls(image, controls, self.sensor)
-        if settings.hflip:
-            image = ImageOps.mirror(image)
-        if settings.vflip:
-            image = ImageOps.flip(image)
-        return image
+        return render_frame(settings, frame, when, self.sensor)
+
+
+def render_frame(settings: CaptureSettings, frame: int, when: dt.datetime,
+                 sensor: tuple[int, int], title: str = "MOCK CAMERA") -> Image.Image:
+    """The test pattern for ``settings``: frame ``frame`` of a ``sensor``-sized camera.
+
+    The picamera2 simulator in tests/ draws its frames with this too, so both
+    fakes show the same picture.
+    """
+    width, height = settings.width, settings.height
+    image = _pattern(width, height).copy()
+    draw = ImageDraw.Draw(image)
+    # A dot that crosses the frame every 4 s, so consecutive frames differ.
+    phase = (when.timestamp() % 4.0) / 4.0
+    radius = max(2, min(width, height) // 12)
+    cx = int(radius + phase * (width - 2 * radius))
+    cy = height * 2 // 3 - radius - 2
+    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 255, 255))
+    controls = settings.controls
+    lines = [f"{title}  frame {frame}",
+             when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+             f"{width}x{height} {settings.format} q{settings.quality}"
+             f"{' hflip' if settings.hflip else ''}{' vflip' if settings.vflip else ''}"]
+    lines += [f"{name}={value}" for name, value in sorted(controls.items())]
+    font = _font(max(8, height // 30))
+    draw.multiline_text((radius // 2 + 2, 4), "\n".join(lines), fill=(255, 255, 255),
+                        font=font, stroke_width=max(1, height // 400), stroke_fill=(0, 0, 0))
+    image = _apply_controls(image, controls, sensor)
+    if settings.hflip:
+        image = ImageOps.mirror(image)
+    if settings.vflip:
+        image = ImageOps.flip(image)
+    return image
 
 
 def _apply_controls(image: Image.Image, controls: dict, sensor: tuple[int, int]) -> Image.Image:
