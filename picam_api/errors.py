@@ -155,3 +155,9 @@ class MisdirectedRequest(PicamError):
 
     status = 421
     title = "Misdirected request"
+
+
+class InsufficientCameraMemory(CameraError):
+    """The camera's contiguous (CMA) memory cannot hold what the request needs now."""
+
+    title = "Not enough camera memory"

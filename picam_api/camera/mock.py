@@ -19,6 +19,7 @@ import functools
 import io
 import random
 import threading
+import time
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
@@ -109,9 +110,17 @@ class MockCamera(CameraBackend):
         else:
             image.save(buffer, "JPEG", quality=settings.quality)
         return Capture(buffer.getvalue(), image.width, image.height, settings.format,
-                       {"FrameNumber": self.frames,
-                        "ExposureTime": settings.controls.get("ExposureTime", 20_000),
-                        "AnalogueGain": settings.controls.get("AnalogueGain", 1.0)})
+                       self._metadata(settings))
+
+    def _metadata(self, settings: CaptureSettings) -> dict:
+        """What a Camera Module 3 reports for a frame, with the controls asked for."""
+        controls = settings.controls
+        return {"FrameNumber": self.frames,
+                "ExposureTime": controls.get("ExposureTime", 20_000),
+                "AnalogueGain": controls.get("AnalogueGain", 1.0),
+                "DigitalGain": 1.0, "ColourTemperature": 5100, "Lux": 400.0,
+                "FocusFoM": 12000, "LensPosition": controls.get("LensPosition", 0.5),
+                "SensorTimestamp": time.monotonic_ns()}
 
     def render(self, settings: CaptureSettings, frame: int, when: dt.datetime) -> Image.Image:
         """Draw one frame for ``settings`` at time ``when``."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
@@ -9,6 +11,7 @@ from typing import Callable
 
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
+from . import exif
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class CameraOwner:
         self._timeouts = 0  # ever; a waiter compares it before and after its wait
         self.last_error: str | None = None
         self.last_capture_at: float | None = None  # wall clock, for /info and /health
+        # The bound of the camera call in flight: ``timeout``, or more for a long exposure.
+        self.call_timeout = timeout
 
     @property
     def capabilities(self) -> Capabilities:
@@ -57,12 +62,23 @@ class CameraOwner:
         return self._capabilities
 
     def capture(self, settings: CaptureSettings) -> Capture:
-        """Take one still through the backend, mapping faults to ``CameraError``s."""
+        """Take one still through the backend, mapping faults to ``CameraError``s.
+
+        The backend may take longer than ``timeout`` for a long exposure
+        (``capture_timeout``); JPEGs get EXIF from the frame's metadata.
+        """
         def take() -> Capture:
+            bound = self.backend.capture_timeout(settings, self.timeout)
+            self.call_timeout = bound
             with contextlib.ExitStack() as stack:
                 for hook in self.hooks:
                     stack.enter_context(hook())
-                return self.backend.capture(settings, self.timeout)
+                result = self.backend.capture(settings, bound)
+            taken_at = dt.datetime.now(dt.timezone.utc)
+            data = result.data
+            if result.format == "jpeg":
+                data = exif.with_exif(data, result.metadata, self._capabilities.model, taken_at)
+            return dataclasses.replace(result, data=data, taken_at=taken_at)
         return self._counted(take)
 
     def stream_frame(self, settings: CaptureSettings, fps: float) -> Capture:
@@ -131,6 +147,7 @@ class CameraOwner:
     def _counted(self, take: Callable[[], Capture]) -> Capture:
         timeouts = self._timeouts
         with self._locked():
+            self.call_timeout = self.timeout
             if self._timeouts != timeouts:
                 # The capture this one waited for timed out. Trying again would keep
                 # the caller for a second whole timeout, and every capture queued

@@ -1,8 +1,12 @@
 """The real camera: a Raspberry Pi camera driven through picamera2.
 
 ``open()`` acquires the camera, configures one still configuration at the full
-sensor size (two buffers) and starts it, so every capture is just "take the next
-frame from a running camera". ``capture()`` then:
+sensor size (one buffer: a 12 MP frame is 34 MiB of CMA) and starts it, so every
+capture is just "take the next frame from a running camera". Buffers come from
+picamera2's ``PersistentAllocator`` with one ``use_case`` per geometry, so
+switching between stills and streaming reuses them instead of freeing and
+reallocating contiguous memory on every switch (which fragments CMA until
+``ENOMEM`` on a Pi Zero 2 W, picamera2#1130). ``capture()`` then:
 
 * switches mode (stop, configure, start) only when hflip/vflip change: the Pi
   applies flips in the sensor/ISP set-up, which can only change while the
@@ -11,12 +15,20 @@ frame from a running camera". ``capture()`` then:
   reason;
 * sends controls only when they differ from the set already applied, and then
   asks for a frame whose exposure began after they were sent (``flush=True``);
+  libcamera applies exposure and gain a couple of frames late, so frames are
+  dropped (and the controls resent) until the frame's own metadata shows them;
   a control that was applied before and is now left out goes back to its
   default, so one request's tweak does not leak into the next;
+* waits for focus on a Camera Module 3: continuous autofocus runs by default
+  wherever AfMode is advertised, and a still waits (at most ``AF_WAIT_S``) for
+  the frame that says Focused; ``AfMode: 0`` with ``LensPosition`` focuses by
+  hand, ``AfMode: 1`` with ``AfTrigger: 0`` runs one scan for the still;
 * encodes a frame of the configured size straight from the camera buffer with
   picamera2's own encoder (``request.save`` into a ``BytesIO``, the fast JPEG
-  path), and any other size by resizing with Pillow. The client chooses the
-  aspect ratio; a different one stretches the full field of view.
+  path), and any other size with Pillow: a size of another aspect ratio is cut
+  from the centre of the frame first (a crop after capture), never squashed.
+* waits as long as the exposure asked for needs: the capture timeout grows by
+  three times the exposure (``capture_timeout``).
 
 While a live stream runs (``stream_frame``), the camera runs a video
 configuration instead: a main stream at the sensor's aspect ratio that just
@@ -42,29 +54,48 @@ mapped to the ``CameraError`` family here; the owner reopens the camera after a
 """
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
-from ..errors import CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout
+from ..errors import (CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout,
+                      InsufficientCameraMemory)
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
 
 log = logging.getLogger(__name__)
 
-# picamera2 keeps one finished frame queued when there is more than one buffer,
-# so a capture usually returns at once; two buffers of a full-size BGR888 frame
-# are also as much as the smallest Pis can spare.
-BUFFER_COUNT = 2
+# One buffer, picamera2's own default for stills: a full-size BGR888 frame plus
+# its raw frame is ~48 MiB of contiguous CMA on a Camera Module 3.
+BUFFER_COUNT = 1
+# picam-api needs picamera2's numeric capture timeouts (0.3.20, pi-audit F7).
+OLDEST_PICAMERA2 = (0, 3, 20)
+# How long a still waits for continuous or triggered autofocus to report Focused.
+AF_WAIT_S = 3.0
+# Sensors quantise exposure to line times and gain to register steps.
+EXPOSURE_TOLERANCE = 0.02
+# Controls picamera2 manages itself: it derives the modes from ExposureTime and
+# AnalogueGain and sets ScalerCrops at every configure, so a client's value would fight it.
+MANAGED_CONTROLS = {"ExposureTimeMode", "AnalogueGainMode", "ScalerCrops"}
+# One-shot controls: sent with the capture that names them, never kept or reset.
+ONE_SHOT_CONTROLS = {"AfTrigger"}
+# libcamera's ControlType names as picam-api's control types (base.ControlInfo.type).
+CONTROL_TYPES = {"Bool": "bool", "Byte": "integer", "Unsigned16": "integer",
+                 "Unsigned32": "integer", "Integer32": "integer", "Integer64": "integer",
+                 "Float": "number", "Rectangle": "rectangle", "Size": "size", "String": "string",
+                 "Point": "point"}
 # PNG is lossless, so "quality" cannot apply; level 1 is picamera2's default and
 # several times faster than zlib's default for almost the same size.
 PNG_COMPRESS_LEVEL = 1
 # Frame metadata worth returning; all are plain numbers in picamera2's dict.
 METADATA_KEYS = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
-                 "SensorTimestamp", "FrameDuration", "LensPosition")
+                 "SensorTimestamp", "FrameDuration", "LensPosition", "FocusFoM", "AfState")
 # The value that returns a control to automatic operation when a request drops
 # it. 0 means "auto" for these (picamera2 turns it into ExposureTimeMode/
 # AnalogueGainMode auto; the Pi IPA treats zero colour gains as auto white balance).
@@ -72,7 +103,7 @@ AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGa
 # Boolean controls that libcamera advertises without a default; True is what
 # the camera does untouched (auto exposure, auto white balance).
 BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
-BUSY_WORDS = ("busy", "acquire")
+BUSY_WORDS = ("busy",)
 # Streaming: the video main stream, where stills come from while streaming, is the
 # sensor's aspect ratio scaled down just enough to cover this (the default still).
 VIDEO_MAIN_COVERS = (1920, 1080)
@@ -143,6 +174,7 @@ class Picamera2Camera(CameraBackend):
         self._main_size: tuple[int, int] = (0, 0)  # the running configuration's main stream
         self._flips: tuple[bool, bool] = (False, False)
         self._controls: dict[str, Any] = {}  # the set last sent to the camera
+        self._base: dict[str, Any] = {}  # what every capture starts from (continuous AF)
         self._stream: _Stream | None = None  # set while the video configuration runs
         self._encoder = None  # the running MJPEG encoder
         self._hw_mjpeg: bool | None = None  # decided at the first stream
@@ -161,12 +193,21 @@ class Picamera2Camera(CameraBackend):
         if not cameras:
             raise CameraUnavailable("no camera attached: libcamera lists none (check the ribbon "
                                     "cable and `rpicam-hello --list-cameras`)")
-        try:
-            picam2 = Picamera2(self.camera_num)
-        except IndexError as exc:
+        if self.camera_num >= len(cameras):
             raise CameraUnavailable(f"no camera number {self.camera_num}: libcamera lists "
-                                    f"{len(cameras)} camera(s) (camera.camera_num)") from exc
-        except RuntimeError as exc:
+                                    f"{len(cameras)} camera(s) (camera.camera_num)")
+        try:
+            from picamera2.allocators import PersistentAllocator
+
+            # Constructed here, not by Picamera2(), so that a /dev/dma_heap this
+            # user cannot open is an open error like any other (pi-audit F8).
+            # A PersistentAllocator whose heap fails to open would raise again
+            # from its __del__ (no buffer_dict yet): give it one first.
+            allocator = PersistentAllocator.__new__(PersistentAllocator)
+            allocator.buffer_dict = {}
+            allocator.__init__()
+            picam2 = Picamera2(self.camera_num, allocator=allocator)
+        except Exception as exc:
             raise _open_error(exc, self.camera_num) from exc
         self._picam2 = picam2
         self._flips, self._controls, self._stream = (False, False), {}, None
@@ -175,10 +216,15 @@ class Picamera2Camera(CameraBackend):
             sensor = (int(props["PixelArraySize"][0]), int(props["PixelArraySize"][1]))
             # libcamera wants even sizes; every Pi sensor is, but be sure.
             self._full_size = (sensor[0] - sensor[0] % 2, sensor[1] - sensor[1] % 2)
-            self._configure_and_start(False, False, {})
+            # Continuous autofocus where there is autofocus (a Camera Module 3):
+            # libcamera starts it in manual with the lens at about 1 m (pi-audit F10).
+            self._base = {"AfMode": 2} if "AfMode" in picam2.camera_controls else {}
+            self._configure_and_start(False, False, dict(self._base))
+            self._controls = dict(self._base)
             # Read after configure: ranges such as ExposureTime depend on the mode.
-            controls = {name: _control_info(name, info)
-                        for name, info in picam2.camera_controls.items()}
+            controls = {name: _control_info(name, info, picam2.camera_ctrl_info[name][0])
+                        for name, info in picam2.camera_controls.items()
+                        if name not in MANAGED_CONTROLS}
             self._caps = Capabilities(model=str(props.get("Model", "unknown")), sensor_size=sensor,
                                       controls=controls, even_sizes=True)
         except Exception as exc:
@@ -186,6 +232,12 @@ class Picamera2Camera(CameraBackend):
                 self.close()
             except CameraUnavailable:  # report why it did not start, not the cleanup
                 log.warning("closing the camera after a failed start failed", exc_info=True)
+            if _is_enomem(exc):
+                raise CameraUnavailable(
+                    f"camera {self.camera_num} opened but there is not enough contiguous (CMA) "
+                    f"memory for a {self._full_size[0]}x{self._full_size[1]} still: {exc}. "
+                    f"See `grep Cma /proc/meminfo`; raise it with dtoverlay=vc4-kms-v3d,cma-320 "
+                    f"in /boot/firmware/config.txt and reboot") from exc
             raise CameraUnavailable(f"camera {self.camera_num} opened but did not start: {exc}") from exc
         log.info("picamera2 camera %d started: %s, main stream %dx%d", self.camera_num,
                  self._caps.model, *self._main_size)
@@ -194,31 +246,55 @@ class Picamera2Camera(CameraBackend):
     def close(self) -> None:
         if self._picam2 is None:
             return
-        try:
-            self._stop()
-        except Exception:  # a wedged camera may fail to stop; closing still releases it
-            log.warning("picamera2 stop() failed while closing", exc_info=True)
         picam2, self._picam2, self._stream = self._picam2, None, None
+        encoder, self._encoder = self._encoder, None
         try:
+            # Picamera2.close() stops its event-loop thread first and then the
+            # camera directly, so it returns even when that thread has died
+            # (stop() would wait forever for the dead loop, pi-audit F1).
             picam2.close()
         except Exception as exc:
             raise CameraUnavailable(f"the camera did not close cleanly: {exc}") from exc
+        finally:
+            if encoder is not None:
+                _stop_encoder(picam2, encoder)
 
     # -- capture -------------------------------------------------------------
+
+    def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
+        """``timeout`` plus what the exposure asked for needs (pi-audit F4).
+
+        A frame whose exposure starts after the controls land takes up to about
+        three exposures: the frame in flight, the one the new value misses, its own.
+        """
+        controls = settings.controls
+        exposure_us = controls.get("ExposureTime") or 0
+        limits = controls.get("FrameDurationLimits")
+        if isinstance(limits, list) and len(limits) == 2:
+            exposure_us = max(exposure_us, min(limits))
+        extra = 3 * exposure_us / 1e6
+        if self._focus_wait(settings):
+            extra += AF_WAIT_S
+        return timeout + extra
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         self._require_open()
         stream = self._stream
-        if stream is not None and not (settings.width <= self._main_size[0]
-                                       and settings.height <= self._main_size[1]):
-            # Larger than the running main stream: pause the stream for a frame
-            # of the still configuration, then start it again.
+        if stream is not None and not self._fits_stream(settings, stream):
+            # Larger than the running main stream, or a longer exposure than its
+            # frame rate allows: pause the stream for a frame of the still
+            # configuration, then start it again.
             self._switch(None)
             try:
                 return self._take(settings, timeout)
             finally:
                 self._switch(stream)
         return self._take(settings, timeout)
+
+    def _fits_stream(self, settings: CaptureSettings, stream: _Stream) -> bool:
+        exposure = settings.controls.get("ExposureTime") or 0
+        return (settings.width <= self._main_size[0] and settings.height <= self._main_size[1]
+                and exposure <= 1e6 / stream.fps)
 
     def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
         self._require_open()
@@ -245,54 +321,96 @@ class Picamera2Camera(CameraBackend):
             self._switch(None)
 
     def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
-        """The next frame of the running configuration, encoded for ``settings``."""
+        """The next frame of the running configuration that shows ``settings``, encoded."""
         picam2 = self._picam2
-        fresh = self._apply(settings)
+        deadline = time.monotonic() + timeout
+        sent = self._apply(settings)
         if settings.format == "png":
             picam2.options["compress_level"] = PNG_COMPRESS_LEVEL
         else:
             picam2.options["quality"] = settings.quality
-        try:
-            request = picam2.capture_request(wait=timeout, flush=True if fresh else None)
-        except self._timeout_errors() as exc:
-            self._cancel_jobs()
-            raise CaptureTimeout(f"no frame from the camera within {timeout:g} s") from exc
-        except Exception as exc:
-            raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
-        try:
-            metadata = _metadata(request.get_metadata())
-            data = self._encode(request, settings)
-        except Exception as exc:
-            log.warning("encoding a frame failed", exc_info=True)
-            raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
-        finally:
-            request.release()  # the buffer goes back to the camera whatever happened
-        return Capture(data, settings.width, settings.height, settings.format, metadata)
+        focus_wait = self._focus_wait(settings)
+        focus_deadline = time.monotonic() + AF_WAIT_S
+        fresh = sent is not None
+        while True:
+            left = max(0.05, deadline - time.monotonic())
+            try:
+                request = picam2.capture_request(wait=left, flush=True if fresh else None)
+            except self._timeout_errors() as exc:
+                self._cancel_jobs()
+                raise CaptureTimeout(f"no frame from the camera within {timeout:g} s") from exc
+            except Exception as exc:
+                raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+            try:
+                raw = request.get_metadata()
+                waiting = _unapplied(sent or {}, raw)
+                # Scanning; or, after a trigger, a frame from before the scan began.
+                unfocused = raw.get("AfState") == 1 or (raw.get("AfState") == 0 and
+                                                        "AfTrigger" in (sent or {}))
+                if not waiting and focus_wait and unfocused and time.monotonic() < focus_deadline:
+                    waiting = "focus"
+                if not waiting:
+                    data = self._encode(request, settings)
+            except Exception as exc:
+                _release(request)
+                log.warning("encoding a frame failed", exc_info=True)
+                raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
+            _release(request)  # the buffer goes back to the camera whatever happened
+            if not waiting:
+                return Capture(data, settings.width, settings.height, settings.format,
+                               _metadata(raw))
+            if time.monotonic() >= deadline:
+                raise CaptureTimeout(f"the camera did not apply {waiting} within {timeout:g} s")
+            if waiting != "focus":
+                # picamera2 can drop a set_controls() that races a request's
+                # recycling (pi-audit F3): send them again with the next request.
+                self._send(self._with_resets(self._controls))
+            fresh = False
 
-    def _apply(self, settings: CaptureSettings) -> bool:
-        """Bring flips and controls in line with ``settings``; True if a fresh frame is needed."""
-        controls = self._coerced(settings.controls)
+    def _focus_wait(self, settings: CaptureSettings) -> bool:
+        """Whether a still waits for autofocus: continuous AF, or a triggered scan."""
+        if "AfMode" not in self._base:
+            return False
+        controls = {**self._base, **settings.controls}
+        return controls.get("AfMode") == 2 or (controls.get("AfMode") == 1
+                                               and controls.get("AfTrigger") == 0)
+
+    def _apply(self, settings: CaptureSettings) -> dict | None:
+        """Bring flips and controls in line with ``settings``.
+
+        Returns the controls sent when a new frame is needed to show them (None
+        when the running frames already do).
+        """
+        wanted = self._coerced({**self._base, **settings.controls})
+        one_shot = {k: v for k, v in wanted.items() if k in ONE_SHOT_CONTROLS}
+        controls = {k: v for k, v in wanted.items() if k not in ONE_SHOT_CONTROLS}
         flips = (bool(settings.hflip), bool(settings.vflip))
         if flips != self._flips:
             # Mode switch: flips live in the configuration, which only changes
             # while stopped. The new configuration carries the controls, so they
             # are applied from the first frame after the restart.
             try:
-                self._stop()
+                _stop_camera(self._picam2)
                 self._configure_and_start(*flips, self._with_resets(controls))
             except Exception as exc:
                 # Half-reconfigured is not a state to capture from: let the owner reopen.
                 raise CameraUnavailable(f"switching the camera to the new flips failed: {exc}") from exc
             self._controls = controls
-            return False  # every frame after a restart is new
-        if controls != self._controls:
-            try:
-                self._picam2.set_controls(self._with_resets(controls))
-            except Exception as exc:
-                raise CaptureFailed(f"the camera refused the controls: {exc}") from exc
+            if one_shot:
+                self._send(one_shot)
+            return {**controls, **one_shot}
+        if controls != self._controls or one_shot:
+            sent = {**self._with_resets(controls), **one_shot}
+            self._send(sent)
             self._controls = controls
-            return True
-        return False
+            return sent
+        return None
+
+    def _send(self, controls: dict) -> None:
+        try:
+            self._picam2.set_controls(controls)
+        except Exception as exc:
+            raise CaptureFailed(f"the camera refused the controls: {exc}") from exc
 
     def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict) -> None:
         """Configure for stills, or for ``self._stream`` when set, and start."""
@@ -302,18 +420,21 @@ class Picamera2Camera(CameraBackend):
         transform = Transform(hflip=hflip, vflip=vflip)
         stream = self._stream
         if stream is None:
+            width, height = self._full_size
             config = picam2.create_still_configuration(
                 main={"size": self._full_size}, buffer_count=BUFFER_COUNT,
-                transform=transform, controls=dict(controls))
+                transform=transform, controls=dict(controls), use_case=f"still-{width}x{height}")
         else:
+            main = self._video_main_size(stream.size)
             # BGR888 like the still configuration, so stills encode the same way;
             # YUV420 is what the hardware encoder takes from lores.
             config = picam2.create_video_configuration(
-                main={"size": self._video_main_size(stream.size), "format": "BGR888"},
+                main={"size": main, "format": "BGR888"},
                 lores={"size": stream.size, "format": "YUV420"},
                 buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
-                controls={"FrameRate": stream.fps, **controls})
-        picam2.configure(config)
+                controls={"FrameRate": stream.fps, **controls},
+                use_case=f"video-{main[0]}x{main[1]}-{stream.size[0]}x{stream.size[1]}")
+        self._configure(config)
         if stream is not None:
             self._start_encoder(stream)  # before start(), as picamera2's start_recording() does
         # show_preview=False runs picamera2's NullPreview event loop, which is
@@ -325,25 +446,61 @@ class Picamera2Camera(CameraBackend):
         size = picam2.camera_configuration()["main"]["size"]
         self._main_size = (int(size[0]), int(size[1]))
 
+    def _configure(self, config: dict) -> None:
+        """``configure``, making room once by freeing the other geometries' buffers."""
+        picam2 = self._picam2
+        try:
+            picam2.configure(config)
+        except Exception as exc:
+            if not _is_enomem(exc):
+                raise
+            allocator = picam2.allocator
+            spare = [k for k in getattr(allocator, "buffer_dict", {}) if k != config["use_case"]]
+            if not spare:
+                raise
+            log.warning("out of camera memory configuring %s; freeing the buffers of %s",
+                        config["use_case"], ", ".join(spare))
+            for key in spare:
+                allocator.deallocate(key)
+            picam2.configure(config)
+
     def _stop(self) -> None:
         """Stop the camera, then the encoder, as picamera2's stop_recording() does."""
         encoder, self._encoder = self._encoder, None
         try:
-            self._picam2.stop()
+            _stop_camera(self._picam2)
         finally:
             if encoder is not None:
-                self._picam2.stop_encoder(encoder)
+                _stop_encoder(self._picam2, encoder)
 
     def _switch(self, stream: _Stream | None) -> None:
         """Restart in the still configuration (None) or streaming ``stream``."""
+        previous = self._stream
         try:
             self._stop()
             self._stream = stream
-            self._configure_and_start(*self._flips, self._controls)
+            self._configure_and_start(*self._flips, self._with_resets(self._controls))
         except Exception as exc:
-            # Half-reconfigured is not a state to capture from: let the owner reopen.
             mode = "streaming" if stream else "stills"
+            if _is_enomem(exc) and self._restart(previous):
+                w, h = self._full_size if stream is None else self._video_main_size(stream.size)
+                raise InsufficientCameraMemory(
+                    f"not enough contiguous camera (CMA) memory to switch to {mode} at {w}x{h} "
+                    f"while the other configuration holds its buffers: {exc}. Stop the stream, "
+                    f"ask for a size that fits the stream, or raise CMA (see "
+                    f"`grep Cma /proc/meminfo`)") from exc
+            # Half-reconfigured is not a state to capture from: let the owner reopen.
             raise CameraUnavailable(f"switching the camera to {mode} failed: {exc}") from exc
+
+    def _restart(self, stream: _Stream | None) -> bool:
+        """Back to ``stream``'s configuration after a failed switch; False if that fails too."""
+        try:
+            self._stream = stream
+            self._configure_and_start(*self._flips, self._with_resets(self._controls))
+            return True
+        except Exception:
+            log.warning("restarting the previous configuration failed", exc_info=True)
+            return False
 
     def _video_main_size(self, stream_size: tuple[int, int]) -> tuple[int, int]:
         full_w, full_h = self._full_size
@@ -366,9 +523,9 @@ class Picamera2Camera(CameraBackend):
             from picamera2.platform import Platform, get_platform
             self._hw_mjpeg = get_platform() == Platform.VC4
         if self._hw_mjpeg and max(stream.size) <= HW_MJPEG_MAX_SIDE:
+            from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
+            encoder = MJPEGEncoder()
             try:
-                from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
-                encoder = MJPEGEncoder()
                 self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores",
                                            quality=_quality_level(Quality, stream.quality))
                 self._encoder = encoder
@@ -376,6 +533,7 @@ class Picamera2Camera(CameraBackend):
             except Exception:
                 log.warning("the hardware MJPEG encoder did not start; streaming with the "
                             "software JpegEncoder instead", exc_info=True)
+                _abandon_encoder(encoder)
                 self._hw_mjpeg = False
         encoder = JpegEncoder(q=stream.quality)
         self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores")
@@ -395,11 +553,17 @@ class Picamera2Camera(CameraBackend):
     def _default_of(self, name: str) -> Any:
         if name in AUTO_VALUES:
             return AUTO_VALUES[name]
+        if name == "FrameDurationLimits":
+            # What the running configuration asked for (stills allow long
+            # exposures), not the advertised 30 fps default (pi-audit F2).
+            value = (self._picam2.camera_configuration() or {}).get("controls", {}).get(name)
+            if value is not None:
+                return [int(v) for v in value]
         info = self._caps.controls.get(name) if self._caps else None
         return None if info is None else info.default
 
     def _coerced(self, controls: dict) -> dict:
-        """Turn JSON numbers into the types libcamera's binding insists on.
+        """Turn JSON values into the types libcamera's binding insists on.
 
         JSON has one number type; pybind11 refuses a float for an integer control
         (ExposureTime, ScalerCrop), so whole-number floats become ints there.
@@ -408,9 +572,7 @@ class Picamera2Camera(CameraBackend):
         out = {}
         for name, value in controls.items():
             info = caps.get(name)
-            template = None if info is None else next(
-                (v for v in (info.default, info.minimum, info.maximum) if v is not None), None)
-            out[name] = _coerce(template, value)
+            out[name] = value if info is None else _coerce(info, value)
         return out
 
     def _encode(self, request, settings: CaptureSettings) -> bytes:
@@ -423,9 +585,11 @@ class Picamera2Camera(CameraBackend):
         from PIL import Image
 
         image = request.make_image("main")
-        # reducing_gap shrinks by whole factors first: a big downscale of a
-        # 12 MP frame then takes a fraction of a plain LANCZOS pass.
+        # Another aspect ratio is cut from the middle of the frame, never
+        # squashed; reducing_gap shrinks by whole factors first, so a big
+        # downscale of a 12 MP frame takes a fraction of a plain LANCZOS pass.
         image = image.resize((settings.width, settings.height), Image.Resampling.LANCZOS,
+                             box=_centre_crop(image.size, (settings.width, settings.height)),
                              reducing_gap=3.0)
         if image.mode not in ("RGB", "L"):
             image = image.convert("RGB")
@@ -449,6 +613,12 @@ class Picamera2Camera(CameraBackend):
                 raise CameraUnavailable(
                     f"picamera2 cannot be imported ({exc}); install python3-picamera2 with apt "
                     "and create the venv with --system-site-packages") from exc
+            version = _picamera2_version(picamera2)
+            if version is not None and version < OLDEST_PICAMERA2:
+                raise CameraUnavailable(
+                    f"picamera2 {'.'.join(map(str, version))} is too old: picam-api needs "
+                    f"{'.'.join(map(str, OLDEST_PICAMERA2))} or newer, whose captures can time "
+                    f"out (sudo apt install --only-upgrade python3-picamera2)")
             self._lib = picamera2
         return self._lib
 
@@ -459,49 +629,168 @@ class Picamera2Camera(CameraBackend):
 
     def _cancel_jobs(self) -> None:
         """Drop the timed-out job so it cannot complete later and leak a request."""
-        cancel = getattr(self._picam2, "cancel_all_and_flush", None)
-        if cancel is None:
-            return
         try:
-            cancel()
+            self._picam2.cancel_all_and_flush()
         except Exception:
             log.warning("cancel_all_and_flush() failed after a capture timeout", exc_info=True)
 
 
-def _open_error(exc: RuntimeError, camera_num: int) -> Exception:
-    """Classify a failed ``Picamera2()``: busy camera, or any other failure."""
+def _release(request) -> None:
+    """``request.release()``, whose control conversion can fail (pi-audit F1)."""
+    try:
+        request.release()
+    except Exception as exc:
+        raise CaptureFailed(f"the camera refused the controls when the frame was returned: "
+                            f"{exc}") from exc
+
+
+def _stop_camera(picam2) -> None:
+    picam2.stop()
+
+
+def _stop_encoder(picam2, encoder) -> None:
+    try:
+        picam2.stop_encoder(encoder)
+    except Exception:
+        log.warning("stopping the MJPEG encoder failed", exc_info=True)
+        _abandon_encoder(encoder)
+
+
+def _abandon_encoder(encoder) -> None:
+    """Undo what a failed ``Encoder.start`` left behind (pi-audit F9).
+
+    picamera2 marks the encoder running before ``_start()``, and the V4L2 one
+    opens /dev/video11 and starts its poll thread before the ioctls that can
+    fail: end the thread and close the device.
+    """
+    encoder._running = False
+    thread = getattr(encoder, "thread", None)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        thread.join(2.0)
+    device = getattr(encoder, "vd", None)
+    if device is not None:
+        try:
+            device.close()
+        except Exception:
+            log.warning("closing the encoder's device failed", exc_info=True)
+        encoder.vd = None
+
+
+def _unapplied(sent: dict, raw: dict) -> str | None:
+    """The first of exposure, gain and manual lens position that ``sent`` set and frame
+    metadata ``raw`` does not show yet."""
+    for name in ("ExposureTime", "AnalogueGain"):
+        want = sent.get(name)
+        got = raw.get(name)
+        if not want or not isinstance(got, (int, float)):
+            continue
+        if abs(got - want) > max(EXPOSURE_TOLERANCE * want, 1 if name == "AnalogueGain" else 50) \
+                and not (name == "AnalogueGain" and abs(got - want) <= 0.05):
+            return f"{name}={want} (the frame reports {got})"
+    lens, got = sent.get("LensPosition"), raw.get("LensPosition")
+    if sent.get("AfMode", 0) == 0 and isinstance(lens, (int, float)) \
+            and isinstance(got, (int, float)) and abs(got - lens) > 0.05:
+        return f"LensPosition={lens} (the frame reports {got})"
+    return None
+
+
+def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The largest box of ``target``'s aspect ratio in the middle of ``size``."""
+    width, height = size
+    aspect = target[0] / target[1]
+    if width / height > aspect:
+        w = height * aspect
+        return ((width - w) / 2, 0, (width + w) / 2, height)
+    h = width / aspect
+    return (0, (height - h) / 2, width, (height + h) / 2)
+
+
+def _is_enomem(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _picamera2_version(module) -> tuple[int, ...] | None:
+    """The version of the picamera2 actually imported, from the metadata beside it."""
+    from importlib.metadata import distributions
+
+    where = str(Path(module.__file__).resolve().parent.parent)
+    for dist in distributions(path=[where]):
+        if (dist.metadata["Name"] or "").lower() == "picamera2":
+            return tuple(int(p) for p in dist.version.split(".")[:3] if p.isdigit())
+    return None
+
+
+def _open_error(exc: Exception, camera_num: int) -> Exception:
+    """Classify a failed ``Picamera2()``, with the line that says what to do."""
     # picamera2 wraps the real cause ("Failed to acquire camera: Device or
     # resource busy") in "Camera __init__ sequence did not complete.", so read
     # the whole chain.
-    messages, seen, cur = [], set(), exc
+    messages, seen, cur, codes = [], set(), exc, set()
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         messages.append(str(cur))
+        if isinstance(cur, OSError) and cur.errno:
+            codes.add(cur.errno)
         cur = cur.__cause__ or cur.__context__
     text = ": ".join(m for m in messages if m)
-    if any(word in text.lower() for word in BUSY_WORDS):
+    lowered = text.lower()
+    if errno.EBUSY in codes or any(word in lowered for word in BUSY_WORDS):
         return CameraBusy(f"camera {camera_num} is held by another process (an rpicam-* command, "
                           f"another picamera2 program or a second server/worker); stop it and "
                           f"retry ({text})")
+    if errno.EACCES in codes or errno.EPERM in codes or "permission denied" in lowered:
+        return CameraUnavailable(
+            f"camera {camera_num} cannot be opened: {text}. The service user needs the video "
+            f"group's access to /dev/dma_heap/* and /dev/video* (udev rule 60-dma-heap.rules "
+            f"from raspberrypi-sys-mods; `ls -l /dev/dma_heap`)")
+    if errno.ENOMEM in codes:
+        return CameraUnavailable(
+            f"camera {camera_num} cannot be opened, out of camera (CMA) memory: {text}. See "
+            f"`grep Cma /proc/meminfo`; raise it with dtoverlay=vc4-kms-v3d,cma-320 in "
+            f"/boot/firmware/config.txt and reboot")
+    if errno.ENODEV in codes or "no such device" in lowered:
+        return CameraUnavailable(
+            f"camera {camera_num} is not connected ({text}): power off, reseat the ribbon "
+            f"cable, and check `rpicam-hello --list-cameras`")
     return CameraUnavailable(f"camera {camera_num} did not open: {text}")
 
 
-def _control_info(name: str, info: Any) -> ControlInfo:
-    """Build a ControlInfo from picamera2's ``(min, max, default)``, filling gaps.
+def _control_info(name: str, info: Any, control_id: Any) -> ControlInfo:
+    """Build a ControlInfo from picamera2's ``(min, max, default)`` and libcamera's ControlId.
 
-    libcamera leaves some Pi controls without a default; the settings check uses
-    the default's type, so give booleans and the two-element arrays advertised
-    with scalar limits a default of the right shape.
+    The type and shape come from the ControlId (``type``, ``isArray``, ``size``),
+    never from the default, whose shape differs between libcamera releases
+    (FrameDurationLimits: none, a scalar, a pair) and which some controls lack
+    (ColourCorrectionMatrix, AfWindows' is one rectangle of a variable list).
     """
     minimum, maximum, default = (_jsonable(v) for v in info)
+    kind = CONTROL_TYPES.get(getattr(getattr(control_id, "type", None), "name", ""), None)
+    is_array = bool(getattr(control_id, "isArray", False))
+    size = int(getattr(control_id, "size", 0) or 0) if is_array else None
+    if kind is None:  # a libcamera too old to tell: fall back to the default's shape
+        return ControlInfo(minimum, maximum, _fill_default(name, minimum, maximum, default))
+    if default is None and kind == "bool":
+        default = BOOL_DEFAULTS.get(name, False)
+    elif default is None and name in AUTO_VALUES:
+        default = AUTO_VALUES[name]
+    return ControlInfo(minimum, maximum, default, type=kind, size=size)
+
+
+def _fill_default(name: str, minimum: Any, maximum: Any, default: Any) -> Any:
     if default is None:
         if isinstance(minimum, bool):
-            default = BOOL_DEFAULTS.get(name, False)
-        elif name == "ColourGains":
-            default = list(AUTO_VALUES["ColourGains"])
-        elif name == "FrameDurationLimits" and _is_number(minimum) and _is_number(maximum):
-            default = [minimum, maximum]
-    return ControlInfo(minimum, maximum, default)
+            return BOOL_DEFAULTS.get(name, False)
+        if name == "ColourGains":
+            return list(AUTO_VALUES["ColourGains"])
+        if name == "FrameDurationLimits" and _is_number(minimum) and _is_number(maximum):
+            return [minimum, maximum]
+    return default
 
 
 def _quality_level(levels, quality: int):
@@ -515,14 +804,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _coerce(template: Any, value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        items = template if isinstance(template, list) and template else [template]
-        return [_coerce(items[min(i, len(items) - 1)], v) for i, v in enumerate(value)]
-    if (isinstance(template, int) and not isinstance(template, bool)
-            and isinstance(value, float) and value.is_integer()):
-        return int(value)
-    return value
+def _coerce(info: ControlInfo, value: Any) -> Any:
+    """Whole-number floats become ints where libcamera wants integers."""
+    whole = info.type in ("integer", "rectangle", "size", "point") or (
+        info.type is None and isinstance(info.default, int) and not isinstance(info.default, bool))
+    if info.type is None and isinstance(info.default, list):
+        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in info.default)
+
+    def one(v):
+        if isinstance(v, (list, tuple)):
+            return [one(i) for i in v]
+        if whole and isinstance(v, float) and v.is_integer():
+            return int(v)
+        return v
+    return one(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -158,6 +158,11 @@ def reset(**fields) -> World:
 
     _world = World(**fields)
     CameraManager._instance = None
+    main = sys.modules.get("picamera2.picamera2")
+    if main is not None and not main.Picamera2._cm.cameras:
+        # picamera2 keeps the manager it last used until its last camera closes;
+        # a new machine needs a new one, as a new process would have.
+        main.Picamera2._cm._cms = None
     seams.apply_platform()  # when picamera2 is already imported
     return _world
 

@@ -84,8 +84,12 @@ class StreamFormats:
 
 
 class Stream:
-    def __init__(self, configuration):
-        self._configuration = configuration
+    """One of the pipeline's fixed streams (ISP outputs, Unicam/CFE raw): the same object
+    across configures, as picamera2's PersistentAllocator assumes."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._configuration = None
 
     @property
     def configuration(self):
@@ -338,6 +342,7 @@ class Camera:
         self._control_infos = self._make_controls()
         self._pipeline_fds: list[int] = []
         self._frames: _FrameThread | None = None
+        self._streams = {name: Stream(name) for name in ("isp0", "isp1", "raw")}
 
     # -- what picamera2 reads ------------------------------------------------------
 
@@ -398,8 +403,14 @@ class Camera:
         if config._validated is None or config._validated[1] == CameraConfiguration.Status.Invalid:
             return -errno.EINVAL
         self._mode = config._validated[0]
+        isp = 0
         for stream_config in config:
-            stream_config._stream = Stream(stream_config)
+            if pixels.is_raw(str(stream_config.pixel_format)):
+                stream = self._streams["raw"]
+            else:
+                stream, isp = self._streams[f"isp{isp}"], isp + 1
+            stream._configuration = stream_config
+            stream_config._stream = stream
         self._configured = config
         self._control_infos = self._make_controls()
         # The pipeline's own buffers (ISP statistics, embedded data, the lens
@@ -632,6 +643,8 @@ class _FrameThread:
             sensor = self._requested[-1 - CONTROL_DELAY]
             del self._requested[:-CONTROL_DELAY - 1]
             exposure, gain, duration = self._exposure(sensor)
+            # The lens moves every sensor frame, whether or not a buffer takes it.
+            focus = self._autofocus(isp.c) if self.camera._sensor.autofocus else None
             start = max(next_start, time.monotonic())
             next_start = start + duration / 1e6
             if not self._sleep_until(next_start):
@@ -647,7 +660,7 @@ class _FrameThread:
                 with self._cond:
                     self._queue.insert(0, request)
                 continue
-            self._complete(request, isp, exposure, gain, duration, start, startup > 0)
+            self._complete(request, isp, exposure, gain, duration, start, startup > 0, focus)
             startup = max(0, startup - 1)
 
     def _sleep_until(self, deadline: float) -> bool:
@@ -700,7 +713,7 @@ class _FrameThread:
         """Move the lens for one frame; return (AfState, LensPosition)."""
         mode = c.get("AfMode", 0)
         target = self._focus_target()
-        trigger = c.pop("AfTrigger", None)
+        trigger = c.pop("AfTrigger", None)  # acts once, not carried to the next frame
         if mode == 0:
             self._af_scanning = False
             lo, hi, _ = self.camera._sensor.lens_range
@@ -714,23 +727,20 @@ class _FrameThread:
                 return 0, self._lens
             if not self._af_scanning:
                 return (2 if abs(self._lens - target) < 0.02 else 0), self._lens
-        step = 0.15
-        if abs(self._lens - target) <= step:
+        # A PDAF-like approach: most of the way each frame, then settle.
+        error = target - self._lens
+        if abs(error) <= 0.05:
             self._lens = target
             self._af_scanning = False
             return 2, self._lens
-        self._lens += step if target > self._lens else -step
+        self._lens += error * 0.5 if abs(error) > 0.1 else error
         return 1, self._lens
 
     # -- completing a request --------------------------------------------------------
 
-    def _complete(self, request, state, exposure, gain, duration, start, startup):
+    def _complete(self, request, state, exposure, gain, duration, start, startup, focus):
         c = dict(state.c)
-        af_state = lens = None
-        if self.camera._sensor.autofocus:
-            af_state, lens = self._autofocus(c)
-            # AfTrigger acts once: it is not carried into the next frame's state.
-            state.c.pop("AfTrigger", None)
+        af_state, lens = focus if focus is not None else (None, None)
         timestamp = int((start + exposure / 1e6) * 1e9)
         self._fill(request, c, exposure, gain)
         mode = self.camera._mode

@@ -78,6 +78,12 @@ class Heap:
             self._reap()
             return [(b.label, b.size) for b in self._blocks if b.name]
 
+    def frame_buffers(self) -> list[str]:
+        """The memfd names of picamera2's live frame buffers (not the pipeline's own)."""
+        with self._lock:
+            self._reap()
+            return sorted(b.name for b in self._blocks if b.label.startswith("picamera2"))
+
     # -- the allocator --------------------------------------------------------------
 
     def allocate(self, size: int, label: str) -> int:

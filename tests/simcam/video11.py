@@ -20,7 +20,8 @@ OPENED: list["SimCodec"] = []  # every codec opened in this process, for tests
 
 class SimCodec:
     def __init__(self):
-        self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        # A pipe's read end: pollable, and never ready, like a codec not streaming.
+        self._fd, self._peer = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.closed = False
         OPENED.append(self)
 
@@ -33,6 +34,7 @@ class SimCodec:
         if not self.closed:
             self.closed = True
             os.close(self._fd)
+            os.close(self._peer)
 
 
 def open_device(path, *args, **kwargs):
