@@ -251,7 +251,10 @@ def sim(request, monkeypatch):
         fields.setdefault("libcamera", os.environ["PICAM_TEST_LIBCAMERA"])
     world = simcam.reset(**fields)
     yield world
+    import gc
+
     from picamera2.picamera2 import Picamera2
 
+    gc.collect()  # a Picamera2 whose __init__ failed closes itself in __del__
     assert not Picamera2._cm.cameras, "a test left a Picamera2 open"
     simcam.reset()

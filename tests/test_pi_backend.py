@@ -186,7 +186,7 @@ def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(sim, bac
     from picam_api import watchdog
 
     settings = shot(backend, width=320, height=240, controls={"ExposureTime": 1_500_000})
-    assert backend.capture_timeout(settings, 1.0) == pytest.approx(1.0 + 4.5)
+    assert backend.capture_timeout(settings, 1.0) == pytest.approx(1.0 + 5 * 1.5)
     owner = CameraOwner(backend, timeout=1.0, retry_after=5, reopen_backoff=0)
     monkeypatch.setattr(watchdog, "STUCK_MARGIN_S", 0.1)
     dog, problems = watchdog.Watchdog(owner, env={}), []
@@ -260,8 +260,11 @@ def test_f15_another_aspect_ratio_is_cut_from_the_centre_not_squashed(sim, backe
     assert image.size == (1600, 900)
     # The colour bars fill the top two thirds of the sensor's 4:3 frame. Cut to
     # 16:9 from the middle they reach 72% of the way down; squashed, 67%.
-    yellow_bar = 1600 * 3 // 14
-    assert close_to(image.getpixel((yellow_bar, int(900 * 0.70))), (192, 192, 0))
+    bars = [(192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0)]
+    row = int(900 * 0.70)
+    matches = [close_to(image.getpixel((1600 * (2 * i + 3) // 14, row)), colour)
+               for i, colour in enumerate(bars)]
+    assert sum(matches) >= 4, matches  # the moving dot may cover one
 
 
 # -- frames in their format and stride ------------------------------------------------------
@@ -275,7 +278,7 @@ def test_a_padded_stride_frame_decodes_upright(sim, backend, picam2):
     w, h = image.size
     assert (w, h) == (4056, 3040)
     for bar, colour in enumerate([(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0)]):
-        assert close_to(image.getpixel((w * (2 * bar + 1) // 14, h // 2)), colour)
+        assert close_to(image.getpixel((w * (2 * bar + 1) // 14, h // 3)), colour)
 
 
 def test_png_and_resized_jpeg(backend, picam2):

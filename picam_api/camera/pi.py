@@ -28,7 +28,7 @@ reallocating contiguous memory on every switch (which fragments CMA until
   path), and any other size with Pillow: a size of another aspect ratio is cut
   from the centre of the frame first (a crop after capture), never squashed.
 * waits as long as the exposure asked for needs: the capture timeout grows by
-  three times the exposure (``capture_timeout``).
+  five times the exposure (``capture_timeout``).
 
 While a live stream runs (``stream_frame``), the camera runs a video
 configuration instead: a main stream at the sensor's aspect ratio that just
@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 BUFFER_COUNT = 1
 # picam-api needs picamera2's numeric capture timeouts (0.3.20, pi-audit F7).
 OLDEST_PICAMERA2 = (0, 3, 20)
+# Exposures a capture may take after new controls (``capture_timeout``).
+EXPOSURES_PER_CAPTURE = 5
 # How long a still waits for continuous or triggered autofocus to report Focused.
 AF_WAIT_S = 3.0
 # Sensors quantise exposure to line times and gain to register steps.
@@ -264,15 +266,17 @@ class Picamera2Camera(CameraBackend):
     def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
         """``timeout`` plus what the exposure asked for needs (pi-audit F4).
 
-        A frame whose exposure starts after the controls land takes up to about
-        three exposures: the frame in flight, the one the new value misses, its own.
+        A frame whose exposure starts after the controls land takes up to five
+        exposures: the frame in flight, the two the new value misses (libcamera's
+        control delay), and with one buffer a frame dropped while it is recycled,
+        before its own.
         """
         controls = settings.controls
         exposure_us = controls.get("ExposureTime") or 0
         limits = controls.get("FrameDurationLimits")
         if isinstance(limits, list) and len(limits) == 2:
             exposure_us = max(exposure_us, min(limits))
-        extra = 3 * exposure_us / 1e6
+        extra = EXPOSURES_PER_CAPTURE * exposure_us / 1e6
         if self._focus_wait(settings):
             extra += AF_WAIT_S
         return timeout + extra
@@ -523,9 +527,10 @@ class Picamera2Camera(CameraBackend):
             from picamera2.platform import Platform, get_platform
             self._hw_mjpeg = get_platform() == Platform.VC4
         if self._hw_mjpeg and max(stream.size) <= HW_MJPEG_MAX_SIDE:
-            from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
-            encoder = MJPEGEncoder()
+            encoder = None
             try:
+                from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
+                encoder = MJPEGEncoder()
                 self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores",
                                            quality=_quality_level(Quality, stream.quality))
                 self._encoder = encoder
@@ -533,7 +538,8 @@ class Picamera2Camera(CameraBackend):
             except Exception:
                 log.warning("the hardware MJPEG encoder did not start; streaming with the "
                             "software JpegEncoder instead", exc_info=True)
-                _abandon_encoder(encoder)
+                if encoder is not None:
+                    _abandon_encoder(encoder)
                 self._hw_mjpeg = False
         encoder = JpegEncoder(q=stream.quality)
         self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores")
