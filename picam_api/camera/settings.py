@@ -16,21 +16,27 @@ MIN_SIZE = 16
 FIELDS = ("width", "height", "format", "quality", "hflip", "vflip", "controls")
 
 
-# The default photo is at most this wide: 1920x1080 on a 16:9 sensor.
+# A default photo wider than this is scaled to 1920 wide (1920x1080 on a 16:9 sensor)...
 DEFAULT_MAX_WIDTH = 2028
+# ...and one narrower than this is the whole sensor (a small or mock sensor).
+DEFAULT_MIN_WIDTH = 640
 
 
 def initial_defaults(caps: Capabilities) -> dict:
     """Factory capture defaults: a JPEG of the sensor's aspect ratio (pi-audit F15).
 
     Half the sensor in each axis, the size of every Pi sensor's 2x2-binned mode
-    (2028x1520 on the HQ camera, 1640x1232 on v2), scaled to 1920 wide if it is
-    wider than 2028 (Camera Module 3: 1920x1080).
+    (2028x1520 on the HQ camera, 1640x1232 on v2, 1296x972 on v1), scaled to 1920
+    wide if it is wider than 2028 (Camera Module 3: 1920x1080); the whole sensor
+    when half of it would be under 640 wide.
     """
     sensor_w, sensor_h = caps.sensor_size
-    width, height = max(MIN_SIZE, sensor_w // 2), max(MIN_SIZE, sensor_h // 2)
-    if width > DEFAULT_MAX_WIDTH:
-        width, height = 1920, max(MIN_SIZE, round(sensor_h * 1920 / sensor_w))
+    width, height = sensor_w // 2, sensor_h // 2
+    if width < DEFAULT_MIN_WIDTH:
+        width, height = sensor_w, sensor_h
+    elif width > DEFAULT_MAX_WIDTH:
+        width, height = 1920, round(sensor_h * 1920 / sensor_w)
+    width, height = max(MIN_SIZE, width), max(MIN_SIZE, height)
     if caps.even_sizes:
         width, height = width - width % 2, height - height % 2
     return {"width": width, "height": height, "format": "jpeg", "quality": 90,
