@@ -256,5 +256,6 @@ def sim(request, monkeypatch):
     from picamera2.picamera2 import Picamera2
 
     gc.collect()  # a Picamera2 whose __init__ failed closes itself in __del__
-    assert not Picamera2._cm.cameras, "a test left a Picamera2 open"
+    assert not [camera for camera in Picamera2._cm.cameras.values() if camera.is_open], \
+        "a test left a Picamera2 open"
     simcam.reset()

@@ -149,7 +149,7 @@ class CameraBackend(abc.ABC):
     def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
         """How long a capture of ``settings`` may take, given the base ``timeout``.
 
-        A long exposure needs longer (the picamera2 backend adds three exposures).
+        A long exposure needs longer (the picamera2 backend adds six frame times).
         """
         return timeout
 

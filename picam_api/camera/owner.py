@@ -50,8 +50,6 @@ class CameraOwner:
         self._timeouts = 0  # ever; a waiter compares it before and after its wait
         self.last_error: str | None = None
         self.last_capture_at: float | None = None  # wall clock, for /info and /health
-        # The bound of the camera call in flight: ``timeout``, or more for a long exposure.
-        self.call_timeout = timeout
 
     @property
     def capabilities(self) -> Capabilities:
@@ -69,7 +67,9 @@ class CameraOwner:
         """
         def take() -> Capture:
             bound = self.backend.capture_timeout(settings, self.timeout)
-            self.call_timeout = bound
+            # Counted from here: opening the camera first (under the same lock) is
+            # not part of this capture's time (pi-audit F4).
+            self._lock.deadline = time.monotonic() + bound
             with contextlib.ExitStack() as stack:
                 for hook in self.hooks:
                     stack.enter_context(hook())
@@ -144,10 +144,20 @@ class CameraOwner:
         since = self._lock.held_since
         return 0.0 if since is None else time.monotonic() - since
 
+    def overdue(self) -> float:
+        """Seconds the call now holding the camera has run past its own bound; 0.0 if none.
+
+        The bound is ``timeout`` from when the lock was taken, or for a capture the
+        backend's ``capture_timeout`` (a long exposure) from when the capture began.
+        """
+        since, deadline = self._lock.held_since, self._lock.deadline
+        if since is None:
+            return 0.0
+        return max(0.0, time.monotonic() - max(since + self.timeout, deadline or 0.0))
+
     def _counted(self, take: Callable[[], Capture]) -> Capture:
         timeouts = self._timeouts
         with self._locked():
-            self.call_timeout = self.timeout
             if self._timeouts != timeouts:
                 # The capture this one waited for timed out. Trying again would keep
                 # the caller for a second whole timeout, and every capture queued
@@ -225,18 +235,22 @@ class CameraOwner:
 
 
 class _StampedLock:
-    """A lock that knows since when it is held (``CameraOwner.held_for``)."""
+    """A lock that knows since when it is held (``CameraOwner.held_for``), and until
+    when the call holding it may run (``deadline``, set by that call; None: the
+    owner's timeout)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.held_since: float | None = None
+        self.deadline: float | None = None
 
     def acquire(self, timeout: float = -1) -> bool:
         if not self._lock.acquire(timeout=timeout):
             return False
+        self.deadline = None
         self.held_since = time.monotonic()
         return True
 
     def release(self) -> None:
-        self.held_since = None
+        self.held_since = self.deadline = None
         self._lock.release()

@@ -27,8 +27,9 @@ reallocating contiguous memory on every switch (which fragments CMA until
   picamera2's own encoder (``request.save`` into a ``BytesIO``, the fast JPEG
   path), and any other size with Pillow: a size of another aspect ratio is cut
   from the centre of the frame first (a crop after capture), never squashed.
-* waits as long as the exposure asked for needs: the capture timeout grows by
-  five times the exposure (``capture_timeout``).
+* waits as long as the exposures involved need: the capture timeout grows by
+  six frame times of the longer of the exposure asked for and the one applied
+  (``capture_timeout``).
 
 While a live stream runs (``stream_frame``), the camera runs a video
 configuration instead: a main stream at the sensor's aspect ratio that just
@@ -74,10 +75,13 @@ log = logging.getLogger(__name__)
 # One buffer, picamera2's own default for stills: a full-size BGR888 frame plus
 # its raw frame is ~48 MiB of contiguous CMA on a Camera Module 3.
 BUFFER_COUNT = 1
-# picam-api needs picamera2's numeric capture timeouts (0.3.20, pi-audit F7).
-OLDEST_PICAMERA2 = (0, 3, 20)
-# Exposures a capture may take after new controls (``capture_timeout``).
-EXPOSURES_PER_CAPTURE = 5
+# The oldest picamera2 picam-api runs on. Numeric capture timeouts came in 0.3.20
+# (pi-audit F7); a JpegEncoder that encodes YUV420, which every Pi 5 stream and a
+# Pi 4's software fallback need, and ExposureTimeMode for libcamera 0.5 came in
+# 0.3.26; 0.3.27 is the oldest of those on PyPI, which the tests run.
+OLDEST_PICAMERA2 = (0, 3, 27)
+# Frame times a capture may take after new controls (``capture_timeout``).
+FRAMES_PER_CAPTURE = 6
 # How long a still waits for continuous or triggered autofocus to report Focused.
 AF_WAIT_S = 3.0
 # Sensors quantise exposure to line times and gain to register steps.
@@ -264,19 +268,19 @@ class Picamera2Camera(CameraBackend):
     # -- capture -------------------------------------------------------------
 
     def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
-        """``timeout`` plus what the exposure asked for needs (pi-audit F4).
+        """``timeout`` plus what the exposures involved need (pi-audit F4).
 
-        A frame whose exposure starts after the controls land takes up to five
-        exposures: the frame in flight, the two the new value misses (libcamera's
-        control delay), and with one buffer a frame dropped while it is recycled,
-        before its own.
+        New controls show in a returned frame at most six frame times after they
+        are sent, with the still configuration's one buffer: the frame running
+        now (the buffer waits for the next), the next one (the buffer comes back
+        with the controls from before), one missed while it is requeued with the
+        new ones, the one it then rides, the control delay's second frame
+        (libcamera applies exposure and gain two frames after the request), and
+        the new exposure's own. Five of those run at the exposure applied now
+        and the last at the new one: six of the longer.
         """
-        controls = settings.controls
-        exposure_us = controls.get("ExposureTime") or 0
-        limits = controls.get("FrameDurationLimits")
-        if isinstance(limits, list) and len(limits) == 2:
-            exposure_us = max(exposure_us, min(limits))
-        extra = EXPOSURES_PER_CAPTURE * exposure_us / 1e6
+        extra = FRAMES_PER_CAPTURE * max(_frame_time_us(settings.controls),
+                                            _frame_time_us(self._controls)) / 1e6
         if self._focus_wait(settings):
             extra += AF_WAIT_S
         return timeout + extra
@@ -623,8 +627,8 @@ class Picamera2Camera(CameraBackend):
             if version is not None and version < OLDEST_PICAMERA2:
                 raise CameraUnavailable(
                     f"picamera2 {'.'.join(map(str, version))} is too old: picam-api needs "
-                    f"{'.'.join(map(str, OLDEST_PICAMERA2))} or newer, whose captures can time "
-                    f"out (sudo apt install --only-upgrade python3-picamera2)")
+                    f"{'.'.join(map(str, OLDEST_PICAMERA2))} or newer (sudo apt update && "
+                    f"sudo apt install --only-upgrade python3-picamera2)")
             self._lib = picamera2
         return self._lib
 
@@ -698,6 +702,16 @@ def _unapplied(sent: dict, raw: dict) -> str | None:
             and isinstance(got, (int, float)) and abs(got - lens) > 0.05:
         return f"LensPosition={lens} (the frame reports {got})"
     return None
+
+
+def _frame_time_us(controls: dict) -> float:
+    """The frame time ``controls`` force at least: ExposureTime (a frame lasts as
+    long as its exposure), or FrameDurationLimits' lower bound."""
+    frame = controls.get("ExposureTime") or 0
+    limits = controls.get("FrameDurationLimits")
+    if isinstance(limits, (list, tuple)) and len(limits) == 2:
+        frame = max(frame, min(limits))
+    return frame
 
 
 def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:

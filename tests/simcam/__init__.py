@@ -159,10 +159,17 @@ def reset(**fields) -> World:
     _world = World(**fields)
     CameraManager._instance = None
     main = sys.modules.get("picamera2.picamera2")
-    if main is not None and not main.Picamera2._cm.cameras:
-        # picamera2 keeps the manager it last used until its last camera closes;
-        # a new machine needs a new one, as a new process would have.
-        main.Picamera2._cm._cms = None
+    if main is not None:
+        manager = main.Picamera2._cm
+        for index, camera in list(manager.cameras.items()):
+            if not getattr(camera, "is_open", False):
+                # picamera2 before 0.3.37 registers a camera before acquiring it and
+                # leaves it registered when that fails; a new process starts without.
+                manager.cleanup(index)
+        if not manager.cameras:
+            # picamera2 keeps the manager it last used until its last camera closes;
+            # a new machine needs a new one, as a new process would have.
+            manager._cms = None
     seams.apply_platform()  # when picamera2 is already imported
     return _world
 

@@ -43,6 +43,9 @@ from .geometry import ColorSpace, Orientation, PixelFormat, Rectangle, Size
 
 STARTUP_FRAMES = 2
 CONTROL_DELAY = 2  # frames from a request to the sensor using its exposure and gain
+# How far behind its schedule the frame thread may fall (drawing a new picture, a
+# loaded machine) before it stops catching up and starts afresh from now.
+LAG_RESYNC_S = 1.0
 SENSOR_CONTROLS = {"ExposureTime", "ExposureTimeMode", "AnalogueGain", "AnalogueGainMode",
                    "AeEnable", "FrameDurationLimits"}
 # What the AE aims for at the world's lux: exposure x gain in microseconds.
@@ -599,6 +602,7 @@ class _FrameThread:
 
     def queue(self, request: Request):
         with self._cond:
+            request._queued_at = time.monotonic()
             self._queue.append(request)
             self._cond.notify_all()
 
@@ -622,13 +626,21 @@ class _FrameThread:
     # -- the frame loop --------------------------------------------------------
 
     def _run(self):
+        # The sensor keeps its own schedule: a frame starts when the last one ends,
+        # however long this thread took to draw one (it catches up), and a request
+        # only joins a frame that starts after it was queued.
         next_start = time.monotonic()
         startup = STARTUP_FRAMES
         while True:
+            start = next_start
+            if time.monotonic() - start > LAG_RESYNC_S:  # this thread was starved: resync
+                start = time.monotonic()
             with self._cond:
                 if self._stopping:
                     return
-                request = self._queue.pop(0) if self._queue else None
+                request = None
+                if self._queue and self._queue[0]._queued_at <= start:
+                    request = self._queue.pop(0)
             frames_done = self._sequence
             if self.world.frames_stop_at(frames_done):
                 # Frontend timeout / unplugged: the sensor sends nothing more.
@@ -636,6 +648,7 @@ class _FrameThread:
                     if request is not None:
                         self._queue.insert(0, request)
                     self._cond.wait(0.05)
+                next_start = time.monotonic()
                 continue
             updates = {} if request is None else {cid.name: v for cid, v in request._controls.items()}
             isp = self._requested[-1].merged(updates)
@@ -645,7 +658,6 @@ class _FrameThread:
             exposure, gain, duration = self._exposure(sensor)
             # The lens moves every sensor frame, whether or not a buffer takes it.
             focus = self._autofocus(isp.c) if self.camera._sensor.autofocus else None
-            start = max(next_start, time.monotonic())
             next_start = start + duration / 1e6
             if not self._sleep_until(next_start):
                 if request is not None:
@@ -795,17 +807,20 @@ class _FrameThread:
             plane = buffer._planes[0]
             mm = self._map(plane)
             if self._written.get(plane.fd) != key:
+                # A 12 MP picture is drawn at half size and doubled as it is written:
+                # drawing it whole takes longer than the sensor's frame.
+                scale = pixels.scale_for(fmt, w, h)
                 rows = self._base.get(key)
                 if rows is None:
                     if len(self._base) > 8:
                         self._base.clear()
-                    settings = CaptureSettings(width=w, height=h, hflip=hflip, vflip=vflip,
-                                               controls=visible)
+                    settings = CaptureSettings(width=w // scale, height=h // scale, hflip=hflip,
+                                               vflip=vflip, controls=visible)
                     image = render_frame(settings, 0, dt.datetime.now(dt.timezone.utc),
                                          self.camera._sensor.pixel_array, title="SIMULATED " +
                                          self.camera._sensor.model)
                     rows = self._base[key] = pixels.convert(image, fmt)
-                pixels.blit(mm, fmt, config.stride, h, rows)
+                pixels.blit(mm, fmt, config.stride, h, rows, scale=scale)
                 self._written[plane.fd] = key
             # A frame counter in the bottom-right corner: every frame differs.
             stamp = Image.new("RGB", (min(w, 96) // 2 * 2, min(h, 16) // 2 * 2), (0, 0, 0))

@@ -80,9 +80,22 @@ def convert(image: Image.Image, fmt: str) -> list[np.ndarray] | None:
     return None
 
 
+# Frames larger than this are drawn at half size (``scale_for``).
+HALF_SIZE_ABOVE = 4_000_000
+# Formats whose samples double cleanly (YUYV's pixel pairs do not).
+SCALABLE = tuple(RGB_ORDER) + tuple(RGBX_ORDER) + YUV_PLANAR + YUV_SEMI
+
+
+def scale_for(fmt: str, width: int, height: int) -> int:
+    """2 when a ``width`` x ``height`` frame of ``fmt`` is drawn at half size, else 1."""
+    big = width * height > HALF_SIZE_ABOVE and not width % 4 and not height % 4
+    return 2 if big and fmt in SCALABLE else 1
+
+
 def blit(buffer, fmt: str, stride: int, height: int, rows: list[np.ndarray], x: int = 0,
-         y: int = 0) -> None:
-    """Write plane ``rows`` (from ``convert``) into ``buffer`` with its top-left at (x, y)."""
+         y: int = 0, scale: int = 1) -> None:
+    """Write plane ``rows`` (from ``convert``) into ``buffer`` with its top-left at (x, y),
+    each sample repeated ``scale`` times across and down."""
     view = np.frombuffer(buffer, np.uint8)
     layout = planes(fmt, stride, height)
     for index, ((offset, plane_stride, plane_rows), data) in enumerate(zip(layout, rows)):
@@ -90,9 +103,14 @@ def blit(buffer, fmt: str, stride: int, height: int, rows: list[np.ndarray], x: 
         px_bytes = data.shape[1] // max(1, _pixels_wide(fmt, index, data))
         top, left = y // sub, x // sub * px_bytes
         target = view[offset:offset + plane_stride * plane_rows].reshape(plane_rows, plane_stride)
-        h = min(data.shape[0], plane_rows - top)
-        w = min(data.shape[1], plane_stride - left)
-        target[top:top + h, left:left + w] = data[:h, :w]
+        h = min(data.shape[0] * scale, plane_rows - top) // scale
+        w = min(data.shape[1] * scale, plane_stride - left) // scale // px_bytes * px_bytes
+        if scale == 1:
+            target[top:top + h, left:left + w] = data[:h, :w]
+            continue
+        region = target[top:top + h * scale, left:left + w * scale]
+        pixels = data[:h, :w].reshape(h, w // px_bytes, px_bytes)
+        region.reshape(h, scale, w // px_bytes, scale, px_bytes)[:] = pixels[:, None, :, None, :]
 
 
 def _pixels_wide(fmt: str, index: int, data: np.ndarray) -> int:
