@@ -24,7 +24,7 @@ from picam_api.camera.base import CaptureSettings
 from picam_api.camera.owner import CameraOwner
 from picam_api.camera.pi import Picamera2Camera
 from picam_api.errors import (CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout,
-                              InvalidInput)
+                              InsufficientCameraMemory, InvalidInput)
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 5.0
@@ -331,6 +331,21 @@ def test_f5_a_still_that_cannot_fit_is_refused_saying_why(sim, backend):
     assert "CMA" in info.value.detail and "/proc/meminfo" in info.value.detail
 
 
+@pytest.mark.parametrize("sim", [{"sensors": ["imx708"], "cma_mib": 64}], indirect=True)
+def test_f5_a_full_still_that_cannot_fit_beside_the_stream_is_refused_and_it_streams_on(
+        sim, backend, picam2):
+    backend.stream_frame(streamed(), 10.0, TIMEOUT)  # the stream made room: the still's buffers went
+    buffers = sim.heap.frame_buffers()
+    with pytest.raises(InsufficientCameraMemory) as info:
+        backend.capture(shot(backend), TIMEOUT)
+    assert info.value.status == 503 and "while the 320x240 stream holds" in info.value.detail
+    assert "cma-256" in info.value.extra["fix"]
+    assert sim.heap.frame_buffers() == buffers  # the stream's own, and nothing left behind
+    assert decoded(backend.stream_frame(streamed(), 10.0, TIMEOUT).data).size == STREAM
+    fits = backend.capture(shot(backend, width=640, height=360), TIMEOUT)  # from the stream
+    assert decoded(fits.data).size == (640, 360)
+
+
 # -- F8, F12: open errors -----------------------------------------------------------------------
 
 
@@ -394,10 +409,30 @@ def test_a_pi_5_streams_lores_with_the_software_jpeg_encoder(sim, backend, picam
     assert config["lores"]["size"] == STREAM and config["lores"]["format"] == "YUV420"
     assert type(backend._encoder).__name__ == "JpegEncoder"
     image = decoded(backend.stream_frame(streamed(), 15.0, TIMEOUT).data)
-    # YUV420 lores through simplejpeg: the middle bar of seven is green.
-    assert close_to(image.getpixel((STREAM[0] // 2, 120)), (0, 192, 0), slack=50)
+    # YUV420 lores through simplejpeg: the middle bar of seven is green (y=100: below
+    # the text, above the moving dot).
+    assert close_to(image.getpixel((STREAM[0] // 2, 100)), (0, 192, 0), slack=50)
 
 
+def test_a_pi_4_streams_lores_through_the_hardware_mjpeg_codec(sim, backend, picam2):
+    from simcam import video11
+
+    frame = backend.stream_frame(streamed(), 15.0, TIMEOUT)
+    assert type(backend._encoder).__name__ == "MJPEGEncoder"  # V4L2, /dev/video11
+    assert decoded(frame.data).size == STREAM
+    frames = [backend.stream_frame(streamed(), 15.0, TIMEOUT).data for _ in range(3)]
+    assert len(set(frames)) == 3  # each a new frame
+    image = decoded(frames[-1])
+    assert close_to(image.getpixel((STREAM[0] // 2, 100)), (0, 192, 0), slack=50)
+    codec = video11.OPENED[-1]
+    assert codec.encoded >= 4 and codec.output_format[:2] == STREAM
+    assert ("video11", video11.MIN_COMPRESSED_BUFFER) in sim.heap.buffers()  # its CMA
+    backend.stop_stream(STREAM)
+    assert codec.closed and not sim.heap.buffers().count(("video11", video11.MIN_COMPRESSED_BUFFER))
+    assert not _poll_threads()
+
+
+@pytest.mark.parametrize("sim", [{"codec_broken": True}], indirect=True)
 def test_f9_a_failed_hardware_encoder_leaves_no_thread_or_device(sim, backend, picam2):
     from simcam import video11
 
@@ -405,8 +440,12 @@ def test_f9_a_failed_hardware_encoder_leaves_no_thread_or_device(sim, backend, p
     assert decoded(frame.data).size == STREAM
     assert type(backend._encoder).__name__ == "JpegEncoder"
     assert video11.OPENED and all(codec.closed for codec in video11.OPENED)
-    pollers = [t for t in threading.enumerate() if "thread_poll" in repr(getattr(t, "_target", ""))]
-    assert not pollers
+    assert not _poll_threads()
+
+
+def _poll_threads() -> list[threading.Thread]:
+    """picamera2's V4L2 encoder threads still running."""
+    return [t for t in threading.enumerate() if "thread_poll" in repr(getattr(t, "_target", ""))]
 
 
 def test_stills_during_a_stream_and_back_to_stills(sim, backend, picam2, monkeypatch):

@@ -59,6 +59,7 @@ import errno
 import io
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,8 +67,8 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import (CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout,
-                      InsufficientCameraMemory)
+from ..errors import (CameraBusy, CameraError, CameraUnavailable, CaptureFailed,
+                      CaptureTimeout, InsufficientCameraMemory)
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,25 @@ AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGa
 # the camera does untouched (auto exposure, auto white balance).
 BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
 BUSY_WORDS = ("busy",)
+# What to do about each failure the camera can meet; errors carry theirs as ``fix``
+# (``picam-api selftest`` prints it on a line of its own).
+CMA_FIX = ("raise CMA in /boot/firmware/config.txt (dtoverlay=vc4-kms-v3d,cma-256 on a 512 MB "
+           "board, cma-320 on larger ones) and reboot; `grep Cma /proc/meminfo` shows it")
+BUSY_FIX = ("stop the program that holds it (an rpicam-* command, another picamera2 script, "
+            "a second picam-api) and retry")
+DEVICES_FIX = ("the service user needs the video group's access to /dev/dma_heap/* and "
+               "/dev/video*: udev rule 60-dma-heap.rules from raspberrypi-sys-mods "
+               "(`ls -l /dev/dma_heap`), and `sudo usermod -aG video USER`")
+CABLE_FIX = ("power off, reseat the camera's ribbon cable, power on, and check "
+             "`rpicam-hello --list-cameras`")
+NO_CAMERA_FIX = ("check the ribbon cable and camera_auto_detect=1 in /boot/firmware/config.txt; "
+                 "`rpicam-hello --list-cameras` must list the camera")
+FRAMES_FIX = ("the sensor stopped sending frames: check the ribbon cable and the power supply "
+              "(`vcgencmd get_throttled` says 0x0 when it is fine), and `dmesg` for unicam or "
+              "cfe errors")
+UPGRADE_FIX = "sudo apt update && sudo apt install --only-upgrade python3-picamera2"
+INSTALL_FIX = ("install python3-picamera2 with apt and create the venv with "
+               "--system-site-packages (scripts/install.sh does both)")
 # Streaming: the video main stream, where stills come from while streaming, is the
 # sensor's aspect ratio scaled down just enough to cover this (the default still).
 VIDEO_MAIN_COVERS = (1920, 1080)
@@ -197,11 +217,11 @@ class Picamera2Camera(CameraBackend):
         except Exception as exc:
             raise CameraUnavailable(f"libcamera could not list cameras: {exc}") from exc
         if not cameras:
-            raise CameraUnavailable("no camera attached: libcamera lists none (check the ribbon "
-                                    "cable and `rpicam-hello --list-cameras`)")
+            raise _failure(CameraUnavailable, "no camera attached: libcamera lists none",
+                           NO_CAMERA_FIX)
         if self.camera_num >= len(cameras):
-            raise CameraUnavailable(f"no camera number {self.camera_num}: libcamera lists "
-                                    f"{len(cameras)} camera(s) (camera.camera_num)")
+            raise _failure(CameraUnavailable, f"no camera number {self.camera_num}: libcamera "
+                           f"lists {len(cameras)} camera(s)", "set camera.camera_num to one of them")
         try:
             from picamera2.allocators import PersistentAllocator
 
@@ -239,11 +259,10 @@ class Picamera2Camera(CameraBackend):
             except CameraUnavailable:  # report why it did not start, not the cleanup
                 log.warning("closing the camera after a failed start failed", exc_info=True)
             if _is_enomem(exc):
-                raise CameraUnavailable(
-                    f"camera {self.camera_num} opened but there is not enough contiguous (CMA) "
-                    f"memory for a {self._full_size[0]}x{self._full_size[1]} still: {exc}. "
-                    f"See `grep Cma /proc/meminfo`; raise it with dtoverlay=vc4-kms-v3d,cma-320 "
-                    f"in /boot/firmware/config.txt and reboot") from exc
+                raise _failure(CameraUnavailable, f"camera {self.camera_num} opened but there is "
+                               f"not enough contiguous (CMA) memory for a "
+                               f"{self._full_size[0]}x{self._full_size[1]} still: {exc}",
+                               CMA_FIX) from exc
             raise CameraUnavailable(f"camera {self.camera_num} opened but did not start: {exc}") from exc
         log.info("picamera2 camera %d started: %s, main stream %dx%d", self.camera_num,
                  self._caps.model, *self._main_size)
@@ -292,7 +311,9 @@ class Picamera2Camera(CameraBackend):
             # Larger than the running main stream, or a longer exposure than its
             # frame rate allows: pause the stream for a frame of the still
             # configuration, then start it again.
-            self._switch(None)
+            # The stream's buffers stay allocated: freeing them for one still
+            # could leave too little contiguous memory to stream again.
+            self._switch(None, make_room=False)
             try:
                 return self._take(settings, timeout)
             finally:
@@ -321,12 +342,18 @@ class Picamera2Camera(CameraBackend):
         self._apply(settings)  # new flips restart the stream with them
         data = self._stream.sink.next_frame(timeout)
         if data is None:
-            raise CaptureTimeout(f"no frame from the MJPEG encoder within {timeout:g} s")
+            raise _failure(CaptureTimeout, f"no frame from the MJPEG encoder within {timeout:g} s",
+                           FRAMES_FIX)
         return Capture(data, size[0], size[1], "jpeg")
 
     def stop_stream(self, size: tuple[int, int]) -> None:
         if self._picam2 is not None and self._stream is not None and self._stream.size == size:
-            self._switch(None)
+            try:
+                self._switch(None)
+            except InsufficientCameraMemory as exc:
+                # Fragmented CMA: the video configuration runs on, and stills that
+                # fit its main stream still work.
+                log.warning("staying in the video configuration: %s", exc.detail)
 
     def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
         """The next frame of the running configuration that shows ``settings``, encoded."""
@@ -346,7 +373,8 @@ class Picamera2Camera(CameraBackend):
                 request = picam2.capture_request(wait=left, flush=True if fresh else None)
             except self._timeout_errors() as exc:
                 self._cancel_jobs()
-                raise CaptureTimeout(f"no frame from the camera within {timeout:g} s") from exc
+                raise _failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
+                               FRAMES_FIX) from exc
             except Exception as exc:
                 raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
             try:
@@ -420,7 +448,8 @@ class Picamera2Camera(CameraBackend):
         except Exception as exc:
             raise CaptureFailed(f"the camera refused the controls: {exc}") from exc
 
-    def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict) -> None:
+    def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict,
+                             make_room: bool = True) -> None:
         """Configure for stills, or for ``self._stream`` when set, and start."""
         from libcamera import Transform
 
@@ -442,7 +471,7 @@ class Picamera2Camera(CameraBackend):
                 buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
                 controls={"FrameRate": stream.fps, **controls},
                 use_case=f"video-{main[0]}x{main[1]}-{stream.size[0]}x{stream.size[1]}")
-        self._configure(config)
+        self._configure(config, make_room)
         if stream is not None:
             self._start_encoder(stream)  # before start(), as picamera2's start_recording() does
         # show_preview=False runs picamera2's NullPreview event loop, which is
@@ -454,23 +483,31 @@ class Picamera2Camera(CameraBackend):
         size = picam2.camera_configuration()["main"]["size"]
         self._main_size = (int(size[0]), int(size[1]))
 
-    def _configure(self, config: dict) -> None:
-        """``configure``, making room once by freeing the other geometries' buffers."""
+    def _configure(self, config: dict, make_room: bool) -> None:
+        """``configure``; out of camera memory, once more after freeing the buffers of
+        the other geometries when ``make_room``."""
         picam2 = self._picam2
+        allocator = picam2.allocator
         try:
             picam2.configure(config)
+            return
         except Exception as exc:
             if not _is_enomem(exc):
                 raise
-            allocator = picam2.allocator
-            spare = [k for k in getattr(allocator, "buffer_dict", {}) if k != config["use_case"]]
+            _drop_failed_allocation(allocator)
+            spare = [k for k in allocator.buffer_dict if k != config["use_case"]] if make_room else []
             if not spare:
                 raise
-            log.warning("out of camera memory configuring %s; freeing the buffers of %s",
-                        config["use_case"], ", ".join(spare))
-            for key in spare:
-                allocator.deallocate(key)
+        log.warning("out of camera memory configuring %s; freeing the buffers of %s",
+                    config["use_case"], ", ".join(spare))
+        for key in spare:
+            allocator.deallocate(key)
+        try:
             picam2.configure(config)
+        except Exception as exc:
+            if _is_enomem(exc):
+                _drop_failed_allocation(allocator)
+            raise
 
     def _stop(self) -> None:
         """Stop the camera, then the encoder, as picamera2's stop_recording() does."""
@@ -481,24 +518,38 @@ class Picamera2Camera(CameraBackend):
             if encoder is not None:
                 _stop_encoder(self._picam2, encoder)
 
-    def _switch(self, stream: _Stream | None) -> None:
-        """Restart in the still configuration (None) or streaming ``stream``."""
+    def _switch(self, stream: _Stream | None, make_room: bool = True) -> None:
+        """Restart in the still configuration (None) or streaming ``stream``.
+
+        Out of camera memory, the previous configuration starts again (its buffers
+        are still allocated unless ``make_room`` freed them) and the switch is
+        refused with ``InsufficientCameraMemory``.
+        """
         previous = self._stream
         try:
             self._stop()
             self._stream = stream
-            self._configure_and_start(*self._flips, self._with_resets(self._controls))
+            self._configure_and_start(*self._flips, self._with_resets(self._controls), make_room)
         except Exception as exc:
             mode = "streaming" if stream else "stills"
             if _is_enomem(exc) and self._restart(previous):
-                w, h = self._full_size if stream is None else self._video_main_size(stream.size)
-                raise InsufficientCameraMemory(
-                    f"not enough contiguous camera (CMA) memory to switch to {mode} at {w}x{h} "
-                    f"while the other configuration holds its buffers: {exc}. Stop the stream, "
-                    f"ask for a size that fits the stream, or raise CMA (see "
-                    f"`grep Cma /proc/meminfo`)") from exc
+                raise _failure(InsufficientCameraMemory, self._memory_refusal(stream, previous, exc),
+                               CMA_FIX) from exc
             # Half-reconfigured is not a state to capture from: let the owner reopen.
             raise CameraUnavailable(f"switching the camera to {mode} failed: {exc}") from exc
+
+    def _memory_refusal(self, stream: _Stream | None, previous: _Stream | None,
+                        exc: Exception) -> str:
+        if stream is None and previous is not None:
+            w, h = self._full_size
+            mw, mh = self._video_main_size(previous.size)
+            return (f"a {w}x{h} still needs more contiguous camera (CMA) memory than is free "
+                    f"while the {previous.size[0]}x{previous.size[1]} stream holds its buffers "
+                    f"({exc}); take one of at most {mw}x{mh} (the stream's own frames) or stop "
+                    f"the stream first")
+        what = (f"streaming at {stream.size[0]}x{stream.size[1]}" if stream is not None
+                else f"a {self._full_size[0]}x{self._full_size[1]} still")
+        return f"{what} needs more contiguous camera (CMA) memory than is free ({exc})"
 
     def _restart(self, stream: _Stream | None) -> bool:
         """Back to ``stream``'s configuration after a failed switch; False if that fails too."""
@@ -620,15 +671,13 @@ class Picamera2Camera(CameraBackend):
             try:
                 import picamera2
             except Exception as exc:  # ImportError, or libcamera failing inside it
-                raise CameraUnavailable(
-                    f"picamera2 cannot be imported ({exc}); install python3-picamera2 with apt "
-                    "and create the venv with --system-site-packages") from exc
+                raise _failure(CameraUnavailable, f"picamera2 cannot be imported ({exc})",
+                               INSTALL_FIX) from exc
             version = _picamera2_version(picamera2)
             if version is not None and version < OLDEST_PICAMERA2:
-                raise CameraUnavailable(
-                    f"picamera2 {'.'.join(map(str, version))} is too old: picam-api needs "
-                    f"{'.'.join(map(str, OLDEST_PICAMERA2))} or newer (sudo apt update && "
-                    f"sudo apt install --only-upgrade python3-picamera2)")
+                raise _failure(CameraUnavailable, f"picamera2 {'.'.join(map(str, version))} is "
+                               f"too old: picam-api needs {'.'.join(map(str, OLDEST_PICAMERA2))} "
+                               f"or newer", UPGRADE_FIX)
             self._lib = picamera2
         return self._lib
 
@@ -726,13 +775,35 @@ def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float,
 
 
 def _is_enomem(exc: BaseException) -> bool:
-    seen = set()
+    """Out of memory anywhere in the chain: the dma-heap's OSError, or libcamera's
+    RuntimeError "Failed to start camera: Cannot allocate memory" (pipeline buffers)."""
+    seen, words = set(), os.strerror(errno.ENOMEM)
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOMEM or words in str(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _drop_failed_allocation(allocator) -> None:
+    """Close the buffers of an allocation that ran out of memory half-way.
+
+    picamera2's PersistentAllocator keeps them only in its working lists, which
+    its next ``allocate`` replaces without closing: their CMA would stay taken
+    until the process exits.
+    """
+    cached = allocator.buffer_dict.values()
+    kept_fds = {fd for entry in cached for fd in entry[0]}
+    kept_maps = {id(memory) for entry in cached for memory in entry[3].values()}
+    for memory in allocator.mapped_buffers.values():
+        if id(memory) not in kept_maps:
+            memory.close()
+    for fd in allocator.open_fds:
+        if fd not in kept_fds:
+            os.close(fd)
+    allocator.open_fds, allocator.libcamera_fds = [], []
+    allocator.frame_buffers, allocator.mapped_buffers, allocator.mapped_buffers_used = {}, {}, {}
 
 
 def _picamera2_version(module) -> tuple[int, ...] | None:
@@ -761,24 +832,23 @@ def _open_error(exc: Exception, camera_num: int) -> Exception:
     text = ": ".join(m for m in messages if m)
     lowered = text.lower()
     if errno.EBUSY in codes or any(word in lowered for word in BUSY_WORDS):
-        return CameraBusy(f"camera {camera_num} is held by another process (an rpicam-* command, "
-                          f"another picamera2 program or a second server/worker); stop it and "
-                          f"retry ({text})")
+        return _failure(CameraBusy, f"camera {camera_num} is held by another process ({text})",
+                        BUSY_FIX)
     if errno.EACCES in codes or errno.EPERM in codes or "permission denied" in lowered:
-        return CameraUnavailable(
-            f"camera {camera_num} cannot be opened: {text}. The service user needs the video "
-            f"group's access to /dev/dma_heap/* and /dev/video* (udev rule 60-dma-heap.rules "
-            f"from raspberrypi-sys-mods; `ls -l /dev/dma_heap`)")
+        return _failure(CameraUnavailable, f"camera {camera_num} cannot be opened: {text}",
+                        DEVICES_FIX)
     if errno.ENOMEM in codes:
-        return CameraUnavailable(
-            f"camera {camera_num} cannot be opened, out of camera (CMA) memory: {text}. See "
-            f"`grep Cma /proc/meminfo`; raise it with dtoverlay=vc4-kms-v3d,cma-320 in "
-            f"/boot/firmware/config.txt and reboot")
+        return _failure(CameraUnavailable, f"camera {camera_num} cannot be opened, out of "
+                        f"camera (CMA) memory: {text}", CMA_FIX)
     if errno.ENODEV in codes or "no such device" in lowered:
-        return CameraUnavailable(
-            f"camera {camera_num} is not connected ({text}): power off, reseat the ribbon "
-            f"cable, and check `rpicam-hello --list-cameras`")
+        return _failure(CameraUnavailable, f"camera {camera_num} is not connected ({text})",
+                        CABLE_FIX)
     return CameraUnavailable(f"camera {camera_num} did not open: {text}")
+
+
+def _failure(kind: type[CameraError], what: str, fix: str) -> CameraError:
+    """``kind`` saying ``what`` happened and then the ``fix``, which it also carries alone."""
+    return kind(f"{what}; {fix}", fix=fix)
 
 
 def _control_info(name: str, info: Any, control_id: Any) -> ControlInfo:

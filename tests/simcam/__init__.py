@@ -31,10 +31,12 @@ picamera2 does first), and nowhere else:
    in this process, and resets what picamera2 fixed from it at import
    (``Picamera2.platform``, the encoders' hardware choice), as a fresh import would.
 3. **/dev/video11**, the VC4 hardware codec — ``picamera2.encoders.v4l2_encoder``'s
-   ``open`` of it opens ``video11.SimCodec`` instead: a device that opens and
-   answers VIDIOC_QUERYCAP, and fails the format ioctls with EINVAL, so a
-   V4L2 encoder gets as far as a real one that fails (its poll thread started,
-   its fd open). A full M2M codec emulation would plug in at the same place.
+   ``open``, ``fcntl.ioctl`` and ``select.poll`` of it reach ``video11.SimCodec``,
+   a V4L2 memory-to-memory encoder that takes the camera's YUV420 dma-bufs and
+   hands back real JPEGs (simplejpeg) in buffers picamera2 mmaps from its fd;
+   ``codec_broken`` makes it refuse every format (EINVAL), so a V4L2 encoder
+   gets as far as a real one that fails (its poll thread started, its fd open).
+   H.264 would be one more encoder in ``video11.CODECS``.
 4. **pykms** — the DRM preview's binding, imported by picamera2 at import time;
    ``site/pykms`` is an empty stand-in (no preview is ever started).
 
@@ -49,7 +51,8 @@ this process call ``reset(...)``.
 Faults: ``busy`` (another process holds the camera: acquire gives EBUSY),
 ``unplugged`` (listed but gone: acquire gives ENODEV, a running camera sends no
 more frames), ``frontend_timeout`` (frames stop after N), ``dma_heap``
-(PermissionError opening /dev/dma_heap), and a small ``cma_mib`` for ENOMEM.
+(PermissionError opening /dev/dma_heap), ``codec_broken`` (the hardware encoder
+refuses to start), and a small ``cma_mib`` for ENOMEM.
 """
 from __future__ import annotations
 
@@ -93,6 +96,7 @@ class World:
     unplugged: bool = False
     frontend_timeout: int | None = None  # frames after each start, then silence
     dma_heap: bool = True  # False: /dev/dma_heap is not accessible
+    codec_broken: bool = False  # True: /dev/video11 refuses every format
 
     def __post_init__(self):
         self.slots = [Slot(sensors.SENSORS[name], self._camera_id(name, i))
@@ -117,7 +121,7 @@ class World:
 
     def to_env(self) -> str:
         fields = ("sensors", "libcamera", "platform", "cma_mib", "hdr", "lux", "focus_distance_m",
-                  "busy", "unplugged", "frontend_timeout", "dma_heap")
+                  "busy", "unplugged", "frontend_timeout", "dma_heap", "codec_broken")
         return json.dumps({name: getattr(self, name) for name in fields})
 
     @property

@@ -185,18 +185,24 @@ class FrameMetadata:
 
 
 class _SharedFD:
-    """libcamera's SharedFD: a dup of the fd it was given, closed with its last owner."""
+    """libcamera's SharedFD: a dup of the fd it was given, closed with its last owner.
+
+    The number stays readable after the close: a FrameBuffer's fd is C++ state
+    that lives as long as the wrapper, and Python finalizers of a garbage cycle
+    (picamera2's allocator reading ``plane.fd`` in ``__del__``) may run after this one.
+    """
 
     def __init__(self, fd: int):
         self.fd = os.dup(fd) if fd >= 0 else -1
+        self._open = fd >= 0
 
     def __del__(self):
-        if self.fd >= 0:
+        if self._open:
+            self._open = False
             try:
                 os.close(self.fd)
             except OSError:
                 pass
-            self.fd = -1
 
 
 class FrameBuffer:
@@ -416,11 +422,9 @@ class Camera:
             stream_config._stream = stream
         self._configured = config
         self._control_infos = self._make_controls()
-        # The pipeline's own buffers (ISP statistics, embedded data, the lens
-        # shading table) come from the same heap on every configure.
-        new = [self._world.heap.allocate(size, "pipeline") for size in self._pipeline_sizes()]
+        # A new configuration frees the pipeline's own buffers; the next start
+        # allocates them again (pipeline_base.cpp configure() and start()).
         self._free_pipeline_buffers()
-        self._pipeline_fds = new
         return 0
 
     def create_request(self, cookie=0):
@@ -429,6 +433,15 @@ class Camera:
     def start(self, controls=None):
         if self._configured is None or self._frames is not None:
             raise _system_error(errno.EACCES, "Failed to start camera")
+        if not self._pipeline_fds:
+            # The pipeline's own buffers (ISP statistics, embedded data, the lens
+            # shading table) come from the same heap as the frames.
+            try:
+                for size in self._pipeline_sizes():
+                    self._pipeline_fds.append(self._world.heap.allocate(size, "pipeline"))
+            except OSError as exc:
+                self._free_pipeline_buffers()
+                raise _system_error(exc.errno, "Failed to start camera") from None
         initial = {}
         for cid, value in (controls or {}).items():
             initial[cid] = ctl.to_control_value(value, cid)

@@ -30,12 +30,38 @@ def _v4l2_encoder(module) -> None:
 
     module.open = video11.open_device
     module.fcntl = video11.Ioctl(module.fcntl)
+    module.select = video11.Select()
+
+
+def _encoders(encoders) -> None:
+    """The encoders' hardware choice, as the world's board would make it at import.
+
+    picamera2 0.3.30 and later take it from the platform; older ones from
+    QUERYCAP on /dev/video11, which only a VC4 board has. The V4L2 encoders keep
+    the copy they imported.
+    """
+    from . import world
+
+    hardware = world().platform == "vc4"
+    encoders._hw_encoder_available = hardware
+    for name in ("mjpeg_encoder", "h264_encoder"):
+        module = sys.modules.get(f"picamera2.encoders.{name}")
+        if module is not None and hasattr(module, "_hw_encoder_available"):
+            module._hw_encoder_available = hardware
+    if hardware:
+        from picamera2.encoders.h264_encoder import H264Encoder
+        from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
+    else:
+        from picamera2.encoders.libav_h264_encoder import LibavH264Encoder as H264Encoder
+        from picamera2.encoders.libav_mjpeg_encoder import LibavMjpegEncoder as MJPEGEncoder
+    encoders.H264Encoder, encoders.MJPEGEncoder = H264Encoder, MJPEGEncoder
 
 
 PATCHES = {
     "picamera2.platform": _platform,
     "picamera2.dma_heap": _dma_heap,
     "picamera2.allocators.dmaallocator": _dmaallocator,
+    "picamera2.encoders": _encoders,
     "picamera2.encoders.v4l2_encoder": _v4l2_encoder,
 }
 
@@ -83,12 +109,4 @@ def apply_platform() -> None:
         main.Picamera2.platform = platform._platform
     encoders = sys.modules.get("picamera2.encoders")
     if encoders is not None:
-        hardware = platform._platform == platform.Platform.VC4
-        encoders._hw_encoder_available = hardware
-        if hardware:
-            from picamera2.encoders.h264_encoder import H264Encoder
-            from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
-        else:
-            from picamera2.encoders.libav_h264_encoder import LibavH264Encoder as H264Encoder
-            from picamera2.encoders.libav_mjpeg_encoder import LibavMjpegEncoder as MJPEGEncoder
-        encoders.H264Encoder, encoders.MJPEGEncoder = H264Encoder, MJPEGEncoder
+        _encoders(encoders)
