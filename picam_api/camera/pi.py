@@ -204,6 +204,7 @@ class Picamera2Camera(CameraBackend):
         self._stream: _Stream | None = None  # set while the video configuration runs
         self._encoder = None  # the running MJPEG encoder
         self._hw_mjpeg: bool | None = None  # decided at the first stream
+        self._buffer_bytes: dict[str, int] = {}  # the frame buffers of each geometry (use_case)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -283,6 +284,43 @@ class Picamera2Camera(CameraBackend):
         finally:
             if encoder is not None:
                 _stop_encoder(picam2, encoder)
+
+    # -- what picam-api selftest reports ----------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        """picamera2's and libcamera's versions; CameraUnavailable (with the fix) when
+        picamera2 cannot be imported or is too old."""
+        lib = self._import()
+        import libcamera
+
+        version = _picamera2_version(lib)
+        return {"picamera2": ".".join(map(str, version)) if version else "unknown",
+                "libcamera": str(libcamera.CameraManager.singleton().version)}
+
+    def cameras(self) -> list[dict]:
+        """The cameras libcamera lists: Model, Location, Rotation, Id, Num."""
+        try:
+            return list(self._import().Picamera2.global_camera_info())
+        except CameraError:
+            raise
+        except Exception as exc:
+            raise CameraUnavailable(f"libcamera could not list cameras: {exc}") from exc
+
+    def diagnostics(self) -> dict:
+        """The bytes of frame buffers each configuration took so far (``buffers``, by
+        use case) and, while open, the board's ISP (``platform``: ``vc4`` or
+        ``pisp``) and the sensor's modes (``[width, height, bit depth]``)."""
+        if self._picam2 is None:
+            return {"buffers": dict(self._buffer_bytes)}
+        from libcamera import StreamRole
+        from picamera2.platform import Platform, get_platform
+
+        formats = self._picam2.camera.generate_configuration([StreamRole.Raw]).at(0).formats
+        modes = {(size.width, size.height, int(str(fmt).split("_")[0][5:]))
+                 for fmt in formats.pixel_formats for size in formats.sizes(fmt)}
+        return {"platform": "pisp" if get_platform() == Platform.PISP else "vc4",
+                "modes": [list(mode) for mode in sorted(modes)],
+                "buffers": dict(self._buffer_bytes)}
 
     # -- capture -------------------------------------------------------------
 
@@ -490,6 +528,7 @@ class Picamera2Camera(CameraBackend):
         allocator = picam2.allocator
         try:
             picam2.configure(config)
+            self._count_buffers(config)
             return
         except Exception as exc:
             if not _is_enomem(exc):
@@ -508,6 +547,11 @@ class Picamera2Camera(CameraBackend):
             if _is_enomem(exc):
                 _drop_failed_allocation(allocator)
             raise
+        self._count_buffers(config)
+
+    def _count_buffers(self, config: dict) -> None:
+        mapped = self._picam2.allocator.mapped_buffers.values()
+        self._buffer_bytes[config["use_case"]] = sum(len(memory) for memory in mapped)
 
     def _stop(self) -> None:
         """Stop the camera, then the encoder, as picamera2's stop_recording() does."""

@@ -178,6 +178,15 @@ def reset(**fields) -> World:
     return _world
 
 
+def meminfo(current: World | None = None) -> str:
+    """``/proc/meminfo`` as the simulated board shows it: CMA is the world's heap on VC4."""
+    current = current or world()
+    lines = {"MemTotal": 1024 * MIB, "MemFree": 600 * MIB, "MemAvailable": 700 * MIB}
+    if current.platform == "vc4":
+        lines.update(CmaTotal=current.heap.total, CmaFree=current.heap.free())
+    return "".join(f"{name + ':':<16}{value // 1024:>8} kB\n" for name, value in lines.items())
+
+
 def environ(base: dict | None = None, **fields) -> dict:
     """Environment for a subprocess that runs picamera2 over this simulator."""
     env = dict(os.environ if base is None else base)
