@@ -104,9 +104,10 @@ def test_controls_carry_libcamera_types_and_hide_what_picamera2_manages(sim, bac
 def test_f1_f2_array_controls_accept_exactly_their_real_shapes(sim, backend):
     caps = backend.open()
     defaults = camera_settings.initial_defaults(caps)
-    good = {"AfWindows": [[1000, 800, 512, 512]],
-            "ColourCorrectionMatrix": [1.2, 0.0, 0.0, 0.0, 1.1, 0.0, 0.0, 0.0, 1.3],
-            "FrameDurationLimits": [70000, 100000]}
+    # A colour matrix has negative entries: the IPA's advertised minimum (0.0) is not one.
+    matrix = [1.8, -0.6, -0.2, -0.3, 1.6, -0.3, 0.0, -0.5, 1.5]
+    good = {"AfWindows": [[1000, 800, 512, 512]], "ColourCorrectionMatrix": matrix,
+            "FrameDurationLimits": [70000, 100000], "AwbEnable": False}
     for name, value in good.items():
         camera_settings.resolve({"controls": {name: value}}, defaults, caps)
     bad = {"AfWindows": [5], "ColourCorrectionMatrix": 1.0, "FrameDurationLimits": 100000}
@@ -120,6 +121,13 @@ def test_f1_f2_array_controls_accept_exactly_their_real_shapes(sim, backend):
     result = backend.capture(settings, TIMEOUT)
     assert decoded(result.data).size == (640, 360)
     assert backend._picam2._preview.thread.is_alive()  # the event loop survived
+    request = backend._picam2.capture_request(wait=TIMEOUT)  # and the IPA took the matrix
+    try:
+        assert request.get_metadata()["ColourCorrectionMatrix"] == pytest.approx(matrix)
+    finally:
+        request.release()
+    with pytest.raises(InvalidInput, match="between -8.0 and 8.0"):
+        camera_settings.resolve({"controls": {"ColourCorrectionMatrix": [9.0] * 9}}, defaults, caps)
 
 
 def test_f1_a_failing_release_is_a_capture_failure(picam2):
@@ -188,7 +196,6 @@ def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(sim, bac
     owner.capabilities  # opened before the watch: only the captures are watched
     long_exposure = shot(backend, width=320, height=240, controls={"ExposureTime": 600_000})
     short_exposure = shot(backend, width=320, height=240, controls={"ExposureTime": 1000})
-    assert backend.capture_timeout(long_exposure, 0.5) == pytest.approx(0.5 + 6 * 0.6)
     monkeypatch.setattr(watchdog, "STUCK_MARGIN_S", 0.1)
     dog, problems = watchdog.Watchdog(owner, env={}), []
     done = threading.Event()
@@ -199,7 +206,7 @@ def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(sim, bac
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        result = owner.capture(long_exposure)
+        result = owner.capture(long_exposure)  # longer than the 0.5 s timeout by itself
         # Frames already under way keep the long exposure: the next capture waits for them.
         assert backend.capture_timeout(short_exposure, 0.5) == pytest.approx(0.5 + 6 * 0.6)
         short = owner.capture(short_exposure)
@@ -219,27 +226,30 @@ def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(sim, bac
 def test_f10_continuous_autofocus_by_default_and_stills_wait_for_focus(sim, backend, picam2):
     sim.focus_distance_m = 0.25  # something close: 4 dioptres
     result = backend.capture(shot(backend, width=640, height=360), TIMEOUT)
-    assert result.metadata["AfState"] == 2  # Focused
     assert result.metadata["LensPosition"] == pytest.approx(4.0, abs=0.05)
+    assert result.metadata["AfState"] == 2  # Focused
 
 
 @pytest.mark.parametrize("sim", [{"sensors": ["imx708"]}], indirect=True)
 def test_f10_manual_focus_and_a_triggered_scan(sim, backend, picam2):
     manual = backend.capture(shot(backend, width=640, height=360,
                                   controls={"AfMode": 0, "LensPosition": 7.5}), TIMEOUT)
-    assert manual.metadata["AfState"] == 0
     assert manual.metadata["LensPosition"] == pytest.approx(7.5)
+    assert manual.metadata["AfState"] == 0
     sim.focus_distance_m = 1.0
     scanned = backend.capture(shot(backend, width=640, height=360,
                                    controls={"AfMode": 1, "AfTrigger": 0}), TIMEOUT)
-    assert scanned.metadata["AfState"] == 2
     assert scanned.metadata["LensPosition"] == pytest.approx(1.0, abs=0.05)
+    assert scanned.metadata["AfState"] == 2
 
 
 @pytest.mark.parametrize("sim", [{"sensors": ["imx477"]}], indirect=True)
 def test_no_autofocus_where_none_is_advertised(sim, backend):
     caps = backend.open()
-    assert "AfMode" not in caps.controls and backend._base == {}
+    assert "AfMode" not in caps.controls
+    settings = shot(backend, width=320, height=240)
+    assert backend.capture_timeout(settings, 1.0) == 1.0  # no wait for focus
+    assert "AfState" not in backend.capture(settings, TIMEOUT).metadata
 
 
 # -- F15: aspect ratio -----------------------------------------------------------------------

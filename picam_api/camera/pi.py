@@ -107,6 +107,12 @@ METADATA_KEYS = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTe
 # it. 0 means "auto" for these (picamera2 turns it into ExposureTimeMode/
 # AnalogueGainMode auto; the Pi IPA treats zero colour gains as auto white balance).
 AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGains": [0.0, 0.0]}
+# Array controls whose advertised minimum is not their lowest value: the Pi IPA
+# advertises ColourCorrectionMatrix as ControlInfo(0.0f, 8.0f) (ipa_base.cpp), but
+# a colour matrix has negative entries off the diagonal, and libcamera checks no
+# range; the PiSP back end stores each as signed 4.10 fixed point (pisp.cpp
+# clampField(..., 14, 10, true)), so -8 to 8 is what the hardware can hold.
+SIGNED_CONTROLS = {"ColourCorrectionMatrix"}
 # Boolean controls that libcamera advertises without a default; True is what
 # the camera does untouched (auto exposure, auto white balance).
 BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
@@ -909,6 +915,8 @@ def _control_info(name: str, info: Any, control_id: Any) -> ControlInfo:
     size = int(getattr(control_id, "size", 0) or 0) if is_array else None
     if kind is None:  # a libcamera too old to tell: fall back to the default's shape
         return ControlInfo(minimum, maximum, _fill_default(name, minimum, maximum, default))
+    if name in SIGNED_CONTROLS and _is_number(maximum):
+        minimum = -maximum
     if default is None and kind == "bool":
         default = BOOL_DEFAULTS.get(name, False)
     elif default is None and name in AUTO_VALUES:

@@ -15,6 +15,12 @@ What the Pi pipeline does and the simulation keeps:
   (DelayedControls); ISP controls apply to their own frame. The first two
   frames after ``start`` are ``Startup`` frames (libcamera 0.5+), or dropped
   inside the pipeline (older).
+* Auto exposure as the Pi's AGC: a total exposure for the world's lux, reached
+  at full speed over the first frames after start and 15% of the way each frame
+  after, split into shutter and gain by the "normal" profile's stages; a
+  manual exposure or gain fixes that part and the AGC fills the other.
+* ISP controls as the IPA takes them: a ColourCorrectionMatrix only with
+  AwbEnable off.
 * Autofocus (imx708): manual (the lens stays where LensPosition puts it),
   auto (a scan after AfTrigger Start) or continuous; the lens moves a step a
   frame towards the scene's focus, AfState says Scanning then Focused.
@@ -50,7 +56,33 @@ SENSOR_CONTROLS = {"ExposureTime", "ExposureTimeMode", "AnalogueGain", "Analogue
                    "AeEnable", "FrameDurationLimits"}
 # What the AE aims for at the world's lux: exposure x gain in microseconds.
 AE_TARGET_AT_400_LUX = 16000
-AE_SHUTTER_CAP = 66666  # the "normal" exposure profile's longest shutter
+# The Raspberry Pi AGC's "normal" exposure profile (imx708.json): the shutter times
+# and gains it moves through in turn (divideUpExposure), and its filter: full speed
+# for the first frames after start, then this share of the way each frame.
+AE_SHUTTERS = (100, 15000, 30000, 60000, 66666)
+AE_GAINS = (1.0, 1.0, 2.0, 4.0, 16.0)
+AE_SPEED = 0.15
+AE_STARTUP_FRAMES = 5
+AUTO_CCM = (1.7, -0.5, -0.2, -0.3, 1.6, -0.3, 0.0, -0.6, 1.6)  # what AWB picks at 5100 K
+
+
+def _divide_up(total: float, shortest: int, longest: int, max_gain: float) -> tuple[float, float]:
+    """Split a total exposure (us x gain) into shutter and gain, as the AGC's
+    divideUpExposure() does: each stage's shutter first, then its gain."""
+    def limit(shutter):
+        return min(max(shutter, shortest), longest)
+    exposure, gain = limit(AE_SHUTTERS[0]), min(AE_GAINS[0], max_gain)
+    if exposure * gain >= total:
+        return exposure, gain
+    for stage in range(1, len(AE_GAINS)):
+        stage_shutter = limit(AE_SHUTTERS[stage])
+        if stage_shutter * gain >= total:
+            return total / gain, gain
+        exposure = stage_shutter
+        if exposure * min(AE_GAINS[stage], max_gain) >= total:
+            return exposure, total / exposure
+        gain = min(AE_GAINS[stage], max_gain)
+    return exposure, gain
 
 
 def _system_error(code: int, what: str) -> RuntimeError:
@@ -605,6 +637,8 @@ class _FrameThread:
         self._thread = threading.Thread(target=self._run, name="simcam-frames", daemon=True)
         self._sequence = 0
         self._lens = self._lens_default()
+        self._ae_total: float | None = None  # the AGC's filtered total exposure
+        self._ae_frames = 0
         self._af_scanning = False
         self._maps: dict[int, object] = {}
         self._written: dict[int, tuple] = {}
@@ -713,16 +747,26 @@ class _FrameThread:
             manual_e = bool(c.get("ExposureTime")) or c.get("AeEnable") is False
             manual_g = bool(c.get("AnalogueGain")) or c.get("AeEnable") is False
         target = AE_TARGET_AT_400_LUX * 400 / max(self.world.lux, 0.01)
-        if manual_e:
+        speed = 1.0 if self._ae_frames < AE_STARTUP_FRAMES else AE_SPEED
+        self._ae_frames += 1
+        total = self._ae_total = target if self._ae_total is None else \
+            self._ae_total + speed * (target - self._ae_total)
+        max_gain = self.camera._sensor.max_gain
+        longest = min(hi, fmax)
+        if manual_e and manual_g:
+            exposure, gain = c.get("ExposureTime") or 20000, float(c.get("AnalogueGain") or 1.0)
+        elif manual_e:
             exposure = c.get("ExposureTime") or 20000
-        else:
-            exposure = min(target, AE_SHUTTER_CAP)
-        exposure = int(min(max(exposure, lo), hi, fmax))
-        if manual_g:
+            gain = total / max(min(max(exposure, lo), longest), 1)
+        elif manual_g:
             gain = float(c.get("AnalogueGain") or 1.0)
+            exposure = total / gain
         else:
-            gain = target / exposure
-        gain = min(max(gain, 1.0), self.camera._sensor.max_gain)
+            exposure, gain = _divide_up(total, lo, longest, max_gain)
+        exposure = int(min(max(exposure, lo), longest))
+        gain = min(max(gain, 1.0), max_gain)
+        if manual_e and manual_g:  # back in auto, the AGC starts from here
+            self._ae_total = exposure * gain
         duration = int(min(max(fmin, exposure), fmax))
         return exposure, gain, duration
 
@@ -777,8 +821,10 @@ class _FrameThread:
             "ColourTemperature": 5100, "Lux": float(self.world.lux),
             "SensorBlackLevels": (4096, 4096, 4096, 4096),
             "ScalerCrop": crop if isinstance(crop, Rectangle) else Rectangle(*mode.crop),
-            "ColourCorrectionMatrix": tuple(c.get("ColourCorrectionMatrix") or
-                                            (1.7, -0.5, -0.2, -0.3, 1.6, -0.3, 0.0, -0.6, 1.6)),
+            # The IPA takes a matrix only with AWB off ("Could not set
+            # COLOUR_CORRECTION_MATRIX - AWB is active"); otherwise AWB's own.
+            "ColourCorrectionMatrix": tuple(c["ColourCorrectionMatrix"]) if c.get("AwbEnable") is
+            False and c.get("ColourCorrectionMatrix") else AUTO_CCM,
             "AeLocked": True, "SensorTemperature": 41.0,
         }
         if af_state is not None:
