@@ -1015,6 +1015,13 @@ def machine_name() -> str:
     return f"{model} ({platform.machine()}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def bench_picamera2(tmp: Path, runs: int) -> None:
+    """The picamera2 backend over the simulated Pi: camera memory, RSS, capture cost."""
+    from bench_pi import bench_picamera2 as rows  # tests/simcam under the real picamera2
+
+    rows(record, runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per figure")
@@ -1024,7 +1031,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
                              "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
-                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip); "
+                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip, "
+                             "picamera2); "
                              "may be repeated")
     args = parser.parse_args(argv)
     benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
@@ -1038,7 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
                ("mqtt", bench_mqtt_latency, (args.runs * 2,)),
                ("render", bench_render, (args.runs,)),
                ("render-lateness", bench_render_lateness, (args.runs,)),
-               ("clip", bench_clip, (args.runs,))]
+               ("clip", bench_clip, (args.runs,)),
+               ("picamera2", bench_picamera2, (max(10, args.runs // 2),))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
         for name, bench, extra in benches:
