@@ -91,7 +91,7 @@ class World:
     cma_mib: int = 512
     hdr: bool = False
     lux: float = 400.0
-    focus_distance_m: float = 2.0
+    focus_distance_m: float = 1.0  # where the lens starts (1 dioptre): autofocus settles at once
     busy: bool = False
     unplugged: bool = False
     frontend_timeout: int | None = None  # frames after each start, then silence

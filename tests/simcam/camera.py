@@ -49,6 +49,11 @@ from .geometry import ColorSpace, Orientation, PixelFormat, Rectangle, Size
 
 STARTUP_FRAMES = 2
 CONTROL_DELAY = 2  # frames from a request to the sensor using its exposure and gain
+# Pictures drawn, by what they show, kept for every camera in the process: drawing
+# one takes longer than a frame, and a test opens a camera many times.
+PICTURES_KEPT = 12
+_PICTURES: dict[tuple, list] = {}
+_PICTURES_LOCK = threading.Lock()
 # How far behind its schedule the frame thread may fall (drawing a new picture, a
 # loaded machine) before it stops catching up and starts afresh from now.
 LAG_RESYNC_S = 1.0
@@ -642,7 +647,6 @@ class _FrameThread:
         self._af_scanning = False
         self._maps: dict[int, object] = {}
         self._written: dict[int, tuple] = {}
-        self._base: dict[tuple, list] = {}
 
     def start(self):
         self._thread.start()
@@ -862,23 +866,27 @@ class _FrameThread:
             if pixels.is_raw(fmt):
                 continue  # raw Bayer is left as the heap gave it
             w, h = config.size.width, config.size.height
-            key = (w, h, fmt, config.stride, hflip, vflip, tuple(sorted(visible.items())))
+            key = (self.camera._sensor.model, w, h, fmt, hflip, vflip,
+                   tuple(sorted(visible.items())))
             plane = buffer._planes[0]
             mm = self._map(plane)
             if self._written.get(plane.fd) != key:
                 # A 12 MP picture is drawn at half size and doubled as it is written:
                 # drawing it whole takes longer than the sensor's frame.
                 scale = pixels.scale_for(fmt, w, h)
-                rows = self._base.get(key)
+                with _PICTURES_LOCK:
+                    rows = _PICTURES.pop(key, None)
                 if rows is None:
-                    if len(self._base) > 8:
-                        self._base.clear()
                     settings = CaptureSettings(width=w // scale, height=h // scale, hflip=hflip,
                                                vflip=vflip, controls=visible)
                     image = render_frame(settings, 0, dt.datetime.now(dt.timezone.utc),
                                          self.camera._sensor.pixel_array, title="SIMULATED " +
                                          self.camera._sensor.model)
-                    rows = self._base[key] = pixels.convert(image, fmt)
+                    rows = pixels.convert(image, fmt)
+                with _PICTURES_LOCK:
+                    _PICTURES[key] = rows  # the newest last
+                    while len(_PICTURES) > PICTURES_KEPT:
+                        _PICTURES.pop(next(iter(_PICTURES)))
                 pixels.blit(mm, fmt, config.stride, h, rows, scale=scale)
                 self._written[plane.fd] = key
             # A frame counter in the bottom-right corner: every frame differs.
