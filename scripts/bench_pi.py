@@ -60,8 +60,8 @@ def _rss_anon() -> int:
 
 
 def _memory(sensor: str) -> dict:
+    import picamera2  # noqa: F401  (the baseline RSS includes it)
     import simcam
-    from picamera2 import Picamera2  # noqa: F401 (the baseline RSS includes it)
 
     from picam_api.camera.base import CaptureSettings
     from picam_api.camera.pi import Picamera2Camera

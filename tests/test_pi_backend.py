@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -188,8 +187,8 @@ def test_controls_are_sent_only_when_they_change_and_dropped_ones_reset(backend,
 
 
 @pytest.mark.parametrize("sim", [{"sensors": ["imx477"]}], indirect=True)
-def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(sim, backend,
-                                                                         monkeypatch):
+def test_f4_the_timeout_grows_with_the_exposure_and_a_long_one_succeeds(
+        sim, backend, monkeypatch):
     from picam_api import watchdog
 
     owner = CameraOwner(backend, timeout=0.5, retry_after=5, reopen_backoff=0)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BIN, ServerProcess, free_port
 from picam_api import cli
-from picam_api.camera import pi
+from picam_api.camera import pi_faults as faults
 
 
 def _config(tmp_path, port: int, data_dir=None) -> str:
@@ -63,11 +63,11 @@ def test_selftest_passes_on_a_camera_module_3(sim, tmp_path):
 
 
 @pytest.mark.parametrize("sim, failing, fix", [
-    ({"busy": True}, "camera", pi.BUSY_FIX),
-    ({"unplugged": True}, "camera", pi.CABLE_FIX),
-    ({"dma_heap": False}, "camera", pi.DEVICES_FIX),
-    ({"cma_mib": 32}, "camera", pi.CMA_FIX),
-    ({"frontend_timeout": 0}, "still", pi.FRAMES_FIX),
+    ({"busy": True}, "camera", faults.BUSY_FIX),
+    ({"unplugged": True}, "camera", faults.CABLE_FIX),
+    ({"dma_heap": False}, "camera", faults.DEVICES_FIX),
+    ({"cma_mib": 32}, "camera", faults.CMA_FIX),
+    ({"frontend_timeout": 0}, "still", faults.FRAMES_FIX),
 ], indirect=["sim"])
 def test_selftest_fails_with_the_fix_for_each_fault(sim, failing, fix, tmp_path, capsys):
     code = cli.main(["selftest", "--config", _config(tmp_path, free_port()),
@@ -77,7 +77,7 @@ def test_selftest_fails_with_the_fix_for_each_fault(sim, failing, fix, tmp_path,
     lines = text.splitlines()
     at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["FAIL", failing.split()[0]])
     assert lines[at + 1].split("fix: ", 1)[1] == fix, text
-    if fix == pi.CMA_FIX:  # the memory line says so too
+    if fix == faults.CMA_FIX:  # the memory line says so too
         assert any(line.startswith("FAIL  memory") for line in lines), text
 
 

@@ -43,33 +43,35 @@ name is a slower libav software encoder. Meanwhile:
   camera, as above, and the stream goes on;
 * a larger still (full resolution) needs a mode switch: it stops the encoder
   and the camera, takes the frame in the still configuration, and starts the
-  stream again by itself, so the stream pauses for about a second;
+  stream again by itself, so the stream pauses for about a second; when the
+  still's buffers do not fit beside the stream's, it is refused
+  (``InsufficientCameraMemory``, 503) and the stream goes on;
 * a stream of a second size is encoded in software from the main stream.
 
 ``stop_stream`` goes back to the still configuration.
 
 ``picamera2`` and the apt-only ``libcamera`` are imported inside the methods,
 so this module imports on machines without them. Every library exception is
-mapped to the ``CameraError`` family here; the owner reopens the camera after a
-``CaptureTimeout`` or ``CameraUnavailable``.
+mapped to the ``CameraError`` family here, with what to do (``pi_faults``); the
+owner reopens the camera after a ``CaptureTimeout`` or ``CameraUnavailable``.
+Controls and frame metadata in picam-api's terms are ``pi_controls``.
 """
 from __future__ import annotations
 
-import errno
 import io
 import logging
-import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import (CameraBusy, CameraError, CameraUnavailable, CaptureFailed,
-                      CaptureTimeout, InsufficientCameraMemory)
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
+from ..errors import (CameraError, CameraUnavailable, CaptureFailed, CaptureTimeout,
+                      InsufficientCameraMemory)
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings
+from .pi_controls import AUTO_VALUES, coerce, control_info, frame_metadata, frame_time_us, unapplied
+from .pi_faults import (CMA_FIX, FRAMES_FIX, INSTALL_FIX, NO_CAMERA_FIX, UPGRADE_FIX,
+                        drop_failed_allocation, failure, is_enomem, open_error)
 
 log = logging.getLogger(__name__)
 
@@ -85,57 +87,14 @@ OLDEST_PICAMERA2 = (0, 3, 27)
 FRAMES_PER_CAPTURE = 6
 # How long a still waits for continuous or triggered autofocus to report Focused.
 AF_WAIT_S = 3.0
-# Sensors quantise exposure to line times and gain to register steps.
-EXPOSURE_TOLERANCE = 0.02
 # Controls picamera2 manages itself: it derives the modes from ExposureTime and
 # AnalogueGain and sets ScalerCrops at every configure, so a client's value would fight it.
 MANAGED_CONTROLS = {"ExposureTimeMode", "AnalogueGainMode", "ScalerCrops"}
 # One-shot controls: sent with the capture that names them, never kept or reset.
 ONE_SHOT_CONTROLS = {"AfTrigger"}
-# libcamera's ControlType names as picam-api's control types (base.ControlInfo.type).
-CONTROL_TYPES = {"Bool": "bool", "Byte": "integer", "Unsigned16": "integer",
-                 "Unsigned32": "integer", "Integer32": "integer", "Integer64": "integer",
-                 "Float": "number", "Rectangle": "rectangle", "Size": "size", "String": "string",
-                 "Point": "point"}
 # PNG is lossless, so "quality" cannot apply; level 1 is picamera2's default and
 # several times faster than zlib's default for almost the same size.
 PNG_COMPRESS_LEVEL = 1
-# Frame metadata worth returning; all are plain numbers in picamera2's dict.
-METADATA_KEYS = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
-                 "SensorTimestamp", "FrameDuration", "LensPosition", "FocusFoM", "AfState")
-# The value that returns a control to automatic operation when a request drops
-# it. 0 means "auto" for these (picamera2 turns it into ExposureTimeMode/
-# AnalogueGainMode auto; the Pi IPA treats zero colour gains as auto white balance).
-AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGains": [0.0, 0.0]}
-# Array controls whose advertised minimum is not their lowest value: the Pi IPA
-# advertises ColourCorrectionMatrix as ControlInfo(0.0f, 8.0f) (ipa_base.cpp), but
-# a colour matrix has negative entries off the diagonal, and libcamera checks no
-# range; the PiSP back end stores each as signed 4.10 fixed point (pisp.cpp
-# clampField(..., 14, 10, true)), so -8 to 8 is what the hardware can hold.
-SIGNED_CONTROLS = {"ColourCorrectionMatrix"}
-# Boolean controls that libcamera advertises without a default; True is what
-# the camera does untouched (auto exposure, auto white balance).
-BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
-BUSY_WORDS = ("busy",)
-# What to do about each failure the camera can meet; errors carry theirs as ``fix``
-# (``picam-api selftest`` prints it on a line of its own).
-CMA_FIX = ("raise CMA in /boot/firmware/config.txt (dtoverlay=vc4-kms-v3d,cma-256 on a 512 MB "
-           "board, cma-320 on larger ones) and reboot; `grep Cma /proc/meminfo` shows it")
-BUSY_FIX = ("stop the program that holds it (an rpicam-* command, another picamera2 script, "
-            "a second picam-api) and retry")
-DEVICES_FIX = ("the service user needs the video group's access to /dev/dma_heap/* and "
-               "/dev/video*: udev rule 60-dma-heap.rules from raspberrypi-sys-mods "
-               "(`ls -l /dev/dma_heap`), and `sudo usermod -aG video USER`")
-CABLE_FIX = ("power off, reseat the camera's ribbon cable, power on, and check "
-             "`rpicam-hello --list-cameras`")
-NO_CAMERA_FIX = ("check the ribbon cable and camera_auto_detect=1 in /boot/firmware/config.txt; "
-                 "`rpicam-hello --list-cameras` must list the camera")
-FRAMES_FIX = ("the sensor stopped sending frames: check the ribbon cable and the power supply "
-              "(`vcgencmd get_throttled` says 0x0 when it is fine), and `dmesg` for unicam or "
-              "cfe errors")
-UPGRADE_FIX = "sudo apt update && sudo apt install --only-upgrade python3-picamera2"
-INSTALL_FIX = ("install python3-picamera2 with apt and create the venv with "
-               "--system-site-packages (scripts/install.sh does both)")
 # Streaming: the video main stream, where stills come from while streaming, is the
 # sensor's aspect ratio scaled down just enough to cover this (the default still).
 VIDEO_MAIN_COVERS = (1920, 1080)
@@ -224,11 +183,11 @@ class Picamera2Camera(CameraBackend):
         except Exception as exc:
             raise CameraUnavailable(f"libcamera could not list cameras: {exc}") from exc
         if not cameras:
-            raise _failure(CameraUnavailable, "no camera attached: libcamera lists none",
-                           NO_CAMERA_FIX)
+            raise failure(CameraUnavailable, "no camera attached: libcamera lists none",
+                          NO_CAMERA_FIX)
         if self.camera_num >= len(cameras):
-            raise _failure(CameraUnavailable, f"no camera number {self.camera_num}: libcamera "
-                           f"lists {len(cameras)} camera(s)", "set camera.camera_num to one of them")
+            raise failure(CameraUnavailable, f"no camera number {self.camera_num}: libcamera "
+                          f"lists {len(cameras)} camera(s)", "set camera.camera_num to one of them")
         try:
             from picamera2.allocators import PersistentAllocator
 
@@ -241,7 +200,7 @@ class Picamera2Camera(CameraBackend):
             allocator.__init__()
             picam2 = Picamera2(self.camera_num, allocator=allocator)
         except Exception as exc:
-            raise _open_error(exc, self.camera_num) from exc
+            raise open_error(exc, self.camera_num) from exc
         self._picam2 = picam2
         self._flips, self._controls, self._stream = (False, False), {}, None
         try:
@@ -255,7 +214,7 @@ class Picamera2Camera(CameraBackend):
             self._configure_and_start(False, False, dict(self._base))
             self._controls = dict(self._base)
             # Read after configure: ranges such as ExposureTime depend on the mode.
-            controls = {name: _control_info(name, info, picam2.camera_ctrl_info[name][0])
+            controls = {name: control_info(name, info, picam2.camera_ctrl_info[name][0])
                         for name, info in picam2.camera_controls.items()
                         if name not in MANAGED_CONTROLS}
             self._caps = Capabilities(model=str(props.get("Model", "unknown")), sensor_size=sensor,
@@ -265,11 +224,11 @@ class Picamera2Camera(CameraBackend):
                 self.close()
             except CameraUnavailable:  # report why it did not start, not the cleanup
                 log.warning("closing the camera after a failed start failed", exc_info=True)
-            if _is_enomem(exc):
-                raise _failure(CameraUnavailable, f"camera {self.camera_num} opened but there is "
-                               f"not enough contiguous (CMA) memory for a "
-                               f"{self._full_size[0]}x{self._full_size[1]} still: {exc}",
-                               CMA_FIX) from exc
+            if is_enomem(exc):
+                raise failure(CameraUnavailable, f"camera {self.camera_num} opened but there is "
+                              f"not enough contiguous (CMA) memory for a "
+                              f"{self._full_size[0]}x{self._full_size[1]} still: {exc}",
+                              CMA_FIX) from exc
             raise CameraUnavailable(f"camera {self.camera_num} opened but did not start: {exc}") from exc
         log.info("picamera2 camera %d started: %s, main stream %dx%d", self.camera_num,
                  self._caps.model, *self._main_size)
@@ -342,8 +301,8 @@ class Picamera2Camera(CameraBackend):
         the new exposure's own. Five of those run at the exposure applied now
         and the last at the new one: six of the longer.
         """
-        extra = FRAMES_PER_CAPTURE * max(_frame_time_us(settings.controls),
-                                            _frame_time_us(self._controls)) / 1e6
+        extra = FRAMES_PER_CAPTURE * max(frame_time_us(settings.controls),
+                                         frame_time_us(self._controls)) / 1e6
         if self._focus_wait(settings):
             extra += AF_WAIT_S
         return timeout + extra
@@ -386,8 +345,8 @@ class Picamera2Camera(CameraBackend):
         self._apply(settings)  # new flips restart the stream with them
         data = self._stream.sink.next_frame(timeout)
         if data is None:
-            raise _failure(CaptureTimeout, f"no frame from the MJPEG encoder within {timeout:g} s",
-                           FRAMES_FIX)
+            raise failure(CaptureTimeout, f"no frame from the MJPEG encoder within {timeout:g} s",
+                          FRAMES_FIX)
         return Capture(data, size[0], size[1], "jpeg")
 
     def stop_stream(self, size: tuple[int, int]) -> None:
@@ -417,13 +376,13 @@ class Picamera2Camera(CameraBackend):
                 request = picam2.capture_request(wait=left, flush=True if fresh else None)
             except self._timeout_errors() as exc:
                 self._cancel_jobs()
-                raise _failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
-                               FRAMES_FIX) from exc
+                raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
+                              FRAMES_FIX) from exc
             except Exception as exc:
                 raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
             try:
                 raw = request.get_metadata()
-                waiting = _unapplied(sent or {}, raw)
+                waiting = unapplied(sent or {}, raw)
                 # Scanning; or, after a trigger, a frame from before the scan began.
                 unfocused = raw.get("AfState") == 1 or (raw.get("AfState") == 0 and
                                                         "AfTrigger" in (sent or {}))
@@ -438,7 +397,7 @@ class Picamera2Camera(CameraBackend):
             _release(request)  # the buffer goes back to the camera whatever happened
             if not waiting:
                 return Capture(data, settings.width, settings.height, settings.format,
-                               _metadata(raw))
+                               frame_metadata(raw))
             if time.monotonic() >= deadline:
                 raise CaptureTimeout(f"the camera did not apply {waiting} within {timeout:g} s")
             if waiting != "focus":
@@ -537,9 +496,9 @@ class Picamera2Camera(CameraBackend):
             self._count_buffers(config)
             return
         except Exception as exc:
-            if not _is_enomem(exc):
+            if not is_enomem(exc):
                 raise
-            _drop_failed_allocation(allocator)
+            drop_failed_allocation(allocator)
             spare = [k for k in allocator.buffer_dict if k != config["use_case"]] if make_room else []
             if not spare:
                 raise
@@ -550,8 +509,8 @@ class Picamera2Camera(CameraBackend):
         try:
             picam2.configure(config)
         except Exception as exc:
-            if _is_enomem(exc):
-                _drop_failed_allocation(allocator)
+            if is_enomem(exc):
+                drop_failed_allocation(allocator)
             raise
         self._count_buffers(config)
 
@@ -582,9 +541,9 @@ class Picamera2Camera(CameraBackend):
             self._configure_and_start(*self._flips, self._with_resets(self._controls), make_room)
         except Exception as exc:
             mode = "streaming" if stream else "stills"
-            if _is_enomem(exc) and self._restart(previous):
-                raise _failure(InsufficientCameraMemory, self._memory_refusal(stream, previous, exc),
-                               CMA_FIX) from exc
+            if is_enomem(exc) and self._restart(previous):
+                raise failure(InsufficientCameraMemory, self._memory_refusal(stream, previous, exc),
+                              CMA_FIX) from exc
             # Half-reconfigured is not a state to capture from: let the owner reopen.
             raise CameraUnavailable(f"switching the camera to {mode} failed: {exc}") from exc
 
@@ -683,7 +642,7 @@ class Picamera2Camera(CameraBackend):
         out = {}
         for name, value in controls.items():
             info = caps.get(name)
-            out[name] = value if info is None else _coerce(info, value)
+            out[name] = value if info is None else coerce(info, value)
         return out
 
     def _encode(self, request, settings: CaptureSettings) -> bytes:
@@ -721,13 +680,13 @@ class Picamera2Camera(CameraBackend):
             try:
                 import picamera2
             except Exception as exc:  # ImportError, or libcamera failing inside it
-                raise _failure(CameraUnavailable, f"picamera2 cannot be imported ({exc})",
-                               INSTALL_FIX) from exc
+                raise failure(CameraUnavailable, f"picamera2 cannot be imported ({exc})",
+                              INSTALL_FIX) from exc
             version = _picamera2_version(picamera2)
             if version is not None and version < OLDEST_PICAMERA2:
-                raise _failure(CameraUnavailable, f"picamera2 {'.'.join(map(str, version))} is "
-                               f"too old: picam-api needs {'.'.join(map(str, OLDEST_PICAMERA2))} "
-                               f"or newer", UPGRADE_FIX)
+                raise failure(CameraUnavailable, f"picamera2 {'.'.join(map(str, version))} is "
+                              f"too old: picam-api needs {'.'.join(map(str, OLDEST_PICAMERA2))} "
+                              f"or newer", UPGRADE_FIX)
             self._lib = picamera2
         return self._lib
 
@@ -785,34 +744,6 @@ def _abandon_encoder(encoder) -> None:
         encoder.vd = None
 
 
-def _unapplied(sent: dict, raw: dict) -> str | None:
-    """The first of exposure, gain and manual lens position that ``sent`` set and frame
-    metadata ``raw`` does not show yet."""
-    for name in ("ExposureTime", "AnalogueGain"):
-        want = sent.get(name)
-        got = raw.get(name)
-        if not want or not isinstance(got, (int, float)):
-            continue
-        if abs(got - want) > max(EXPOSURE_TOLERANCE * want, 1 if name == "AnalogueGain" else 50) \
-                and not (name == "AnalogueGain" and abs(got - want) <= 0.05):
-            return f"{name}={want} (the frame reports {got})"
-    lens, got = sent.get("LensPosition"), raw.get("LensPosition")
-    if sent.get("AfMode", 0) == 0 and isinstance(lens, (int, float)) \
-            and isinstance(got, (int, float)) and abs(got - lens) > 0.05:
-        return f"LensPosition={lens} (the frame reports {got})"
-    return None
-
-
-def _frame_time_us(controls: dict) -> float:
-    """The frame time ``controls`` force at least: ExposureTime (a frame lasts as
-    long as its exposure), or FrameDurationLimits' lower bound."""
-    frame = controls.get("ExposureTime") or 0
-    limits = controls.get("FrameDurationLimits")
-    if isinstance(limits, (list, tuple)) and len(limits) == 2:
-        frame = max(frame, min(limits))
-    return frame
-
-
 def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
     """The largest box of ``target``'s aspect ratio in the middle of ``size``."""
     width, height = size
@@ -822,38 +753,6 @@ def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float,
         return ((width - w) / 2, 0, (width + w) / 2, height)
     h = width / aspect
     return (0, (height - h) / 2, width, (height + h) / 2)
-
-
-def _is_enomem(exc: BaseException) -> bool:
-    """Out of memory anywhere in the chain: the dma-heap's OSError, or libcamera's
-    RuntimeError "Failed to start camera: Cannot allocate memory" (pipeline buffers)."""
-    seen, words = set(), os.strerror(errno.ENOMEM)
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOMEM or words in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _drop_failed_allocation(allocator) -> None:
-    """Close the buffers of an allocation that ran out of memory half-way.
-
-    picamera2's PersistentAllocator keeps them only in its working lists, which
-    its next ``allocate`` replaces without closing: their CMA would stay taken
-    until the process exits.
-    """
-    cached = allocator.buffer_dict.values()
-    kept_fds = {fd for entry in cached for fd in entry[0]}
-    kept_maps = {id(memory) for entry in cached for memory in entry[3].values()}
-    for memory in allocator.mapped_buffers.values():
-        if id(memory) not in kept_maps:
-            memory.close()
-    for fd in allocator.open_fds:
-        if fd not in kept_fds:
-            os.close(fd)
-    allocator.open_fds, allocator.libcamera_fds = [], []
-    allocator.frame_buffers, allocator.mapped_buffers, allocator.mapped_buffers_used = {}, {}, {}
 
 
 def _picamera2_version(module) -> tuple[int, ...] | None:
@@ -867,113 +766,8 @@ def _picamera2_version(module) -> tuple[int, ...] | None:
     return None
 
 
-def _open_error(exc: Exception, camera_num: int) -> Exception:
-    """Classify a failed ``Picamera2()``, with the line that says what to do."""
-    # picamera2 wraps the real cause ("Failed to acquire camera: Device or
-    # resource busy") in "Camera __init__ sequence did not complete.", so read
-    # the whole chain.
-    messages, seen, cur, codes = [], set(), exc, set()
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        messages.append(str(cur))
-        if isinstance(cur, OSError) and cur.errno:
-            codes.add(cur.errno)
-        cur = cur.__cause__ or cur.__context__
-    text = ": ".join(m for m in messages if m)
-    lowered = text.lower()
-    if errno.EBUSY in codes or any(word in lowered for word in BUSY_WORDS):
-        return _failure(CameraBusy, f"camera {camera_num} is held by another process ({text})",
-                        BUSY_FIX)
-    if errno.EACCES in codes or errno.EPERM in codes or "permission denied" in lowered:
-        return _failure(CameraUnavailable, f"camera {camera_num} cannot be opened: {text}",
-                        DEVICES_FIX)
-    if errno.ENOMEM in codes:
-        return _failure(CameraUnavailable, f"camera {camera_num} cannot be opened, out of "
-                        f"camera (CMA) memory: {text}", CMA_FIX)
-    if errno.ENODEV in codes or "no such device" in lowered:
-        return _failure(CameraUnavailable, f"camera {camera_num} is not connected ({text})",
-                        CABLE_FIX)
-    return CameraUnavailable(f"camera {camera_num} did not open: {text}")
-
-
-def _failure(kind: type[CameraError], what: str, fix: str) -> CameraError:
-    """``kind`` saying ``what`` happened and then the ``fix``, which it also carries alone."""
-    return kind(f"{what}; {fix}", fix=fix)
-
-
-def _control_info(name: str, info: Any, control_id: Any) -> ControlInfo:
-    """Build a ControlInfo from picamera2's ``(min, max, default)`` and libcamera's ControlId.
-
-    The type and shape come from the ControlId (``type``, ``isArray``, ``size``),
-    never from the default, whose shape differs between libcamera releases
-    (FrameDurationLimits: none, a scalar, a pair) and which some controls lack
-    (ColourCorrectionMatrix, AfWindows' is one rectangle of a variable list).
-    """
-    minimum, maximum, default = (_jsonable(v) for v in info)
-    kind = CONTROL_TYPES.get(getattr(getattr(control_id, "type", None), "name", ""), None)
-    is_array = bool(getattr(control_id, "isArray", False))
-    size = int(getattr(control_id, "size", 0) or 0) if is_array else None
-    if kind is None:  # a libcamera too old to tell: fall back to the default's shape
-        return ControlInfo(minimum, maximum, _fill_default(name, minimum, maximum, default))
-    if name in SIGNED_CONTROLS and _is_number(maximum):
-        minimum = -maximum
-    if default is None and kind == "bool":
-        default = BOOL_DEFAULTS.get(name, False)
-    elif default is None and name in AUTO_VALUES:
-        default = AUTO_VALUES[name]
-    return ControlInfo(minimum, maximum, default, type=kind, size=size)
-
-
-def _fill_default(name: str, minimum: Any, maximum: Any, default: Any) -> Any:
-    if default is None:
-        if isinstance(minimum, bool):
-            return BOOL_DEFAULTS.get(name, False)
-        if name == "ColourGains":
-            return list(AUTO_VALUES["ColourGains"])
-        if name == "FrameDurationLimits" and _is_number(minimum) and _is_number(maximum):
-            return [minimum, maximum]
-    return default
-
-
 def _quality_level(levels, quality: int):
     """The picamera2 ``Quality`` level nearest to JPEG ``quality``."""
     return levels[min(QUALITY_LEVELS, key=lambda level: abs(level[1] - quality))[0]]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _coerce(info: ControlInfo, value: Any) -> Any:
-    """Whole-number floats become ints where libcamera wants integers."""
-    whole = info.type in ("integer", "rectangle", "size", "point") or (
-        info.type is None and isinstance(info.default, int) and not isinstance(info.default, bool))
-    if info.type is None and isinstance(info.default, list):
-        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in info.default)
-
-    def one(v):
-        if isinstance(v, (list, tuple)):
-            return [one(i) for i in v]
-        if whole and isinstance(v, float) and v.is_integer():
-            return int(v)
-        return v
-    return one(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _metadata(raw: dict) -> dict:
-    """Keep the scalar, JSON-safe fields worth reporting."""
-    out = {}
-    for key in METADATA_KEYS:
-        value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        out[key] = value
-    return out

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from ..camera import settings as camera_settings
 from ..camera.base import Capture, CaptureSettings
 from ..camera.owner import CameraOwner
-from ..camera.pi import CMA_FIX, Picamera2Camera
+from ..camera.pi import Picamera2Camera
+from ..camera.pi_faults import CMA_FIX
 from ..errors import CameraError
 from .report import FAIL, PASS, WARN, Report
 

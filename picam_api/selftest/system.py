@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..camera.pi import CMA_FIX, DEVICES_FIX
+from ..camera.pi_faults import CMA_FIX, DEVICES_FIX
 from .report import FAIL, PASS, WARN, Report
 
 MIB = 2**20
