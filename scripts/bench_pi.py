@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +94,6 @@ def _two_buffer_still(size: tuple[int, int]) -> int:
 
 def _latency(sensor: str, runs: int) -> dict:
     import io
-    import statistics
 
     import simcam
     from PIL import Image
@@ -106,14 +104,10 @@ def _latency(sensor: str, runs: int) -> dict:
     from picam_api.camera.pi import Picamera2Camera
     from picam_api.config import from_mapping
 
+    from bench import median_time
+
     def median(fn) -> float:
-        fn()
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
+        return median_time(fn, runs)
 
     settings = CaptureSettings(width=1920, height=1080, quality=90)
     simcam.reset(sensors=[sensor])
