@@ -389,13 +389,24 @@ class Picamera2Camera(CameraBackend):
                 if not waiting and focus_wait and unfocused and time.monotonic() < focus_deadline:
                     waiting = "focus"
                 if not waiting:
-                    data = self._encode(request, settings)
+                    # Straight from the camera buffer at its own size; any other
+                    # size copies the frame out first, so the buffer (the still
+                    # configuration's only one) goes back before the slow resize.
+                    native = (settings.width, settings.height) == self._main_size
+                    data = self._encode_buffer(request, settings) if native else None
+                    image = None if native else request.make_image("main")
             except Exception as exc:
                 _release(request)
                 log.warning("encoding a frame failed", exc_info=True)
                 raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
             _release(request)  # the buffer goes back to the camera whatever happened
             if not waiting:
+                if data is None:
+                    try:
+                        data = _encode_image(image, settings)
+                    except Exception as exc:
+                        log.warning("encoding a frame failed", exc_info=True)
+                        raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
                 return Capture(data, settings.width, settings.height, settings.format,
                                frame_metadata(raw))
             if time.monotonic() >= deadline:
@@ -645,28 +656,11 @@ class Picamera2Camera(CameraBackend):
             out[name] = value if info is None else coerce(info, value)
         return out
 
-    def _encode(self, request, settings: CaptureSettings) -> bytes:
+    def _encode_buffer(self, request, settings: CaptureSettings) -> bytes:
+        # picamera2 encodes straight from the camera buffer. It needs a real
+        # BytesIO (it type-checks for one) and an explicit format.
         buffer = io.BytesIO()
-        if (settings.width, settings.height) == self._main_size:
-            # picamera2 encodes straight from the camera buffer. It needs a real
-            # BytesIO (it type-checks for one) and an explicit format.
-            request.save("main", buffer, format=settings.format)
-            return buffer.getvalue()
-        from PIL import Image
-
-        image = request.make_image("main")
-        # Another aspect ratio is cut from the middle of the frame, never
-        # squashed; reducing_gap shrinks by whole factors first, so a big
-        # downscale of a 12 MP frame takes a fraction of a plain LANCZOS pass.
-        image = image.resize((settings.width, settings.height), Image.Resampling.LANCZOS,
-                             box=_centre_crop(image.size, (settings.width, settings.height)),
-                             reducing_gap=3.0)
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        if settings.format == "png":
-            image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-        else:
-            image.save(buffer, "JPEG", quality=settings.quality)
+        request.save("main", buffer, format=settings.format)
         return buffer.getvalue()
 
     # -- library plumbing ----------------------------------------------------
@@ -742,6 +736,26 @@ def _abandon_encoder(encoder) -> None:
         except Exception:
             log.warning("closing the encoder's device failed", exc_info=True)
         encoder.vd = None
+
+
+def _encode_image(image, settings: CaptureSettings) -> bytes:
+    """A frame copied out of the camera, at ``settings``' size and format."""
+    from PIL import Image
+
+    # Another aspect ratio is cut from the middle of the frame, never squashed;
+    # reducing_gap shrinks by whole factors first, so a big downscale of a 12 MP
+    # frame takes a fraction of a plain LANCZOS pass.
+    image = image.resize((settings.width, settings.height), Image.Resampling.LANCZOS,
+                         box=_centre_crop(image.size, (settings.width, settings.height)),
+                         reducing_gap=3.0)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    if settings.format == "png":
+        image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    else:
+        image.save(buffer, "JPEG", quality=settings.quality)
+    return buffer.getvalue()
 
 
 def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
