@@ -105,8 +105,8 @@ def test_f1_f2_array_controls_accept_exactly_their_real_shapes(sim, backend):
     defaults = camera_settings.initial_defaults(caps)
     # A colour matrix has negative entries: the IPA's advertised minimum (0.0) is not one.
     matrix = [1.8, -0.6, -0.2, -0.3, 1.6, -0.3, 0.0, -0.5, 1.5]
-    good = {"AfWindows": [[1000, 800, 512, 512]], "ColourCorrectionMatrix": matrix,
-            "FrameDurationLimits": [70000, 100000], "AwbEnable": False}
+    good = {"FrameDurationLimits": [70000, 100000], "AfWindows": [[1000, 800, 512, 512]],
+            "ColourCorrectionMatrix": matrix, "AwbEnable": False}
     for name, value in good.items():
         camera_settings.resolve({"controls": {name: value}}, defaults, caps)
     bad = {"AfWindows": [5], "ColourCorrectionMatrix": 1.0, "FrameDurationLimits": 100000}
