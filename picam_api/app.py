@@ -54,7 +54,8 @@ class Services:
         self.db = Database(self.data_dir / "picam.db", SpaceReserve(self.data_dir))
         self.db.migrate()
         self.db.reserve.ensure()
-        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health)
+        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health,
+                               config["server"]["public_url"])
         auth = config["auth"]
         self.accounts = Accounts(self.db, auth["token_ttl_s"],
                                  Hasher(auth["max_concurrent_hashes"]),
@@ -80,7 +81,10 @@ class Services:
         self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
                                    self.capture, self.owner, config, cursor_key,
                                    health=self.worker_health, events=self.events)
-        self.gpio = GpioService(config["gpio"], self)
+        self.gpio = GpioService(config["gpio"], owner=self.owner, capture=self.capture,
+                                timelapses=self.timelapses, videos=self.videos,
+                                events=self.events, health=self.worker_health,
+                                light=camera["light"])
         self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
         self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
                                        self.data_dir, cursor_key, self.worker_health)
@@ -196,7 +200,7 @@ def create_app(config: Mapping | None = None) -> APIFlask:
 
     services = Services(config)
     app.extensions["picam"] = services
-    openapi.init_app(app, services)
+    openapi.init_app(app, services.owner, config)
     password = services.accounts.ensure_admin(services.data_dir,
                                               os.environ.get("PICAM_ADMIN_PASSWORD"))
     if password:
@@ -212,7 +216,8 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     def docs_asset(name: str):
         return send_from_directory(assets, name, max_age=86400)
 
-    from .api import bp, root
+    from .api import bp, responses, root
+    responses.init_app(app, config["server"]["public_url"])
     app.register_blueprint(bp)
     app.register_blueprint(root)
     services.start()

@@ -6,13 +6,15 @@ start-up with one line naming the key and the reason.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+# Shared with the GPIO checks (rules.py), under the names the SPEC below reads.
+from .rules import boolean as _bool, choice as _choice, number as _number
 
 SYSTEM_CONFIG = Path("/etc/picam-api/config.toml")
 
@@ -37,6 +39,10 @@ DEFAULTS: dict[str, Any] = {
         "max_connections_per_client": 32,
         # Host header values served; empty: this machine's names (see hosts.py).
         "allowed_hosts": [],
+        # The URL clients reach the API at (https://cam.example.com, or behind a proxy
+        # https://example.com/camera); set, Location and links are absolute URLs, in
+        # responses and in events (SSE, webhooks, MQTT) alike.
+        "public_url": "",
     },
     "storage": {
         "data_dir": "",
@@ -208,47 +214,9 @@ ENV_KEYS = {
 }
 
 
-def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Callable:
-    def check(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise ValueError(f"must be {kind.__name__}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be {kind.__name__}")
-        if kind is int and not float(value).is_integer():
-            raise ValueError("must be int")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be finite")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None
-                             else f"must be at least {lo}")
-        return kind(value)
-    return check
-
-
 def _optional(check: Callable) -> Callable:
     """None (unset: the default) or what ``check`` takes; the loaded config is checked again."""
     return lambda value: None if value is None else check(value)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _choice(*choices: str) -> Callable:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-    return check
-
-
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -312,6 +280,19 @@ def _node_id(value: Any) -> str:
     return value
 
 
+def _public_url(value: Any) -> str:
+    """"" or an http(s) URL with no query or fragment, without its trailing slash."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be an http or https URL such as https://cam.example.com or "
+                         "https://example.com/camera")
+    return text.rstrip("/")
+
+
 def _devices(value: Any) -> list[dict]:
     # The GPIO module knows the device kinds and their options.
     from .gpio.devices import check_devices
@@ -330,6 +311,7 @@ SPEC: dict[str, Callable] = {
     "server.max_connections": _number(int, 8, 1000),
     "server.max_connections_per_client": _number(int, 1, 1000),
     "server.allowed_hosts": _hosts,
+    "server.public_url": _public_url,
     "storage.data_dir": _text,
     "storage.reserve_mb": _number(int, 0),
     "storage.max_photos": _number(int, 0),

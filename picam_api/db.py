@@ -189,7 +189,7 @@ class Database:
         self.path = path
         self.reserve = reserve
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
         self._private = False
 
@@ -209,8 +209,16 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                self._close_orphans()
+                self._all[threading.current_thread()] = conn
         return conn
+
+    def _close_orphans(self) -> None:
+        # A time-lapse frame or a delivery runs in a thread of its own; without
+        # this, each left its connection (three fds) open until shutdown, and a
+        # long time-lapse ran out of file descriptors.
+        for thread in [thread for thread in self._all if not thread.is_alive()]:
+            self._all.pop(thread).close()
 
     @contextmanager
     def transaction(self, frees_space: bool = False) -> Iterator[sqlite3.Connection]:
@@ -295,7 +303,7 @@ class Database:
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
+            for conn in self._all.values():
                 conn.close()
             self._all.clear()
         self._local = threading.local()

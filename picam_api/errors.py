@@ -26,7 +26,9 @@ class PicamError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        """Retry-After, when set, and any ``headers`` the error was raised with."""
+        retry = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        return {**retry, **self.extra.get("headers", {})}
 
 
 class ConfigError(PicamError, ValueError):
@@ -161,3 +163,10 @@ class InsufficientCameraMemory(CameraError):
     """The camera's contiguous (CMA) memory cannot hold what the request needs now."""
 
     title = "Not enough camera memory"
+
+
+class PreconditionFailed(PicamError):
+    """An If-Match that the resource no longer matches: it changed since the client read it."""
+
+    status = 412
+    title = "Precondition failed"

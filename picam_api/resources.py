@@ -41,7 +41,7 @@ def timelapse(job: Job, now: float | None = None) -> dict:
     return {
         **job.settings,
         "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
-        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
+        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.ends_at,
         "start_at": job.start_at,
         "active_hours": _active_hours(job, time.time() if now is None else now),
         "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,

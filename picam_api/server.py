@@ -86,7 +86,10 @@ def serve(config: dict) -> int:
     try:
         sock = _bind(server_config["host"], server_config["port"])
     except OSError as exc:
-        print(f"picam-api: {exc.strerror}", file=sys.stderr)
+        # Exit 1, not 2: under systemd the address may be free (or configured) a
+        # moment later, and the unit retries 1 but not 2.
+        print(f"picam-api: {exc.strerror}; stop what listens there, or choose another "
+              f"port (--port, PICAM_PORT or server.port)", file=sys.stderr)
         return 1
     _allow_files(server_config["max_connections"])
 

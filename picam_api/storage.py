@@ -32,7 +32,7 @@ from .errors import DamagedFile, InsufficientStorage, NotFound
 from .events import NO_EVENTS
 from .files import FULL_ERRNOS, TEMP_NAME, atomic_write, inside, remove_temp_files
 from .ids import ID_PATTERN, is_id, new_id
-from .pagination import make_cursor, open_cursor
+from .pagination import Page, keyset_page
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class PhotoStore:
         try:
             # Inside the try: a write can fail after its rename (the directory's fsync),
             # and the file must not outlive the failure as an unindexed orphan.
-            _write(self.root / relative, capture.data)
+            store_file(self.root / relative, capture.data)
             with self.db.transaction() as conn:
                 conn.execute(
                     f"INSERT INTO photos ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
@@ -158,25 +158,29 @@ class PhotoStore:
         return Photo.from_row(row)
 
     def list(self, limit: int, cursor: str | None = None,
-             timelapse: str | None = None) -> tuple[list[Photo], str | None]:
-        """A page of photos, newest first, and the cursor of the next page (or None).
+             timelapse: str | None = None) -> Page[Photo]:
+        """A page of photos, newest first (``pagination.keyset_page``)."""
+        def fetch(edge: str | None, backwards: bool, n: int) -> list[Photo]:
+            where, args = self._filter(timelapse)
+            if edge:
+                where.append("id > ?" if backwards else "id < ?")
+                args.append(edge)
+            rows = self.db.conn.execute(
+                f"SELECT {COLUMNS} FROM photos {'WHERE ' + ' AND '.join(where) if where else ''} "
+                f"ORDER BY id {'ASC' if backwards else 'DESC'} LIMIT ?", (*args, n)).fetchall()
+            return [Photo.from_row(row) for row in rows]
+        return keyset_page(self._cursor_key, timelapse, limit, cursor, fetch)
 
-        Keyset pagination on the primary key, so a page costs the same however
-        large the library is.
-        """
-        where, args = [], []
-        if timelapse is not None:
-            where.append("timelapse_id = ?")
-            args.append(timelapse)
-        if cursor:
-            where.append("id < ?")
-            args.append(open_cursor(self._cursor_key, cursor, timelapse))
-        sql = (f"SELECT {COLUMNS} FROM photos {'WHERE ' + ' AND '.join(where) if where else ''} "
-               f"ORDER BY id DESC LIMIT ?")
-        rows = self.db.conn.execute(sql, (*args, limit + 1)).fetchall()
-        photos = [Photo.from_row(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return photos, make_cursor(self._cursor_key, photos[-1].id, timelapse) if more else None
+    def count(self, timelapse: str | None = None) -> int:
+        """How many photos (of one time-lapse) there are; a count over an index."""
+        where, args = self._filter(timelapse)
+        return self.db.conn.execute(
+            f"SELECT count(*) FROM photos {'WHERE ' + ' AND '.join(where) if where else ''}",
+            args).fetchone()[0]
+
+    @staticmethod
+    def _filter(timelapse: str | None) -> tuple[list[str], list]:
+        return (["timelapse_id = ?"], [timelapse]) if timelapse is not None else ([], [])
 
     def iter_frames(self, timelapse_id: str, batch: int = 200, first: int = 1,
                     last: int | None = None) -> Iterator[Photo]:
@@ -235,7 +239,7 @@ class PhotoStore:
                 raise DamagedFile(f"the image file of photo {photo.id} is damaged and cannot "
                                   "be made into a thumbnail; the file itself is still served "
                                   "at its image link") from None
-        _write(path, buffer.getvalue())
+        store_file(path, buffer.getvalue())
         # Deleted (by a client or retention) while we drew it: its delete may
         # already have run, so take the thumbnail away ourselves.
         if not self.db.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo.id,)).fetchone():
@@ -398,7 +402,7 @@ def _open(path: Path, photo: Photo) -> io.BufferedReader:
         raise NotFound(f"the file of photo {photo.id} is gone (deleted meanwhile)") from None
 
 
-def _write(path: Path, data: bytes) -> None:
+def store_file(path: Path, data: bytes) -> None:
     """``atomic_write``, with a full disk reported as 507 rather than a server fault."""
     try:
         atomic_write(path, data)

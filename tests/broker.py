@@ -18,6 +18,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from conftest import free_port
+
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 PASSWD = Path("/usr/bin/mosquitto_passwd")
 USERS = {"picam": "picam-secret-1", "picam2": "picam-secret-2", "ha": "ha-secret-1"}
@@ -35,12 +37,6 @@ topic read #
 topic write picam/+/cmd/#
 topic write homeassistant/status
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

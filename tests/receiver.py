@@ -10,7 +10,7 @@ import json
 import threading
 import time
 
-from broker import free_port
+from conftest import free_port
 
 
 class Receiver:

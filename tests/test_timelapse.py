@@ -59,6 +59,28 @@ def test_a_job_takes_its_frames_on_time(client, admin_headers, services):
         assert photo.taken_at_datetime.timestamp() >= start + k * 0.2 - 0.001
 
 
+def _open_on(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path`` (or its -wal, -shm)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += str(fd.readlink()).startswith(str(path))
+        except FileNotFoundError:  # closed while we looked
+            pass
+    return count
+
+
+def test_frames_leave_no_database_connection_behind(client, admin_headers, services):
+    # Each frame is taken in a thread of its own; each used to keep its SQLite
+    # connection (db, -wal, -shm) until shutdown, so a long job ran out of fds.
+    job = create(client, admin_headers, interval_s=0.05, frames=60)
+    done = wait_for(lambda: (j := get(client, admin_headers, job["id"]))["state"] == "completed"
+                    and j, timeout=30)
+    assert done["frames_captured"] >= 30  # a loaded machine may miss a few; each took a thread
+    client.post("/api/v1/photos", headers=admin_headers, json=SMALL)  # a thread that reuses one
+    assert _open_on(services.db.path) < 3 * 20
+
+
 def test_frames_are_listed_and_archived_in_order(client, admin_headers):
     job = create(client, admin_headers, interval_s=0.1, frames=4)
     wait_for(lambda: get(client, admin_headers, job["id"])["state"] == "completed")
@@ -349,3 +371,15 @@ def test_a_killed_server_resumes_the_job_with_valid_frames(tmp_path):
     finally:
         server.kill()
 
+
+
+def test_a_job_bounded_by_duration_says_when_it_ends(client, admin_headers):
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    job = create(client, admin_headers, interval_s=60, duration_s=5400,
+                 start_at=start.isoformat())
+    assert job["duration_s"] == 5400
+    ends = dt.datetime.fromisoformat(job["end_at"].replace("Z", "+00:00"))
+    assert abs((ends - start).total_seconds() - 5400) < 0.001
+    assert job["end_at"].endswith("Z")
+    assert get(client, admin_headers, job["id"])["end_at"] == job["end_at"]
+    assert create(client, admin_headers, interval_s=60, frames=3)["end_at"] is None

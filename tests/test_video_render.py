@@ -393,7 +393,7 @@ def test_retention_counts_videos_and_deletes_the_oldest_of_either_kind(make_app,
     wait_for(lambda: client.get(videos[1]["links"]["self"], headers=admin_headers).status_code
              == 404, 5, "retention by bytes")
     assert client.get(videos[2]["links"]["self"], headers=admin_headers).status_code == 200
-    left = {p.id for p in services.photos.list(100)[0]}
+    left = {p.id for p in services.photos.list(100).items}
     assert left == {p.id for p in new_frames.values()}
     assert not left & {p.id for p in old_frames.values()}
     gone = services.videos.store.final_path(services.videos.get(videos[2]["id"])) \

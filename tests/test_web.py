@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 GPIO_TOML = """
+[auth]
+# Every test signs in afresh, faster than the default 10 tokens a minute allow.
+tokens_per_minute = 1000
 [events]
 # A closed tab frees its event-stream slot at the next keepalive.
 keepalive_s = 1.0
@@ -210,7 +213,7 @@ def test_the_gallery_loads_the_next_page_as_it_scrolls(tab, server):
     gallery = tab.page.locator("#gallery li")
     wait_for(lambda: gallery.count() >= 24, 10, "the first page")
     tab.page.locator("#gallery-end").scroll_into_view_if_needed()
-    tab.page.get_by_text("That is all.").wait_for()
+    tab.page.get_by_text("No older photos.").wait_for()
     assert gallery.count() == total
     assert any("cursor=" in url for url in tab.urls)  # the "next" link was followed
     newest = api(server, "GET", "/api/v1/photos?limit=1").json()["items"][0]["id"]
@@ -358,14 +361,22 @@ def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
         tab.page.locator(f'#gallery li[data-id="{photo["id"]}"]').wait_for()  # its event came
         tab.open("Live")
         wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        caption = tab.page.locator("#live-state")
+        snapshot = tab.page.get_by_role("button", name="Take a photo")
+        assert caption.text_content() == "Live" and snapshot.is_enabled()
         own.kill()
         banner.wait_for()
+        # What shows is the last frame: not called live, and nothing to press.
+        assert "Live" not in caption.text_content()
+        assert snapshot.is_disabled()
         own.start()
         banner.wait_for(state="hidden")
         wait_for(lambda: live_frames_change(tab.page), 15, "live frames again")
         # The event stream came back too, resuming after the last event it saw.
         wait_for(lambda: len(streams) >= 2, 15, "the event stream again")
         assert streams[-1].headers["last-event-id"].isdecimal()
+        caption.filter(has_text="Live").wait_for()
+        assert snapshot.is_enabled()
     finally:
         tab.context.close()
         own.stop()
@@ -514,3 +525,80 @@ def test_every_view_renders(browser, server, size, tmp_path):
     pictures = sorted(shots.glob(f"*-{size}.png"))
     assert len(pictures) == 7
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
+
+
+# -- the first hour (issue 17) ----------------------------------------------------------
+
+
+def _box(locator) -> dict:
+    box = locator.bounding_box()
+    assert box is not None, locator
+    return box
+
+
+def test_desktop_form_errors_sit_under_their_own_fields(tab):
+    tab.login()
+    tab.open("Time-lapses")
+    form = tab.page.locator("#timelapse-form")
+    form.get_by_label("Frames", exact=True).fill("0")
+    form.get_by_role("button", name="Start the time-lapse").click()
+    for name, label in (("interval_s", "Seconds between frames"), ("frames", "Frames")):
+        error, field = tab.page.locator(f"#error-{name}"), form.get_by_label(label, exact=True)
+        error.wait_for()
+        under, above = _box(error), _box(field)
+        # The same column, just below the field (not in the grid's next cell).
+        assert abs(under["x"] - above["x"]) < 2, name
+        assert 0 <= under["y"] - (above["y"] + above["height"]) < 40, name
+
+
+def test_take_a_photo_is_in_sight_on_a_1280x800_desktop(tab):
+    tab.login()
+    tab.page.locator("#mock-camera").wait_for()  # the banners take room too
+    tab.page.locator("#live-state", has_text="Live").wait_for()
+    button = _box(tab.page.get_by_role("button", name="Take a photo"))
+    assert button["y"] + button["height"] <= DESKTOP["height"]
+    assert tab.page.evaluate("window.scrollY") == 0
+
+
+def test_a_new_timelapse_on_a_phone_is_brought_into_view(browser, server):
+    tab = Tab(browser, server.url, PHONE)
+    try:
+        tab.login()
+        tab.open("Time-lapses")
+        form = tab.page.locator("#timelapse-form")
+        form.get_by_label("Name (optional)").fill("phone job")
+        form.get_by_label("Seconds between frames").fill("3600")
+        form.get_by_label("Frames", exact=True).fill("1")
+        form.get_by_role("button", name="Start the time-lapse").click()
+        job = tab.page.locator("#jobs li.new", has_text="phone job")
+        job.wait_for()
+        wait_for(lambda: job.evaluate("e => { const r = e.getBoundingClientRect(); "
+                                      "return r.top >= 0 && r.bottom <= innerHeight; }"),
+                 5, "the new job scrolled into view")
+    finally:
+        tab.context.close()
+    tab.check()
+
+
+def test_the_status_names_the_mock_camera_once(tab):
+    tab.login()
+    tab.open("Status")
+    row = tab.page.locator("#status-list dd").first
+    row.filter(has_text="Pillow test pattern").wait_for()
+    assert row.text_content() == "mock (Pillow test pattern)"
+
+
+def test_loading_a_view_again_revalidates_with_its_etag(tab, server):
+    tab.login()
+    tab.open("Time-lapses")
+    tab.page.locator("#jobs-empty, #jobs li").first.wait_for()
+    tab.open("Live")
+    # Back on the tab, the list loads again: the browser asks with the ETag it kept,
+    # which the server answers with a bodyless 304 (Chromium then reports the 200 it kept).
+    with tab.page.expect_request(lambda r: "/api/v1/timelapses?" in r.url
+                                 and "if-none-match" in r.all_headers()) as asked:
+        tab.open("Time-lapses")
+    request = asked.value
+    again = requests.get(request.url, headers={**ADMIN, "If-None-Match": request.all_headers()[
+        "if-none-match"]}, timeout=10)
+    assert again.status_code == 304 and again.content == b""

@@ -5,26 +5,16 @@ from apiflask import Schema, fields
 from apiflask.validators import Equal, Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
-from ..camera.base import FORMATS
-from ..openapi import RUNTIME
+# The capture request's rules live below both this layer and the GPIO triggers.
+from ..rules import RUNTIME, CaptureRequest
+from ..rules import JsonInteger as _JsonInteger
+from ..rules import StrictBoolean as _StrictBoolean
+from ..rules import controls_field as _controls
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1
 # The shortest time a request may give: a GPIO blink of less is a busy loop.
 MIN_SECONDS = 0.01
-
-
-class _StrictBoolean(fields.Boolean):
-    """JSON booleans only.
-
-    marshmallow's Boolean takes "yes", "on" and 1; even ``truthy={True}`` lets 1
-    and 0 through, because ``1 in {True}`` holds in Python.
-    """
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 class _Pattern(Regexp):
@@ -39,42 +29,6 @@ class _Pattern(Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
-
-
-class _JsonInteger(fields.Integer):
-    """JSON integers: 3, and 3.0 as JSON Schema counts it; not 3.5, "3" or true."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        # float(value) of a huge int overflows: ask a float only of floats.
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (isinstance(value, float) and not value.is_integer())):
-            raise self.make_error("invalid", input=value)
-        return super()._deserialize(int(value), attr, data, **kwargs)
-
-
-def _controls(bound: str) -> fields.Dict:
-    # Values may be null here so that settings.check_control names the bad one as
-    # "controls.<name>" with the camera's own rule, like any other wrong value.
-    return fields.Dict(keys=fields.String(validate=Length(1, 64)),
-                       values=fields.Raw(allow_none=True), validate=Length(max=32),
-                       metadata={"description": "Advertised control names to values; "
-                                                "see GET /api/v1/camera", RUNTIME: bound})
-
-
-class CaptureRequest(Schema):
-    """Capture settings; anything left out comes from the camera defaults."""
-
-    width = _JsonInteger(validate=Range(16, 20000),
-                         metadata={"description": "16 up to the sensor width",
-                                   RUNTIME: "sensor_width"})
-    height = _JsonInteger(validate=Range(16, 20000),
-                          metadata={"description": "16 up to the sensor height",
-                                    RUNTIME: "sensor_height"})
-    format = fields.String(validate=OneOf(FORMATS))
-    quality = _JsonInteger(validate=Range(1, 100), metadata={"description": "JPEG quality"})
-    hflip = _StrictBoolean()
-    vflip = _StrictBoolean()
-    controls = _controls("controls")
 
 
 class CameraPatch(CaptureRequest):
@@ -143,16 +97,59 @@ class Photo(Schema):
     links = fields.Nested(PhotoLinks)
 
 
-class PhotoPage(Schema):
-    items = fields.List(fields.Nested(Photo))
-    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+class PageQuery(Schema):
+    """The query of every list (api/pages.py); a list with filters subclasses it."""
 
-
-class PhotoQuery(Schema):
     limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
+    cursor = fields.String(validate=Length(1, 512),
+                           metadata={"description": "from a next or prev link; opaque"})
+    count = fields.Boolean(load_default=False, metadata={
+        "description": "true: also say how many items the whole list holds (count)"})
+
+
+class PageLinks(Schema):
+    self = fields.String()
+    first = fields.String()
+    next = fields.String(allow_none=True)
+    prev = fields.String(allow_none=True, metadata={"description": "null on the first page"})
+
+
+class ListPage(Schema):
+    """The body of every list (api/pages.py); a list adds its ``items``."""
+
+    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+    count = fields.Integer(metadata={"description": "with count=true: how many items the whole "
+                                                    "list holds"})
+    links = fields.Nested(PageLinks)
+
+
+class PhotoPage(ListPage):
+    items = fields.List(fields.Nested(Photo))
+
+
+class PhotoQuery(PageQuery):
     timelapse = fields.String(validate=Length(1, 64),
                               metadata={"description": "Only frames of this time-lapse"})
+
+
+class ApiRoot(Schema):
+    name = fields.String()
+    version = fields.String()
+    links = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "self, and each collection or document by name: photos, timelapses, "
+                       "gpio, camera, stream, info, health, openapi, docs, ... (only those "
+                       "this server has)"})
+
+
+class RateLimitHeaders(Schema):
+    """The IETF draft's RateLimit fields (limits.Quota), on the answers of a limited route."""
+
+    limit = fields.Integer(data_key="RateLimit-Limit",
+                           metadata={"description": "how many the limit allows in its window"})
+    remaining = fields.Integer(data_key="RateLimit-Remaining",
+                               metadata={"description": "how many are left"})
+    reset = fields.Integer(data_key="RateLimit-Reset",
+                           metadata={"description": "seconds until one more is allowed"})
 
 
 class Token(Schema):
@@ -351,11 +348,6 @@ class TimelapseDeleteQuery(Schema):
                             metadata={"description": "also delete the job's photos"})
 
 
-class PageQuery(Schema):
-    limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
-
-
 class TimelapseLinks(Schema):
     self = fields.String()
     frames = fields.String()
@@ -370,7 +362,9 @@ class Timelapse(Settings):
     interval_s = fields.Float()
     frames = fields.Integer(allow_none=True)
     duration_s = fields.Float(allow_none=True)
-    end_at = fields.String(allow_none=True)
+    end_at = fields.String(allow_none=True, metadata={
+        "description": "when the job ends: as given, or start_at plus duration_s; null when "
+                       "only frames (or nothing) bounds it"})
     start_at = fields.String()
     active_hours = fields.Nested(ActiveHoursOut, allow_none=True)
     frames_captured = fields.Integer()
@@ -384,9 +378,8 @@ class Timelapse(Settings):
     links = fields.Nested(TimelapseLinks)
 
 
-class TimelapsePage(Schema):
+class TimelapsePage(ListPage):
     items = fields.List(fields.Nested(Timelapse))
-    next = fields.String(allow_none=True)
 
 
 class _Even:
@@ -488,9 +481,8 @@ class Video(Schema):
     links = fields.Nested(VideoLinks)
 
 
-class VideoPage(Schema):
+class VideoPage(ListPage):
     items = fields.List(fields.Nested(Video))
-    next = fields.String(allow_none=True)
 
 
 class EventQuery(Schema):
@@ -586,6 +578,5 @@ class Delivery(Schema):
     last_error = fields.String(allow_none=True)
 
 
-class DeliveryPage(Schema):
+class DeliveryPage(ListPage):
     items = fields.List(fields.Nested(Delivery))
-    next = fields.String(allow_none=True)

@@ -1,13 +1,14 @@
 """Time-lapse jobs: create, list, control, delete, download."""
 from __future__ import annotations
 
-from flask import Response, url_for
+from flask import Response
 
 from .. import resources
 from ..timelapse import Job
 from ..timelapse.archive import zip_stream
 from . import bp
 from .common import errors, operator, services, viewer
+from .pages import page_response
 from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuery,
                       TimelapsePage, TimelapsePatch)
 
@@ -35,9 +36,9 @@ def create_timelapse(body: dict):
 @bp.output(TimelapsePage)
 @bp.doc(summary="Time-lapse jobs, newest first", responses=errors(400))
 def list_timelapses(query: dict):
-    jobs, cursor = services().timelapses.list(query["limit"], query.get("cursor"))
-    next_url = url_for("api.list_timelapses", limit=query["limit"], cursor=cursor) if cursor else None
-    return {"items": [job_body(job) for job in jobs], "next": next_url}
+    timelapses = services().timelapses
+    return page_response("api.list_timelapses", timelapses.list(query["limit"], query.get("cursor")),
+                         job_body, query, timelapses.count)
 
 
 @bp.get("/timelapses/<job_id>")

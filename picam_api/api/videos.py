@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import request, send_file, url_for
+from flask import request, send_file
 
 from ..resources import video as video_body
 from ..video import Video
 from . import bp
 from .common import errors, operator, services, viewer
+from .pages import page_response
 from .photos import IMMUTABLE
 from .schemas import Video as VideoSchema
 from .schemas import VideoCreate, VideoPage, VideoPatch, VideoQuery
@@ -38,11 +39,11 @@ def create_video(body: dict):
 @bp.output(VideoPage)
 @bp.doc(summary="Videos, newest first, a page at a time", responses=errors(400))
 def list_videos(query: dict):
-    filters = {key: query[key] for key in ("timelapse", "source") if query.get(key)}
-    videos, cursor = services().videos.list(query["limit"], query.get("cursor"), **filters)
-    next_url = url_for("api.list_videos", limit=query["limit"], cursor=cursor,
-                       **filters) if cursor else None
-    return {"items": [video_body(v) for v in videos], "next": next_url}
+    videos, timelapse, source = services().videos, query.get("timelapse"), query.get("source")
+    page = videos.list(query["limit"], query.get("cursor"), timelapse, source)
+    return page_response("api.list_videos", page, video_body, query,
+                         lambda: videos.store.count_matching(timelapse, source),
+                         timelapse=timelapse, source=source)
 
 
 @bp.get("/videos/<video_id>")

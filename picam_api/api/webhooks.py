@@ -1,12 +1,12 @@
 """Webhooks: create, list, change, delete, and each one's delivery log (operators only)."""
 from __future__ import annotations
 
-from flask import url_for
 
 from ..clock import iso
 from ..webhooks.store import Delivery, Webhook
 from . import bp
 from .common import errors, operator, services
+from .pages import page_response
 from .schemas import (DeliveryPage, PageQuery, WebhookCreate, WebhookPage, WebhookPatch,
                       WebhookWithSecret)
 from .schemas import Webhook as WebhookSchema
@@ -90,7 +90,7 @@ def delete_webhook(webhook_id: str):
 @bp.doc(summary="A webhook's deliveries, newest first: state, attempts, response code, error",
         responses=errors(400, 403, 404))
 def list_deliveries(webhook_id: str, query: dict):
-    rows, cursor = services().webhooks.deliveries(webhook_id, query["limit"], query.get("cursor"))
-    next_url = url_for("api.list_deliveries", webhook_id=webhook_id, limit=query["limit"],
-                       cursor=cursor) if cursor else None
-    return {"items": [delivery_body(row) for row in rows], "next": next_url}
+    webhooks = services().webhooks
+    page = webhooks.deliveries(webhook_id, query["limit"], query.get("cursor"))
+    return page_response("api.list_deliveries", page, delivery_body, query,
+                         lambda: webhooks.count_deliveries(webhook_id), webhook_id=webhook_id)

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Callable
 
+from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
 from . import exif
@@ -124,7 +125,7 @@ class CameraOwner:
         ok = self._is_open
         return {"ok": ok, "state": "open" if ok else "unavailable",
                 "error": None if ok else (self._open_error.detail if self._open_error else self.last_error),
-                "last_capture_at": self.last_capture_at}
+                "last_capture_at": iso(self.last_capture_at) if self.last_capture_at else None}
 
     def close(self) -> None:
         """Release the camera, waiting for a capture in flight to end first."""

@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 from ..clock import iso
 from ..db import Database
+from ..links import absolute
 from ..workers import WorkerHealth
 from .types import TypeFilter
 
@@ -82,9 +83,11 @@ class EventBus:
     the writer; ``stop`` writes what is still queued, then joins it.
     """
 
-    def __init__(self, db: Database, keep: int, health: WorkerHealth | None = None):
+    def __init__(self, db: Database, keep: int, health: WorkerHealth | None = None,
+                 public_url: str = ""):
         self.db = db
         self.keep = keep
+        self.public_url = public_url
         self.dropped = 0
         self._queue: list[_Queued] = []
         self._coalesced: dict[Hashable, _Queued] = {}
@@ -103,6 +106,8 @@ class EventBus:
     def publish(self, type: str, data: dict, coalesce: Hashable | None = None) -> None:
         """Queue one event. With ``coalesce``, an event of the same type and key
         still queued is replaced by this one (progress that nobody has seen yet)."""
+        if self.public_url:  # for subscribers elsewhere: SSE, webhooks, MQTT
+            data = absolute(data, self.public_url)
         entry = _Queued(type, iso(time.time()), data, (type, coalesce) if coalesce is not None else None)
         with self._cond:
             if self._stopping:

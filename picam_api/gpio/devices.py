@@ -16,7 +16,10 @@ from gpiozero import (LED, PWMLED, Button, Buzzer, DigitalInputDevice,
                       DigitalOutputDevice, pi_info)
 
 # The same checks as every other config key, so GPIO options read alike.
-from ..config import _bool, _choice, _number
+from ..rules import boolean as _bool
+from ..rules import check_capture_request
+from ..rules import choice as _choice
+from ..rules import number as _number
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -182,19 +185,14 @@ def _check_action(where: str, action: Any, kinds: dict[str, Kind]) -> dict:
 
 
 def _photo(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
-    # The body schema of POST /api/v1/photos, so a trigger takes exactly what the API takes;
-    # imported here because the HTTP layer needs the config first.
-    from marshmallow import ValidationError
-
-    from ..api.schemas import CaptureRequest
+    # The capture request of POST /api/v1/photos, so a trigger takes exactly what the API takes.
     settings = action.get("settings", {})
     if not isinstance(settings, dict):
         raise ValueError(f"{where}: settings must be a table of capture fields")
     try:
-        settings = CaptureRequest().load(settings)
-    except ValidationError as exc:
-        field_name, messages = next(iter(exc.normalized_messages().items()))
-        raise ValueError(f"{where}: settings.{field_name}: {_first(messages)}") from None
+        settings = check_capture_request(settings)
+    except ValueError as exc:
+        raise ValueError(f"{where}: settings.{exc}") from None
     return {"action": "photo", "settings": settings}
 
 
@@ -234,13 +232,6 @@ def _checked(where: str, key: str, check: Callable[[Any], Any], value: Any) -> A
         return check(value)
     except ValueError as exc:
         raise ValueError(f"{where}: {key} {exc}, not {value!r}") from None
-
-
-def _first(messages: Any) -> str:
-    """The first message of a marshmallow error, however deeply nested."""
-    while isinstance(messages, (list, dict)):
-        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
-    return str(messages)
 
 
 def check_capture_light(name: str, devices: list[dict]) -> None:

@@ -15,7 +15,12 @@ from .live import Input, LiveDevice, Output
 from .triggers import TriggerWorker
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..camera import CameraOwner
+    from ..capture import CaptureService
+    from ..events import EventBus
+    from ..timelapse import TimelapseService
+    from ..video import VideoService
+    from ..workers import WorkerHealth
 
 log = logging.getLogger(__name__)
 
@@ -25,29 +30,33 @@ class GpioService:
 
     Every device is built when the service is made, so a pin that cannot be had
     stops start-up with one line. Inputs hand their trigger actions to a
-    ``TriggerWorker``; photos go through ``services.capture``, time-lapse
-    actions through ``services.timelapses`` and clips through ``services.videos``
-    (a clip records in the background; a second one while it runs fails as a
-    409 would), looked up when they run. The capture
-    light is a camera-owner hook. ``shutdown()`` closes every device, so the pins
-    are free for the next start.
+    ``TriggerWorker``; photos go through ``capture``, time-lapse actions through
+    ``timelapses`` and clips through ``videos`` (a clip records in the background;
+    a second one while it runs fails as a 409 would). The capture light (``light``,
+    an output's name or "") is a hook of the camera ``owner``. ``shutdown()`` closes
+    every device, so the pins are free for the next start.
     """
 
-    def __init__(self, config: dict, services: Services):
-        self._services = services
-        self.events = services.events
-        self.triggers = TriggerWorker(health=services.worker_health)
+    def __init__(self, config: dict, *, owner: CameraOwner, capture: CaptureService,
+                 timelapses: TimelapseService, videos: VideoService, events: EventBus,
+                 health: WorkerHealth, light: str = ""):
+        self._owner = owner
+        self._capture = capture
+        self._timelapses = timelapses
+        self._videos = videos
+        self.events = events
+        self.triggers = TriggerWorker(health=health)
         self.factory = self._pin_factory(config)
         self.devices: dict[str, LiveDevice] = {}
         try:
             for spec in config["devices"]:
                 self.devices[spec["name"]] = self._build(spec)
-            self.light = self._capture_light(services.config["camera"]["light"])
+            self.light = self._capture_light(light)
         except BaseException:
             self._close()
             raise
         if self.light is not None:
-            services.owner.hooks.append(self.light.lit)
+            owner.hooks.append(self.light.lit)
 
     def start(self) -> None:
         """Start running trigger actions (inputs may queue them from construction on)."""
@@ -56,7 +65,7 @@ class GpioService:
     def shutdown(self, timeout: float) -> None:
         """Stop the triggers (a capture in flight ends first), then release every pin."""
         self.triggers.stop(timeout)
-        hooks = self._services.owner.hooks
+        hooks = self._owner.hooks
         if self.light is not None and self.light.lit in hooks:
             hooks.remove(self.light.lit)
         self._close()
@@ -154,14 +163,11 @@ class GpioService:
     def _perform(self, trigger: str, action: dict) -> None:
         kind = action["action"]
         if kind == "photo":
-            self._services.capture.take_photo(action["settings"], source="gpio", trigger=trigger)
+            self._capture.take_photo(action["settings"], source="gpio", trigger=trigger)
         elif kind == "timelapse":
-            timelapses = getattr(self._services, "timelapses", None)
-            if timelapses is None:
-                raise RuntimeError("time-lapses are not available in this version")
-            timelapses.set_state(action["timelapse"], action["state"])
+            self._timelapses.set_state(action["timelapse"], action["state"])
         elif kind == "video":
-            self._services.videos.record({"duration_s": action["duration_s"]}, trigger=trigger)
+            self._videos.record({"duration_s": action["duration_s"]}, trigger=trigger)
         else:
             self.devices[action["device"]].set(action["value"], action.get("for_s"))
 

@@ -254,7 +254,7 @@ class MqttBridge:
         for job in self._active_jobs():
             self._publish(self.topics.state("timelapse", job.id),
                           state.timelapse(resources.timelapse(job)), retain=True)
-        latest, _ = services.photos.list(1)
+        latest = services.photos.list(1).items
         if latest:
             self._publish_snapshot(latest[0].id)
         if self.config["discovery"]:

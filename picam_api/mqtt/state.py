@@ -24,7 +24,7 @@ def camera(services: Services) -> dict:
 def storage(services: Services, low: bool | None) -> dict:
     disk = shutil.disk_usage(services.data_dir)
     stats = services.photos.stats()
-    latest, _ = services.photos.list(1)
+    latest = services.photos.list(1).items
     return {"free_bytes": disk.free, "total_bytes": disk.total,
             "reserve_bytes": services.photos.reserve_bytes, "low": low,
             "photos": stats["count"], "photo_bytes": stats["bytes"],

@@ -61,6 +61,11 @@ class Job:
         self.schedule = Schedule(start, self.interval_s, end, window)
 
     @property
+    def ends_at(self) -> str | None:
+        """When the job ends: ``end_at``, or the time ``duration_s`` gives; None if open-ended."""
+        return self.end_at or (iso(self.schedule.end) if self.schedule.end is not None else None)
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
@@ -134,14 +139,20 @@ class JobStore:
         ).fetchone()
         return _job(row, self.location) if row else None
 
-    def page(self, limit: int, before: str | None) -> list[Job]:
+    def page(self, edge: str | None, backwards: bool, limit: int) -> list[Job]:
+        """At most ``limit`` jobs older than ``edge``, newest first, or (``backwards``)
+        newer than it, oldest first: ``pagination.keyset_page``'s fetch."""
         sql = f"SELECT {', '.join(COLUMNS)} FROM timelapses"
         args: tuple = ()
-        if before:
-            sql += " WHERE id < ?"
-            args = (before,)
-        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        if edge:
+            sql += " WHERE id > ?" if backwards else " WHERE id < ?"
+            args = (edge,)
+        rows = self.db.conn.execute(sql + f" ORDER BY id {'ASC' if backwards else 'DESC'} "
+                                          f"LIMIT ?", (*args, limit)).fetchall()
         return [_job(row, self.location) for row in rows]
+
+    def count(self) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM timelapses").fetchone()[0]
 
     def active(self) -> list[Job]:
         rows = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM timelapses WHERE state IN "

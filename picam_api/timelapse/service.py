@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 from ..camera.settings import FIELDS as CAPTURE_FIELDS
@@ -12,7 +13,7 @@ from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
 from ..events import NO_EVENTS
 from ..ids import is_id, new_id
-from ..pagination import make_cursor, open_cursor
+from ..pagination import Page, keyset_page
 from ..storage import Photo, PhotoStore
 from .jobs import Job, JobStore
 from ..workers import WorkerHealth
@@ -143,13 +144,13 @@ class TimelapseService:
     def get(self, job_id: str) -> Job:
         return self.scheduler.job(job_id) or self.store.get(job_id)
 
-    def list(self, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
-        """A page of jobs, newest first, and the cursor of the next page (or None)."""
-        before = open_cursor(self._cursor_key, cursor, "timelapses") if cursor else None
-        jobs = self.store.page(limit + 1, before)
-        more, jobs = len(jobs) > limit, jobs[:limit]
-        jobs = [self.scheduler.job(job.id) or job for job in jobs]
-        return jobs, make_cursor(self._cursor_key, jobs[-1].id, "timelapses") if more else None
+    def list(self, limit: int, cursor: str | None) -> Page[Job]:
+        """A page of jobs, newest first, with the live state of the active ones."""
+        page = keyset_page(self._cursor_key, "timelapses", limit, cursor, self.store.page)
+        return replace(page, items=[self.scheduler.job(job.id) or job for job in page.items])
+
+    def count(self) -> int:
+        return self.store.count()
 
     def set_state(self, ref: str, state: str) -> Job:
         """Pause, resume or cancel the job with id or name ``ref``.

@@ -16,7 +16,8 @@ from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
 from ..events import NO_EVENTS
 from ..ids import new_id
-from ..storage import PhotoStore, _write
+from ..pagination import Page
+from ..storage import PhotoStore, store_file
 from ..timelapse import TimelapseService
 from ..workers import WorkerHealth
 from .recorder import Recorder
@@ -188,9 +189,11 @@ class VideoService:
                 or self.store.get(video_id))
 
     def list(self, limit: int, cursor: str | None = None, timelapse: str | None = None,
-             source: str | None = None) -> tuple[list[Video], str | None]:
-        videos, cursor = self.store.list(limit, cursor, timelapse, source)
-        return [self.workers.get(v.id) or self.recorder.current(v.id) or v for v in videos], cursor
+             source: str | None = None) -> Page[Video]:
+        """A page of videos, newest first, with the live state of those in progress."""
+        page = self.store.list(limit, cursor, timelapse, source)
+        return Page([self.workers.get(v.id) or self.recorder.current(v.id) or v
+                     for v in page.items], page.next, page.prev)
 
     def cancel(self, video_id: str) -> Video:
         """Stop a queued, rendering or recording video and keep nothing of it.
@@ -223,7 +226,7 @@ class VideoService:
         """A JPEG of the video's first frame, made on first request and kept."""
         path = self.store.thumbnail_path(video)
         if not path.exists():
-            _write(path, first_frame_jpeg(self.file(video), self.thumbnail_px))
+            store_file(path, first_frame_jpeg(self.file(video), self.thumbnail_px))
             try:
                 self.store.get(video.id)
             except NotFound:  # deleted meanwhile: its delete may have run already

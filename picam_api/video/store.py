@@ -20,7 +20,7 @@ from ..db import Database
 from ..errors import NotFound
 from ..files import TEMP_SUFFIX, fsync_dir, inside
 from ..ids import ID_PATTERN, is_id
-from ..pagination import make_cursor, open_cursor
+from ..pagination import Page, keyset_page
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,29 @@ class VideoStore:
         return _video(row)
 
     def list(self, limit: int, cursor: str | None = None, timelapse: str | None = None,
-             source: str | None = None) -> tuple[list[Video], str | None]:
-        """A page, newest first, and the cursor of the next page (keyset on the id)."""
-        scope = ["videos", timelapse, source]
+             source: str | None = None) -> Page[Video]:
+        """A page of videos, newest first (``pagination.keyset_page``)."""
+        def fetch(edge: str | None, backwards: bool, n: int) -> list[Video]:
+            where, args = self._filter(timelapse, source)
+            if edge:
+                where.append("id > ?" if backwards else "id < ?")
+                args.append(edge)
+            rows = self.db.conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM videos "
+                f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+                f"ORDER BY id {'ASC' if backwards else 'DESC'} LIMIT ?", (*args, n)).fetchall()
+            return [_video(row) for row in rows]
+        return keyset_page(self._cursor_key, ["videos", timelapse, source], limit, cursor, fetch)
+
+    def count_matching(self, timelapse: str | None = None, source: str | None = None) -> int:
+        """How many videos a list with these filters holds; a count over an index."""
+        where, args = self._filter(timelapse, source)
+        return self.db.conn.execute(
+            f"SELECT count(*) FROM videos {'WHERE ' + ' AND '.join(where) if where else ''}",
+            args).fetchone()[0]
+
+    @staticmethod
+    def _filter(timelapse: str | None, source: str | None) -> tuple[list[str], list]:
         where, args = [], []
         if timelapse is not None:
             where.append("timelapse_id = ?")
@@ -112,15 +132,7 @@ class VideoStore:
         if source is not None:
             where.append("source = ?")
             args.append(source)
-        if cursor:
-            where.append("id < ?")
-            args.append(open_cursor(self._cursor_key, cursor, scope))
-        rows = self.db.conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM videos {'WHERE ' + ' AND '.join(where) if where else ''} "
-            f"ORDER BY id DESC LIMIT ?", (*args, limit + 1)).fetchall()
-        videos = [_video(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return videos, make_cursor(self._cursor_key, videos[-1].id, scope) if more else None
+        return where, args
 
     def in_states(self, *states: str) -> list[Video]:
         rows = self.db.conn.execute(

@@ -66,7 +66,10 @@ export async function request(method, path, json) {
   const headers = { Accept: "application/json" };
   if (json !== undefined) headers["Content-Type"] = "application/json";
   const body = json === undefined ? undefined : JSON.stringify(json);
-  const response = await send(method, path, { headers: { ...bearer(), ...headers }, body });
+  // A GET revalidates what the browser kept (If-None-Match): an unchanged answer is a
+  // 304 with no body, read from the browser's cache.
+  const cache = method === "GET" ? "no-cache" : "no-store";
+  const response = await send(method, path, { headers: { ...bearer(), ...headers }, body, cache });
   return response.status === 204 ? null : response.json();
 }
 

@@ -111,6 +111,7 @@ events.addEventListener("signedout", () => leave("Your session has ended; sign i
 events.addEventListener("offline", () => {
   offline = true;
   document.getElementById("offline").hidden = false;
+  live.offline();
 });
 events.addEventListener("online", () => {
   if (!offline) return;

@@ -94,7 +94,7 @@ async function loadMore() {
     if (mine !== generation) return;
     gallery.append(...page.items.filter((photo) => !shownPhoto(photo.id)).map(card));
     next = page.next;
-    end.textContent = next ? "" : gallery.children.length ? "That is all." : "No photos yet.";
+    end.textContent = next ? "" : gallery.children.length ? "No older photos." : "No photos yet.";
   } catch (error) {
     if (mine === generation) end.textContent = "";
     notify(error);

@@ -28,7 +28,7 @@ from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound, PicamError
 from ..events import EventBus, TypeFilter, parse_filter
 from ..ids import is_id, new_id
-from ..pagination import make_cursor, open_cursor
+from ..pagination import Page, keyset_page
 from ..workers import WorkerHealth
 from .http import AddressPolicy, DeliveryError, Poster, check_url
 from .signing import HEADER, SecretKeeper, signature
@@ -137,15 +137,17 @@ class WebhookService:
         self.store.delete(hook.id)
         log.info("webhook %s deleted", hook.id)
 
-    def deliveries(self, webhook_id: str, limit: int,
-                   cursor: str | None) -> tuple[list[Delivery], str | None]:
-        """A page of a webhook's deliveries, newest first, and the next page's cursor."""
+    def deliveries(self, webhook_id: str, limit: int, cursor: str | None) -> Page[Delivery]:
+        """A page of a webhook's deliveries, newest first."""
         hook = self.get(webhook_id)
-        scope = f"deliveries:{hook.id}"
-        before = int(open_cursor(self._cursor_key, cursor, scope)) if cursor else None
-        rows = self.store.deliveries(hook.id, limit + 1, before)
-        more, rows = len(rows) > limit, rows[:limit]
-        return rows, make_cursor(self._cursor_key, str(rows[-1].seq), scope) if more else None
+
+        def fetch(edge: str | None, backwards: bool, n: int) -> list[Delivery]:
+            return self.store.deliveries(hook.id, int(edge) if edge else None, backwards, n)
+        return keyset_page(self._cursor_key, f"deliveries:{hook.id}", limit, cursor, fetch,
+                           lambda delivery: str(delivery.seq))
+
+    def count_deliveries(self, webhook_id: str) -> int:
+        return self.store.count_deliveries(webhook_id)
 
     def stats(self, webhook_id: str) -> dict[str, int]:
         return self.store.stats(webhook_id)

@@ -128,14 +128,22 @@ class WebhookStore:
                     "(SELECT seq FROM deliveries WHERE webhook_id = ? AND state != 'pending' "
                     "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (webhook_id, webhook_id, keep))
 
-    def deliveries(self, webhook_id: str, limit: int, before: int | None) -> list[Delivery]:
+    def deliveries(self, webhook_id: str, edge: int | None, backwards: bool,
+                   limit: int) -> list[Delivery]:
+        """At most ``limit`` deliveries before ``edge`` (by seq), newest first, or
+        (``backwards``) after it, oldest first: ``pagination.keyset_page``'s fetch."""
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?"
         args: tuple = (webhook_id,)
-        if before is not None:
-            sql += " AND seq < ?"
-            args += (before,)
-        rows = self.db.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        if edge is not None:
+            sql += " AND seq > ?" if backwards else " AND seq < ?"
+            args += (edge,)
+        rows = self.db.conn.execute(sql + f" ORDER BY seq {'ASC' if backwards else 'DESC'} "
+                                          f"LIMIT ?", (*args, limit)).fetchall()
         return [Delivery(*row) for row in rows]
+
+    def count_deliveries(self, webhook_id: str) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM deliveries WHERE webhook_id = ?",
+                                    (webhook_id,)).fetchone()[0]
 
     def stats(self, webhook_id: str) -> dict[str, int]:
         counts = dict(self.db.conn.execute(
