@@ -53,3 +53,31 @@ except CameraUnavailable as exc:
     line = done.stdout.strip()
     assert "\n" not in line
     assert f"picamera2 {TOO_OLD} is too old" in line and f"{OLDEST} or newer" in line
+
+
+def test_the_oldest_supported_picamera2_refuses_to_record_saying_why():
+    # Its PyavOutput takes no muxer options: an MP4 would keep its index at the end.
+    code = """
+import sys, os
+sys.path.insert(0, os.environ["PICAM_TEST_PICAMERA2"])
+sys.path.insert(0, "tests/simcam/site"); sys.path.insert(0, "tests")
+import simcam
+simcam.reset(libcamera="0.5")
+from picam_api.camera.base import CaptureSettings, VideoSettings
+from picam_api.camera.pi import Picamera2Camera
+from picam_api.errors import CameraUnavailable
+camera = Picamera2Camera({})
+camera.open()
+try:
+    camera.start_encoder(VideoSettings(640, 480, 15.0, 2_000_000), camera.file_output("x.mp4"))
+except CameraUnavailable as exc:
+    print(exc.detail, "|", exc.extra["fix"])
+assert camera.capture(CaptureSettings(width=320, height=240), 5.0).data  # stills go on
+camera.close()
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(OLDEST, "0.5"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    detail, fix = done.stdout.strip().split(" | ")
+    assert "recording video needs a picamera2 whose PyavOutput takes muxer options" in detail
+    assert f"picamera2 {OLDEST} has none" in detail and "picamera2" in fix

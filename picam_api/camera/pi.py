@@ -50,6 +50,21 @@ name is a slower libav software encoder. Meanwhile:
 
 ``stop_stream`` goes back to the still configuration.
 
+Video (``start_encoder``, and the pre-roll ring that keeps it running) is
+picamera2's H.264 encoder on the main stream of a video configuration at the
+recording's size and rate (``pi_video``: the V4L2 codec on VC4, libx264 on a
+Pi 5; picamera2's ``PyavOutput`` and ``CircularOutput2``). A Pi has one main
+stream, so while it records:
+
+* a still up to the recording's size (with its flips, and an exposure its frame
+  rate allows) is the next frame of main, as above;
+* a live stream that ran before keeps its hardware MJPEG on lores when it is no
+  larger than the recording; any other stream is encoded from main in software;
+* anything that needs another configuration (a larger still, other flips) is
+  refused with 503 (``CameraBusy``) saying why: it would cut the recording.
+
+``stop_encoder`` goes back to the configuration from before.
+
 ``picamera2`` and the apt-only ``libcamera`` are imported inside the methods,
 so this module imports on machines without them. Every library exception is
 mapped to the ``CameraError`` family here, with what to do (``pi_faults``); the
@@ -66,9 +81,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (CameraError, CameraUnavailable, CaptureFailed, CaptureTimeout,
+from ..errors import (CameraBusy, CameraError, CameraUnavailable, CaptureFailed, CaptureTimeout,
                       InsufficientCameraMemory)
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings
+from . import pi_video
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
 from .pi_controls import AUTO_VALUES, coerce, control_info, frame_metadata, frame_time_us, unapplied
 from .pi_faults import (CMA_FIX, FRAMES_FIX, INSTALL_FIX, NO_CAMERA_FIX, UPGRADE_FIX,
                         drop_failed_allocation, failure, is_enomem, open_error)
@@ -142,6 +158,15 @@ class _FrameSink(io.BufferedIOBase):
 
 
 @dataclass
+class _Recording:
+    """The H.264 encoder the camera runs for: its settings, output and picamera2 encoder."""
+
+    settings: VideoSettings
+    output: Any
+    encoder: Any = None
+
+
+@dataclass
 class _Stream:
     """The live stream the video configuration runs for."""
 
@@ -170,6 +195,7 @@ class Picamera2Camera(CameraBackend):
         self._encoder = None  # the running MJPEG encoder
         self._hw_mjpeg: bool | None = None  # decided at the first stream
         self._buffer_bytes: dict[str, int] = {}  # the frame buffers of each geometry (use_case)
+        self._recording: _Recording | None = None  # set while the H.264 encoder runs
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -203,6 +229,7 @@ class Picamera2Camera(CameraBackend):
             raise open_error(exc, self.camera_num) from exc
         self._picam2 = picam2
         self._flips, self._controls, self._stream = (False, False), {}, None
+        self._recording = None
         try:
             props = picam2.camera_properties
             sensor = (int(props["PixelArraySize"][0]), int(props["PixelArraySize"][1]))
@@ -239,6 +266,7 @@ class Picamera2Camera(CameraBackend):
             return
         picam2, self._picam2, self._stream = self._picam2, None, None
         encoder, self._encoder = self._encoder, None
+        recording, self._recording = self._recording, None
         try:
             # Picamera2.close() stops its event-loop thread first and then the
             # camera directly, so it returns even when that thread has died
@@ -249,6 +277,8 @@ class Picamera2Camera(CameraBackend):
         finally:
             if encoder is not None:
                 _stop_encoder(picam2, encoder)
+            if recording is not None and recording.encoder is not None:
+                _stop_encoder(picam2, recording.encoder)
 
     # -- what picam-api selftest reports ----------------------------------------
 
@@ -310,6 +340,9 @@ class Picamera2Camera(CameraBackend):
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         self._require_open()
         stream = self._stream
+        if self._recording is not None:
+            self._refuse_while_recording(settings)
+            return self._take(settings, timeout)
         if stream is not None and not self._fits_stream(settings, stream):
             # Larger than the running main stream, or a longer exposure than its
             # frame rate allows: pause the stream for a frame of the still
@@ -328,15 +361,36 @@ class Picamera2Camera(CameraBackend):
         return (settings.width <= self._main_size[0] and settings.height <= self._main_size[1]
                 and exposure <= 1e6 / stream.fps)
 
+    def _refuse_while_recording(self, settings: CaptureSettings) -> None:
+        """CameraBusy for a still that needs another configuration than the recording's."""
+        video = self._recording.settings
+        w, h = self._main_size
+        exposure = settings.controls.get("ExposureTime") or 0
+        if settings.width > w or settings.height > h:
+            why = f"a {settings.width}x{settings.height} still is larger than its frames"
+        elif (bool(settings.hflip), bool(settings.vflip)) != self._flips:
+            why = "other flips need another camera configuration"
+        elif exposure > 1e6 / video.fps:
+            why = f"an exposure of {exposure} us is longer than its {video.fps:g} fps allow"
+        else:
+            return
+        raise failure(CameraBusy, f"the camera is recording video at {w}x{h}: {why}",
+                      f"take a still of at most {w}x{h} with the recording's flips, or wait "
+                      f"for the recording to end")
+
     def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
         self._require_open()
         size = (settings.width, settings.height)
-        if self._stream is not None and self._stream.size != size:
-            # The encoder makes one size; a second one is a still from the main stream.
+        recording = self._recording is not None
+        if self._stream is not None and self._stream.size != size or recording and (
+                self._stream is None or (settings.hflip, settings.vflip) != self._flips):
+            # The encoder makes one size; a second one is a still from the main
+            # stream, as is any stream that starts while the camera records (or
+            # is refused, with other flips).
             return self.capture(settings, timeout)
         if self._stream is None:
             self._switch(_Stream(size, fps, settings.quality))
-        elif self._stream.fps != fps:
+        elif self._stream.fps != fps and not recording:  # the recording keeps its rate
             try:
                 self._picam2.set_controls({"FrameRate": fps})
             except Exception as exc:
@@ -351,6 +405,10 @@ class Picamera2Camera(CameraBackend):
 
     def stop_stream(self, size: tuple[int, int]) -> None:
         if self._picam2 is not None and self._stream is not None and self._stream.size == size:
+            if self._recording is not None:
+                # No switch while recording: the MJPEG encoder idles until it ends.
+                self._stream = None
+                return
             try:
                 self._switch(None)
             except InsufficientCameraMemory as exc:
@@ -470,7 +528,19 @@ class Picamera2Camera(CameraBackend):
         picam2 = self._picam2
         transform = Transform(hflip=hflip, vflip=vflip)
         stream = self._stream
-        if stream is None:
+        recording = self._recording
+        if recording is not None:
+            video = recording.settings
+            main = (video.width, video.height)
+            lores = {"lores": {"size": stream.size, "format": "YUV420"}} if stream else {}
+            tag = f"-{stream.size[0]}x{stream.size[1]}" if stream else ""
+            # BGR888 as for stills, which the VC4 codec (RGB24) and libx264 both take.
+            config = picam2.create_video_configuration(
+                main={"size": main, "format": "BGR888"}, **lores,
+                buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
+                controls={"FrameRate": video.fps, **controls},
+                use_case=f"record-{main[0]}x{main[1]}{tag}")
+        elif stream is None:
             width, height = self._full_size
             config = picam2.create_still_configuration(
                 main={"size": self._full_size}, buffer_count=BUFFER_COUNT,
@@ -486,6 +556,8 @@ class Picamera2Camera(CameraBackend):
                 controls={"FrameRate": stream.fps, **controls},
                 use_case=f"video-{main[0]}x{main[1]}-{stream.size[0]}x{stream.size[1]}")
         self._configure(config, make_room)
+        if recording is not None:
+            self._start_h264(recording)
         if stream is not None:
             self._start_encoder(stream)  # before start(), as picamera2's start_recording() does
         # show_preview=False runs picamera2's NullPreview event loop, which is
@@ -530,13 +602,86 @@ class Picamera2Camera(CameraBackend):
         self._buffer_bytes[config["use_case"]] = sum(len(memory) for memory in mapped)
 
     def _stop(self) -> None:
-        """Stop the camera, then the encoder, as picamera2's stop_recording() does."""
+        """Stop the camera, then the encoders, as picamera2's stop_recording() does."""
         encoder, self._encoder = self._encoder, None
+        recording = self._recording
         try:
             _stop_camera(self._picam2)
         finally:
             if encoder is not None:
                 _stop_encoder(self._picam2, encoder)
+            if recording is not None and recording.encoder is not None:
+                h264, recording.encoder = recording.encoder, None
+                _stop_encoder(self._picam2, h264)
+
+    # -- video -----------------------------------------------------------------------
+
+    def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
+        self._require_open()
+        if self._recording is not None:
+            raise CameraBusy("the camera is already recording video: one encoder at a time")
+        pi_video.require_outputs(".".join(map(str, _picamera2_version(self._lib) or ("?",))))
+        previous = self._stream
+        if previous is not None and (previous.size[0] > settings.width
+                                     or previous.size[1] > settings.height):
+            # lores cannot be larger than main: that stream goes on in software.
+            self._stream = None
+        recording = _Recording(settings, output)
+        try:
+            self._stop()
+            self._recording = recording
+            self._configure_and_start(settings.hflip, settings.vflip,
+                                      self._with_resets(self._controls))
+        except Exception as exc:
+            self._stop()
+            self._recording = None
+            restarted = self._restart(previous)
+            what = f"recording {settings.width}x{settings.height} at {settings.fps:g} fps"
+            if not restarted:
+                raise CameraUnavailable(f"{what} failed and the camera did not restart: "
+                                        f"{exc}") from exc
+            if is_enomem(exc):
+                raise failure(InsufficientCameraMemory, f"{what} needs more contiguous camera "
+                              f"(CMA) memory than is free ({exc})", CMA_FIX) from exc
+            raise CaptureFailed(f"{what} did not start: {exc}") from exc
+        log.info("recording H.264 %dx%d at %g fps with %s", settings.width, settings.height,
+                 settings.fps, type(recording.encoder).__name__)
+        return recording
+
+    def stop_encoder(self, encoder: Any) -> None:
+        if self._picam2 is None or encoder is not self._recording:
+            return  # closed (and stopped) with the camera already
+        try:
+            self._stop()  # the output gets the last frames, then stop()
+        finally:
+            self._recording = None
+        try:
+            self._configure_and_start(*self._flips, self._with_resets(self._controls))
+        except Exception as exc:
+            raise CameraUnavailable(f"restarting the camera after a recording failed: "
+                                    f"{exc}") from exc
+
+    def file_output(self, path: str) -> Any:
+        if pi_video.outputs_supported():
+            return pi_video.mp4_file(path)
+        return super().file_output(path)  # start_encoder refuses to record into it
+
+    def circular_output(self, seconds: float, max_bytes: int) -> Any:
+        if pi_video.outputs_supported():
+            return pi_video.pre_roll(seconds, max_bytes)
+        return super().circular_output(seconds, max_bytes)
+
+    def _start_h264(self, recording: _Recording) -> None:
+        """picamera2's H.264 encoder for the platform, on main, into the recording's output."""
+        from picamera2.platform import Platform, get_platform
+
+        encoder = pi_video.h264_encoder(recording.settings, get_platform() == Platform.VC4)
+        try:
+            self._picam2.start_encoder(encoder, recording.output, name="main")
+        except Exception:
+            _abandon_encoder(encoder)
+            raise
+        recording.encoder = encoder
 
     def _switch(self, stream: _Stream | None, make_room: bool = True) -> None:
         """Restart in the still configuration (None) or streaming ``stream``.

@@ -22,9 +22,9 @@ the calls v4l2_encoder makes and nothing else:
 
 A thread per streaming codec encodes each queued frame, in order, with the
 encoder its CAPTURE format names (``CODECS``): MJPEG with simplejpeg from the
-YUV420 planes, at a quality that follows the bitrate picamera2 asked for. An
-H.264 encoder (PyAV's libx264 writing Annex B, key frames every I-period and
-when forced) would be one more entry there and nothing else.
+YUV420 planes, at a quality that follows the bitrate picamera2 asked for, and
+H.264 (a Pi 4's ``H264Encoder``) with PyAV's libx264 writing Annex B from
+YUV420 or RGB24 frames, key frames every I-period and when forced.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import os
 import select as _select
 import threading
 from collections import deque
+from fractions import Fraction
 
 OPENED: list["SimCodec"] = []  # every codec opened in this process, for tests
 DEVICE = "/dev/video11"
@@ -163,13 +164,15 @@ class SimCodec:
         pix = fmt.fmt.pix_mp
         pix.width, pix.height = min(pix.width, MAX_SIDE), min(pix.height, MAX_SIDE)
         if fmt.type == v.V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE:
-            if pix.pixelformat != v.V4L2_PIX_FMT_YUV420:
-                # The real codec takes RGB and other YUV layouts too; picam-api
-                # streams YUV420 lores, and only that is simulated.
-                raise OSError(errno.EINVAL, "S_FMT: the simulated codec takes YUV420 only")
-            stride = max(int(pix.plane_fmt[0].bytesperline), pix.width)
+            if pix.pixelformat not in (v.V4L2_PIX_FMT_YUV420, v.V4L2_PIX_FMT_RGB24):
+                # The real codec takes other YUV and RGB layouts too; picam-api
+                # streams YUV420 lores and records from the BGR888 main stream
+                # (RGB24 to V4L2), and only those are simulated.
+                raise OSError(errno.EINVAL, "S_FMT: the simulated codec takes YUV420 and RGB24 only")
+            rgb = pix.pixelformat == v.V4L2_PIX_FMT_RGB24
+            stride = max(int(pix.plane_fmt[0].bytesperline), pix.width * (3 if rgb else 1))
             pix.plane_fmt[0].bytesperline = stride
-            pix.plane_fmt[0].sizeimage = stride * pix.height * 3 // 2
+            pix.plane_fmt[0].sizeimage = stride * pix.height if rgb else stride * pix.height * 3 // 2
             self.output_format = (pix.width, pix.height, pix.pixelformat, stride)
         elif fmt.type == v.V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE:
             if pix.pixelformat not in CODECS:
@@ -325,6 +328,55 @@ class MjpegCodec:
         return simplejpeg.encode_jpeg_yuv_planes(luma, u, v, self.quality), True
 
 
+class H264Codec:
+    """The codec's H.264: libx264 through PyAV writing Annex B, as the firmware's
+    encoder does with picamera2's controls: SPS/PPS before every key frame
+    (REPEAT_SEQ_HEADER), a key frame every I-period and when forced, no B-frames."""
+
+    def __init__(self, device: SimCodec):
+        import av
+
+        v = device.v
+        self.width, self.height, fourcc, self.stride = device.output_format
+        self.rgb = fourcc == v.V4L2_PIX_FMT_RGB24
+        period = device.controls.get(v.V4L2_CID_MPEG_VIDEO_H264_I_PERIOD, 60) or 60
+        context = av.CodecContext.create("libx264", "w")
+        context.width, context.height, context.pix_fmt = self.width, self.height, "yuv420p"
+        context.time_base = Fraction(1, 1_000_000)
+        context.framerate = Fraction(device.frames_per_second or 30).limit_denominator(1001)
+        context.bit_rate = device.bitrate or 10_000_000
+        context.gop_size = period
+        context.max_b_frames = 0
+        repeat = device.controls.get(v.V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER, 0)
+        context.options = {"preset": "ultrafast", "tune": "zerolatency",
+                           "x264-params": f"repeat-headers={1 if repeat else 0}"}
+        context.open()
+        self.context = context
+        self.pts = 0
+
+    def encode(self, frame: mmap.mmap, force_key: bool) -> tuple[bytes, bool]:
+        import av
+        import numpy as np
+
+        w, h, stride = self.width, self.height, self.stride
+        data = np.frombuffer(frame, np.uint8)
+        if self.rgb:
+            picture = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(data[:stride * h].reshape(h, stride)[:, :w * 3].reshape(h, w, 3)),
+                format="rgb24").reformat(format="yuv420p")
+        else:
+            planes = np.concatenate([data[:stride * h].reshape(h, stride)[:, :w].reshape(-1),
+                                     data[stride * h:stride * h * 3 // 2]
+                                     .reshape(h, stride // 2)[:, :w // 2].reshape(-1)])
+            picture = av.VideoFrame.from_ndarray(planes.reshape(h * 3 // 2, w), format="yuv420p")
+        picture.pts, self.pts = self.pts, self.pts + 1
+        if force_key:
+            picture.pict_type = "I"
+        packets = self.context.encode(picture)
+        # zerolatency: one packet per frame, none held back.
+        return b"".join(bytes(p) for p in packets), any(p.is_keyframe for p in packets)
+
+
 def _timeval(value) -> tuple[str, str]:
     """struct timeval's field names: tv_sec/tv_usec in videodev2, secs/usecs in v4l2-python3."""
     names = [name for name, _ in type(value)._fields_]
@@ -345,7 +397,7 @@ def _fourcc(text: str) -> int:
 
 
 # CAPTURE formats the codec makes: fourcc -> encoder.
-CODECS = {_fourcc("MJPG"): MjpegCodec}
+CODECS = {_fourcc("MJPG"): MjpegCodec, _fourcc("H264"): H264Codec}
 
 
 # -- the calls v4l2_encoder makes, pointed at the codec ----------------------------------
