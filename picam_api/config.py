@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .device_kinds import check_capture_light, check_devices
 from .errors import ConfigError
 # Shared with the GPIO checks (rules.py), under the names the SPEC below reads.
 from .rules import boolean as _bool, choice as _choice, number as _number
@@ -293,12 +294,6 @@ def _public_url(value: Any) -> str:
     return text.rstrip("/")
 
 
-def _devices(value: Any) -> list[dict]:
-    # The GPIO module knows the device kinds and their options.
-    from .gpio.devices import check_devices
-    return check_devices(value)
-
-
 SPEC: dict[str, Callable] = {
     "server.host": _text,
     "server.port": _number(int, 1, 65535),
@@ -349,7 +344,7 @@ SPEC: dict[str, Callable] = {
     "stream.aliases_require_auth": _bool,
     "stream.url_ttl_s": _number(int, 1, 3600),
     "gpio.pin_factory": _text,
-    "gpio.devices": _devices,
+    "gpio.devices": check_devices,
     "events.keep": _number(int, 100, 10_000_000),
     "events.max_clients": _number(int, 0, 1000),
     "events.keepalive_s": _number(float, 0.1, 3600),
@@ -490,7 +485,6 @@ def _check_threads(config: Mapping) -> None:
 
 
 def _check_capture_light(config: Mapping) -> None:
-    from .gpio.devices import check_capture_light
     light = config["camera"]["light"]
     try:
         check_capture_light(light, config["gpio"]["devices"])

@@ -970,8 +970,8 @@ def bench_mqtt_latency(tmp: Path, runs: int) -> None:
 
 
 HEADER = ("metric", "value", "baseline", "ratio", "target", "met")
-# The README's Performance section holds the latest table between these (--readme).
-README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
+# docs/testing.md's Performance section holds the latest table between these (--doc).
+TABLE_START, TABLE_END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 
 def cells(row: dict) -> tuple[str, ...]:
@@ -991,13 +991,13 @@ def print_table(rows: list[dict]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-def update_readme(path: Path, machine: str, rows: list[dict]) -> None:
-    """Put the table, as Markdown, between the README's bench-table markers."""
+def update_doc(path: Path, machine: str, rows: list[dict]) -> None:
+    """Put the table, as Markdown, between the bench-table markers of ``path``."""
     text = path.read_text()
-    start, end = text.index(README_START), text.index(README_END)
+    start, end = text.index(TABLE_START), text.index(TABLE_END)
     table = "\n".join("| " + " | ".join(line) + " |" for line in
                       [HEADER, ("---",) * len(HEADER), *(cells(row) for row in rows)])
-    block = (f"{README_START}\nLatest run, {dt.date.today():%Y-%m-%d}: {machine}, mock camera.\n\n"
+    block = (f"{TABLE_START}\nLatest run, {dt.date.today():%Y-%m-%d}: {machine}, mock camera.\n\n"
              f"{table}\n")
     path.write_text(text[:start] + block + text[end:])
 
@@ -1026,8 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per figure")
     parser.add_argument("--json", default="bench-results.json", help="where to write the table")
-    parser.add_argument("--readme", type=Path, help="also put the table in this README "
-                        f"(between {README_START} and {README_END})")
+    parser.add_argument("--doc", type=Path, help="also put the table in this Markdown file "
+                        f"(between {TABLE_START} and {TABLE_END})")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
                              "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
@@ -1057,8 +1057,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)
     Path(args.json).write_text(json.dumps({"machine": machine, "rows": ROWS}, indent=2))
-    if args.readme:
-        update_readme(args.readme, machine, ROWS)
+    if args.doc:
+        update_doc(args.doc, machine, ROWS)
     return 0
 
 

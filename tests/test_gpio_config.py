@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
 from picam_api.gpio import factory as gpio_factory
-from picam_api.gpio.devices import check_devices
+from picam_api.device_kinds import check_devices
 
 from conftest import BIN
 
@@ -284,10 +284,14 @@ def test_the_app_uses_gpiozero_pin_factory_from_the_environment(make_app, config
                         json={"value": 0.5}).status_code == 200
 
 
-def test_the_readme_example_starts(make_app, config, admin_headers):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("\n## GPIO\n"):]
-    lines = section[section.index("\n    [camera]\n") + 1:].splitlines()
+@pytest.mark.parametrize("doc, heading, names", [
+    ("docs/gpio.md", "# GPIO", ["status", "porch", "ir-lamp", "pir", "hold-to-pause"]),
+    ("README.md", "## GPIO", ["porch", "pir"]),
+])
+def test_the_documented_examples_start(make_app, config, admin_headers, doc, heading, names):
+    text = (Path(__file__).parent.parent / doc).read_text()
+    section = text[text.index(f"\n{heading}\n" if heading.startswith("##") else heading):]
+    lines = section[section.index("\n    [") + 1:].splitlines()
     block = []
     for line in lines:
         if line and not line.startswith("    "):
@@ -295,7 +299,7 @@ def test_the_readme_example_starts(make_app, config, admin_headers):
         block.append(line[4:])
     example = tomllib.loads("\n".join(block))
     config["gpio"] = example["gpio"]
-    config["camera"].update(example["camera"])
+    config["camera"].update(example.get("camera", {}))
     client = make_app(config).test_client()
-    names = [d["name"] for d in client.get("/api/v1/gpio", headers=admin_headers).json["items"]]
-    assert names == ["status", "porch", "ir-lamp", "pir", "hold-to-pause"]
+    listed = [d["name"] for d in client.get("/api/v1/gpio", headers=admin_headers).json["items"]]
+    assert listed == names

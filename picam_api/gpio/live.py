@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from .devices import Kind
+from ..device_kinds import Kind
 
 log = logging.getLogger(__name__)
 

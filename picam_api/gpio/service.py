@@ -9,7 +9,7 @@ from gpiozero.pins.mock import MockFactory
 
 from .. import resources
 from ..errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
-from .devices import KINDS
+from ..device_kinds import KINDS
 from .factory import make_pin_factory
 from .live import Input, LiveDevice, Output
 from .triggers import TriggerWorker

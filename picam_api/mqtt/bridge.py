@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -36,9 +36,6 @@ from . import state
 from .commands import Commands
 from .discovery import Discovery, device_info
 from .topics import Topics, default_node_id
-
-if TYPE_CHECKING:
-    from ..app import Services
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +55,12 @@ MAX_QUEUED_COMMANDS = 1000
 
 
 class MqttBridge:
-    """One node's connection to the broker; ``start()`` and ``stop()`` are the app's."""
+    """One node's connection to the broker; ``start()`` and ``stop()`` are the app's.
 
-    def __init__(self, config: dict, services: Services):
+    ``services`` is the app's ``Services`` (app.py), which builds the bridge.
+    """
+
+    def __init__(self, config: dict, services: Any):
         mqtt_config = config["mqtt"]
         self.config = mqtt_config
         self.services = services

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from marshmallow import ValidationError
 from werkzeug.http import HTTP_STATUS_CODES
@@ -27,9 +27,6 @@ from .. import resources
 from ..api.schemas import CaptureRequest, GpioChange, TimelapsePatch, VideoCreate
 from ..errors import PicamError
 from ..problems import error_body, problem_body, validation_body
-
-if TYPE_CHECKING:
-    from ..app import Services
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +37,7 @@ MAX_REMEMBERED = 10_000
 class Commands:
     """The command table and the request ids seen lately."""
 
-    def __init__(self, services: Services, max_bytes: int, dedupe_s: float):
+    def __init__(self, services: Any, max_bytes: int, dedupe_s: float):
         self.services = services
         self.max_bytes = max_bytes
         self.dedupe_s = dedupe_s

@@ -1,17 +1,17 @@
-"""The retained ``state/...`` payloads: camera, storage, each GPIO device, each active time-lapse."""
+"""The retained ``state/...`` payloads: camera, storage, each GPIO device, each active time-lapse.
+
+``services`` is the app's ``Services`` (app.py), passed down, never imported:
+the composition root sits above this package.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import shutil
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 
-if TYPE_CHECKING:
-    from ..app import Services
-
-
-def camera(services: Services) -> dict:
+def camera(services: Any) -> dict:
     health = services.owner.health()
     try:
         model = services.owner.capabilities.model
@@ -21,7 +21,7 @@ def camera(services: Services) -> dict:
             "model": model, "last_capture_at": health["last_capture_at"]}
 
 
-def storage(services: Services, low: bool | None) -> dict:
+def storage(services: Any, low: bool | None) -> dict:
     disk = shutil.disk_usage(services.data_dir)
     stats = services.photos.stats()
     latest = services.photos.list(1).items

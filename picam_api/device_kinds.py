@@ -1,5 +1,8 @@
 """The GPIO device kinds, and checking ``[[gpio.devices]]`` against them.
 
+Below both the config, which checks the section as it loads, and the gpio
+package, which builds the devices.
+
 ``check_devices`` runs while the config loads, before any pin factory exists, so
 pins are checked against the 40-pin header that every current Raspberry Pi
 shares, and normalised to gpiozero's BCM name ("GPIO17") so that ``17``,
@@ -16,10 +19,10 @@ from gpiozero import (LED, PWMLED, Button, Buzzer, DigitalInputDevice,
                       DigitalOutputDevice, pi_info)
 
 # The same checks as every other config key, so GPIO options read alike.
-from ..rules import boolean as _bool
-from ..rules import check_capture_request
-from ..rules import choice as _choice
-from ..rules import number as _number
+from .rules import boolean as _bool
+from .rules import check_capture_request
+from .rules import choice as _choice
+from .rules import number as _number
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
