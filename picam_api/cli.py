@@ -1,8 +1,9 @@
-"""The picam-api command: serve, check a config, manage users."""
+"""The picam-api command: serve, check a config, manage users, test a Pi."""
 from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sqlite3
 import sys
@@ -74,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     passwd.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input")
     passwd.set_defaults(run=_user_passwd)
+
+    selftest = commands.add_parser("selftest", parents=[common],
+                                   help="check the camera, memory, devices, GPIO, disk and "
+                                        "service on this Pi (exit status 1 on any FAIL)")
+    selftest.add_argument("--json", action="store_true", help="print the results as JSON")
+    selftest.add_argument("--meminfo", metavar="FILE", default="/proc/meminfo",
+                          help="read the memory figures from FILE (default /proc/meminfo)")
+    selftest.set_defaults(run=_selftest)
     return parser
 
 
@@ -215,6 +224,16 @@ def _user_passwd(args) -> int:
           "are revoked")
     _drop_initial_password(args.data_dir, args.name)
     return 0
+
+
+def _selftest(args) -> int:
+    from . import selftest
+
+    # One screen: every problem is a line of the report, not a log record too.
+    logging.basicConfig(level=logging.CRITICAL)
+    report = selftest.run(load_config(args.config), meminfo=args.meminfo)
+    print(report.json() if args.json else report.text())
+    return 0 if report.ok else 1
 
 
 def _drop_initial_password(data_dir: Path, name: str) -> None:

@@ -159,6 +159,12 @@ class MisdirectedRequest(PicamError):
     title = "Misdirected request"
 
 
+class InsufficientCameraMemory(CameraError):
+    """The camera's contiguous (CMA) memory cannot hold what the request needs now."""
+
+    title = "Not enough camera memory"
+
+
 class PreconditionFailed(PicamError):
     """An If-Match that the resource no longer matches: it changed since the client read it."""
 

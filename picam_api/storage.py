@@ -117,7 +117,8 @@ class PhotoStore:
         """
         self.check_space(len(capture.data))
         # UTC throughout: the id, the dated folder and taken_at must agree.
-        taken_at = (taken_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+        # The frame's own time when the camera gave one, so the index and the EXIF agree.
+        taken_at = (taken_at or capture.taken_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         photo_id = new_id(taken_at)
         relative = Path("photos", f"{taken_at:%Y/%m/%d}", f"{photo_id}.{EXTENSIONS[capture.format]}")
         photo = Photo(

@@ -17,6 +17,7 @@ set_paths() {
     config=$config_dir/config.toml
     state_dir=$r/var/lib/$service
     unit=$r/etc/systemd/system/$service.service
+    memory_dropin=$r/etc/systemd/system/$service.service.d/memory.conf
     command_wrapper=$r/usr/local/bin/$service
 }
 

@@ -1276,6 +1276,13 @@ def machine_name() -> str:
     return f"{model} ({platform.machine()}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def bench_picamera2(tmp: Path, runs: int) -> None:
+    """The picamera2 backend over the simulated Pi: camera memory, RSS, capture cost."""
+    from bench_pi import bench_picamera2 as rows  # tests/simcam under the real picamera2
+
+    rows(record, runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per figure")
@@ -1286,7 +1293,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
                              "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
                              "sse-fanout, webhooks, mqtt, render, render-lateness, clip, "
-                             "motion, h264); "
+                             "motion, h264, picamera2); "
                              "may be repeated")
     args = parser.parse_args(argv)
     benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
@@ -1302,7 +1309,8 @@ def main(argv: list[str] | None = None) -> int:
                ("render-lateness", bench_render_lateness, (args.runs,)),
                ("clip", bench_clip, (args.runs,)),
                ("motion", bench_motion, (args.runs,)),
-               ("h264", bench_h264, (args.runs,))]
+               ("h264", bench_h264, (args.runs,)),
+               ("picamera2", bench_picamera2, (max(10, args.runs // 2),))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
         for name, bench, extra in benches:

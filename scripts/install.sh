@@ -25,6 +25,7 @@ For trying it out off a Pi:
   --source DIR                the picam-api checkout to install (default: this one)
   --skip-apt                  install no apt packages
   --skip-systemctl            neither need nor touch systemd
+  --meminfo FILE              size MemoryMax= from FILE instead of /proc/meminfo
 USAGE
 }
 
@@ -39,6 +40,7 @@ root=/
 source_dir=$(cd "$here/.." && pwd)
 skip_apt=0
 skip_systemctl=0
+meminfo=/proc/meminfo
 build_dir=
 trap 'rm -rf "$build_dir"' EXIT
 
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --source) source_dir=$(value "$@"); shift ;;
         --skip-apt) skip_apt=1 ;;
         --skip-systemctl) skip_systemctl=1 ;;
+        --meminfo) meminfo=$(value "$@"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -230,6 +233,37 @@ WRAPPER
     mv "$command_wrapper.new" "$command_wrapper"
 }
 
+# The service may use half the RAM before systemd kills and restarts it: enough for a
+# 12 MP still decoded twice over, and a leak ends before the Pi swaps. Under 1 GB (a
+# Zero 2 W has 512 MB) no limit is set: half would not hold a full-resolution still,
+# and the whole RAM is no limit at all, since the kernel's OOM killer acts first.
+# Frame buffers are dma-heap memory, which the memory cgroup seems not to charge at all.
+# MemTotal of a 1 GB board is about 900 MiB; 768 MiB tells it from a 512 MB one.
+MEMORY_LIMIT_FROM_KB=786432
+
+install_memory_limit() {
+    local total_kb
+    total_kb=$(awk '$1 == "MemTotal:" { print $2 }' "$meminfo" 2>/dev/null || true)
+    [[ $total_kb =~ ^[0-9]+$ ]] || die "cannot read MemTotal from $meminfo"
+    if [ "$total_kb" -lt "$MEMORY_LIMIT_FROM_KB" ]; then
+        say "No MemoryMax= for $((total_kb / 1024)) MiB of RAM (under 1 GB)"
+        rm -f "$memory_dropin"
+        rmdir --ignore-fail-on-non-empty "$(dirname "$memory_dropin")" 2>/dev/null || true
+        return
+    fi
+    say "Installing $memory_dropin: MemoryMax=$((total_kb / 2048))M, half of the RAM"
+    install -d -m 0755 "$(dirname "$memory_dropin")"
+    cat >"$memory_dropin.new" <<DROPIN
+# Written by picam-api's install.sh from MemTotal ($((total_kb / 1024)) MiB): half the RAM,
+# so a runaway (a leak, a huge request) is killed and restarted before the Pi swaps.
+# install.sh rewrites it; put changes in another drop-in (sudo systemctl edit picam-api).
+[Service]
+MemoryMax=$((total_kb / 2048))M
+DROPIN
+    chmod 0644 "$memory_dropin.new"
+    mv "$memory_dropin.new" "$memory_dropin"
+}
+
 running=0
 
 start_service() {
@@ -320,5 +354,6 @@ install_app
 write_config
 setup_admin
 install_unit
+install_memory_limit
 start_service
 summary

@@ -43,7 +43,9 @@ if [ "$skip_systemctl" = 0 ] && systemd_running; then
     systemctl disable --now --quiet "$service" 2>/dev/null || true
 fi
 say "Removing $unit, $app_dir and $command_wrapper"
-rm -f "$unit" "$command_wrapper"
+rm -f "$unit" "$command_wrapper" "$memory_dropin"
+# The drop-in directory goes only if nothing but install.sh's file was in it.
+rmdir --ignore-fail-on-non-empty "$(dirname "$memory_dropin")" 2>/dev/null || true
 rm -rf "$app_dir"
 if [ "$skip_systemctl" = 0 ] && systemd_running; then
     systemctl daemon-reload

@@ -243,3 +243,32 @@ def mp4_boxes(data: bytes) -> list[str]:
             break
         offset += size
     return boxes
+
+
+# -- the simulated Pi camera (tests/simcam) under the real picamera2 ---------------
+
+# tests/test_pi_versions.py runs the picamera2 suite again with another picamera2 first on the path.
+if os.environ.get("PICAM_TEST_PICAMERA2"):
+    sys.path.insert(0, os.environ["PICAM_TEST_PICAMERA2"])
+SIMCAM_SITE = Path(__file__).resolve().parent / "simcam" / "site"
+
+
+@pytest.fixture
+def sim(request, monkeypatch):
+    """A fresh simulated machine (``simcam.World``); parametrise with a dict of its fields."""
+    monkeypatch.syspath_prepend(str(SIMCAM_SITE))
+    import simcam
+
+    fields = dict(getattr(request, "param", {}))
+    if os.environ.get("PICAM_TEST_LIBCAMERA"):
+        fields.setdefault("libcamera", os.environ["PICAM_TEST_LIBCAMERA"])
+    world = simcam.reset(**fields)
+    yield world
+    import gc
+
+    from picamera2.picamera2 import Picamera2
+
+    gc.collect()  # a Picamera2 whose __init__ failed closes itself in __del__
+    assert not [camera for camera in Picamera2._cm.cameras.values() if camera.is_open], \
+        "a test left a Picamera2 open"
+    simcam.reset()

@@ -51,9 +51,16 @@ def _run(*argv, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-def _install(root: Path, *options) -> subprocess.CompletedProcess:
+MEMORY_DROPIN = "etc/systemd/system/picam-api.service.d/memory.conf"
+# MemTotal as /proc/meminfo shows it on a 4 GB Pi 4 and on a 512 MB Pi Zero 2 W.
+PI_4_4GB_KB, ZERO_2_W_KB = 3884944, 436824
+
+
+def _install(root: Path, *options, mem_total_kb: int = PI_4_4GB_KB) -> subprocess.CompletedProcess:
+    meminfo = root / "meminfo"
+    meminfo.write_text(f"MemTotal:       {mem_total_kb} kB\nMemFree:         123456 kB\n")
     return _run(REPO / "scripts" / "install.sh", "--root", root, "--skip-apt",
-                "--skip-systemctl", *options, stdin=subprocess.DEVNULL)
+                "--skip-systemctl", "--meminfo", meminfo, *options, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +134,11 @@ def test_install_makes_the_user_venv_config_unit_and_admin(root):
     users = _picam_cli(root, "user", "list").stdout
     assert re.match(r"admin\toperator\t", users), users
 
+    # Half the RAM of this (fake) 4 GB Pi as MemoryMax=, in a drop-in that says why.
+    dropin = (root / MEMORY_DROPIN).read_text()
+    assert _unit_settings(root / MEMORY_DROPIN) == {"MemoryMax": [f"{PI_4_4GB_KB // 2048}M"]}
+    assert "half the RAM" in dropin and "MemoryMax" not in _unit_settings(root / INSTALLED_UNIT)
+
 
 def test_installed_command_line_serves_as_the_unit_says(root):
     with _started_as_unit(root) as (url, notifications):
@@ -148,8 +160,11 @@ def test_rerun_upgrades_in_place_and_keeps_config_data_and_users(root):
     other_password.write_text("a-different-password\n")
     (root / "opt/picam-api/venv/bin/picam-api").unlink()  # an old install, to be replaced
 
-    result = _install(root, "--port", free_port(), "--admin-password-file", other_password)
+    result = _install(root, "--port", free_port(), "--admin-password-file", other_password,
+                      mem_total_kb=ZERO_2_W_KB)
     assert "Keeping" in result.stdout and "Keeping the existing users: admin" in result.stdout
+    # Under 1 GB the limit is left out: the kernel's OOM killer would act first.
+    assert not (root / MEMORY_DROPIN).exists() and "No MemoryMax= for 426 MiB" in result.stdout
     assert 'level = "DEBUG"' in config.read_text()
     assert 'backend = "mock"' in config.read_text()  # not the default picamera2
 
@@ -209,9 +224,11 @@ def test_a_database_of_another_user_is_one_line_and_exit_2(root):
 def test_uninstall_keeps_data_unless_purged(root):
     # Runs last: it takes the install away.
     uninstall = REPO / "scripts" / "uninstall.sh"
+    assert (root / MEMORY_DROPIN).exists()
     _run(uninstall, "--root", root, "--skip-systemctl")
     assert not (root / "opt/picam-api").exists()
     assert not (root / INSTALLED_UNIT).exists()
+    assert not (root / MEMORY_DROPIN).parent.exists()
     assert not (root / "usr/local/bin/picam-api").exists()
     assert (root / STATE / "picam.db").exists() and (root / CONFIG).exists()
     _run(uninstall, "--root", root, "--skip-systemctl", "--purge")

@@ -16,14 +16,26 @@ class ControlInfo:
 
     ``minimum``/``maximum``/``default`` are numbers or booleans for scalar controls,
     and lists of numbers for array controls such as ScalerCrop.
+
+    ``type`` and ``size`` are libcamera's: ``type`` is one of ``bool``, ``integer``,
+    ``number``, ``rectangle`` (``[x, y, width, height]``), ``size``; ``size`` is None
+    for a single value, the length of a fixed array (ColourGains: 2,
+    ColourCorrectionMatrix: 9) or 0 for a list of any length (AfWindows). A
+    backend that cannot tell leaves ``type`` None and the checks go by the default.
     """
 
     minimum: Any
     maximum: Any
     default: Any
+    type: str | None = None
+    size: int | None = None
 
     def to_dict(self) -> dict:
-        return {"min": self.minimum, "max": self.maximum, "default": self.default}
+        out = {"min": self.minimum, "max": self.maximum, "default": self.default}
+        if self.type is not None:
+            out.update(type=self.type, array=self.size is not None,
+                       length=self.size or None if self.size is not None else None)
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,8 @@ class Capture:
     height: int
     format: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # When the frame was taken (UTC); the owner fills it in.
+    taken_at: Any = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,13 @@ class CameraBackend(abc.ABC):
     @abc.abstractmethod
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         """Take one still; give up with ``CaptureTimeout`` after ``timeout`` seconds."""
+
+    def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
+        """How long a capture of ``settings`` may take, given the base ``timeout``.
+
+        A long exposure needs longer (the picamera2 backend adds six frame times).
+        """
+        return timeout
 
     def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
         """The next JPEG of a live stream at ``settings``' size, newer than the last one.

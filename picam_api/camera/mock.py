@@ -127,9 +127,17 @@ class MockCamera(CameraBackend):
         else:
             image.save(buffer, "JPEG", quality=settings.quality)
         return Capture(buffer.getvalue(), image.width, image.height, settings.format,
-                       {"FrameNumber": self.frames,
-                        "ExposureTime": settings.controls.get("ExposureTime", 20_000),
-                        "AnalogueGain": settings.controls.get("AnalogueGain", 1.0)})
+                       self._metadata(settings))
+
+    def _metadata(self, settings: CaptureSettings) -> dict:
+        """What a Camera Module 3 reports for a frame, with the controls asked for."""
+        controls = settings.controls
+        return {"FrameNumber": self.frames,
+                "ExposureTime": controls.get("ExposureTime", 20_000),
+                "AnalogueGain": controls.get("AnalogueGain", 1.0),
+                "DigitalGain": 1.0, "ColourTemperature": 5100, "Lux": 400.0,
+                "FocusFoM": 12000, "LensPosition": controls.get("LensPosition", 0.5),
+                "SensorTimestamp": time.monotonic_ns()}
 
     def scene_time(self) -> float:
         """Seconds of scene time: since the camera last opened."""
@@ -147,31 +155,45 @@ class MockCamera(CameraBackend):
 
     def render(self, settings: CaptureSettings, frame: int, when: dt.datetime) -> Image.Image:
         """Draw one frame for ``settings`` at time ``when``."""
-        width, height = settings.width, settings.height
-        image = _pattern(width, height).copy()
-        draw = ImageDraw.Draw(image)
-        # A dot that crosses the frame every 4 s, so consecutive frames differ.
-        phase = (when.timestamp() % 4.0) / 4.0
-        radius = max(2, min(width, height) // 12)
-        cx = int(radius + phase * (width - 2 * radius))
-        cy = height * 2 // 3 - radius - 2
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 255, 255))
-        self.scene.draw(image, self.scene_time())
-        controls = settings.controls
-        lines = [f"MOCK CAMERA  frame {frame}",
-                 when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                 f"{width}x{height} {settings.format} q{settings.quality}"
-                 f"{' hflip' if settings.hflip else ''}{' vflip' if settings.vflip else ''}"]
-        lines += [f"{name}={value}" for name, value in sorted(controls.items())]
-        font = _font(max(8, height // 30))
-        draw.multiline_text((radius // 2 + 2, 4), "\n".join(lines), fill=(255, 255, 255),
-                            font=font, stroke_width=max(1, height // 400), stroke_fill=(0, 0, 0))
-        image = _apply_controls(image, controls, self.sensor)
-        if settings.hflip:
-            image = ImageOps.mirror(image)
-        if settings.vflip:
-            image = ImageOps.flip(image)
-        return image
+        return render_frame(settings, frame, when, self.sensor,
+                            scene=self.scene, scene_time=self.scene_time())
+
+
+def render_frame(settings: CaptureSettings, frame: int, when: dt.datetime,
+                 sensor: tuple[int, int], title: str = "MOCK CAMERA",
+                 scene: Scene | None = None, scene_time: float = 0.0) -> Image.Image:
+    """The test pattern for ``settings``: frame ``frame`` of a ``sensor``-sized camera,
+    with ``scene``'s moving object (motion detection's tests) at ``scene_time``.
+
+    The picamera2 simulator in tests/ draws its frames with this too, so both
+    fakes show the same picture.
+    """
+    width, height = settings.width, settings.height
+    image = _pattern(width, height).copy()
+    draw = ImageDraw.Draw(image)
+    # A dot that crosses the frame every 4 s, so consecutive frames differ.
+    phase = (when.timestamp() % 4.0) / 4.0
+    radius = max(2, min(width, height) // 12)
+    cx = int(radius + phase * (width - 2 * radius))
+    cy = height * 2 // 3 - radius - 2
+    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 255, 255))
+    if scene is not None:
+        scene.draw(image, scene_time)
+    controls = settings.controls
+    lines = [f"{title}  frame {frame}",
+             when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+             f"{width}x{height} {settings.format} q{settings.quality}"
+             f"{' hflip' if settings.hflip else ''}{' vflip' if settings.vflip else ''}"]
+    lines += [f"{name}={value}" for name, value in sorted(controls.items())]
+    font = _font(max(8, height // 30))
+    draw.multiline_text((radius // 2 + 2, 4), "\n".join(lines), fill=(255, 255, 255),
+                        font=font, stroke_width=max(1, height // 400), stroke_fill=(0, 0, 0))
+    image = _apply_controls(image, controls, sensor)
+    if settings.hflip:
+        image = ImageOps.mirror(image)
+    if settings.vflip:
+        image = ImageOps.flip(image)
+    return image
 
 
 def _apply_controls(image: Image.Image, controls: dict, sensor: tuple[int, int]) -> Image.Image:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
@@ -10,6 +12,7 @@ from typing import Callable
 from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
 from ..events import NO_EVENTS
+from . import exif
 from .base import CameraBackend, Capabilities, Capture, CaptureSettings, LumaFrame, VideoSettings
 
 log = logging.getLogger(__name__)
@@ -58,12 +61,25 @@ class CameraOwner:
         return self._capabilities
 
     def capture(self, settings: CaptureSettings) -> Capture:
-        """Take one still through the backend, mapping faults to ``CameraError``s."""
+        """Take one still through the backend, mapping faults to ``CameraError``s.
+
+        The backend may take longer than ``timeout`` for a long exposure
+        (``capture_timeout``); JPEGs get EXIF from the frame's metadata.
+        """
         def take() -> Capture:
+            bound = self.backend.capture_timeout(settings, self.timeout)
+            # Counted from here: opening the camera first (under the same lock) is
+            # not part of this capture's time (pi-audit F4).
+            self._lock.deadline = time.monotonic() + bound
             with contextlib.ExitStack() as stack:
                 for hook in self.hooks:
                     stack.enter_context(hook())
-                return self.backend.capture(settings, self.timeout)
+                result = self.backend.capture(settings, bound)
+            taken_at = dt.datetime.now(dt.timezone.utc)
+            data = result.data
+            if result.format == "jpeg":
+                data = exif.with_exif(data, result.metadata, self._capabilities.model, taken_at)
+            return dataclasses.replace(result, data=data, taken_at=taken_at)
         return self._counted(take)
 
     def stream_frame(self, settings: CaptureSettings, fps: float) -> Capture:
@@ -154,6 +170,17 @@ class CameraOwner:
         since = self._lock.held_since
         return 0.0 if since is None else time.monotonic() - since
 
+    def overdue(self) -> float:
+        """Seconds the call now holding the camera has run past its own bound; 0.0 if none.
+
+        The bound is ``timeout`` from when the lock was taken, or for a capture the
+        backend's ``capture_timeout`` (a long exposure) from when the capture began.
+        """
+        since, deadline = self._lock.held_since, self._lock.deadline
+        if since is None:
+            return 0.0
+        return max(0.0, time.monotonic() - max(since + self.timeout, deadline or 0.0))
+
     def _counted(self, take: Callable[[], Capture]) -> Capture:
         timeouts = self._timeouts
         with self._locked():
@@ -234,18 +261,22 @@ class CameraOwner:
 
 
 class _StampedLock:
-    """A lock that knows since when it is held (``CameraOwner.held_for``)."""
+    """A lock that knows since when it is held (``CameraOwner.held_for``), and until
+    when the call holding it may run (``deadline``, set by that call; None: the
+    owner's timeout)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.held_since: float | None = None
+        self.deadline: float | None = None
 
     def acquire(self, timeout: float = -1) -> bool:
         if not self._lock.acquire(timeout=timeout):
             return False
+        self.deadline = None
         self.held_since = time.monotonic()
         return True
 
     def release(self) -> None:
-        self.held_since = None
+        self.held_since = self.deadline = None
         self._lock.release()

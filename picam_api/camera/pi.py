@@ -1,8 +1,12 @@
 """The real camera: a Raspberry Pi camera driven through picamera2.
 
 ``open()`` acquires the camera, configures one still configuration at the full
-sensor size (two buffers) and starts it, so every capture is just "take the next
-frame from a running camera". ``capture()`` then:
+sensor size (one buffer: a 12 MP frame is 34 MiB of CMA) and starts it, so every
+capture is just "take the next frame from a running camera". Buffers come from
+picamera2's ``PersistentAllocator`` with one ``use_case`` per geometry, so
+switching between stills and streaming reuses them instead of freeing and
+reallocating contiguous memory on every switch (which fragments CMA until
+``ENOMEM`` on a Pi Zero 2 W, picamera2#1130). ``capture()`` then:
 
 * switches mode (stop, configure, start) only when hflip/vflip change: the Pi
   applies flips in the sensor/ISP set-up, which can only change while the
@@ -11,12 +15,21 @@ frame from a running camera". ``capture()`` then:
   reason;
 * sends controls only when they differ from the set already applied, and then
   asks for a frame whose exposure began after they were sent (``flush=True``);
+  libcamera applies exposure and gain a couple of frames late, so frames are
+  dropped (and the controls resent) until the frame's own metadata shows them;
   a control that was applied before and is now left out goes back to its
   default, so one request's tweak does not leak into the next;
+* waits for focus on a Camera Module 3: continuous autofocus runs by default
+  wherever AfMode is advertised, and a still waits (at most ``AF_WAIT_S``) for
+  the frame that says Focused; ``AfMode: 0`` with ``LensPosition`` focuses by
+  hand, ``AfMode: 1`` with ``AfTrigger: 0`` runs one scan for the still;
 * encodes a frame of the configured size straight from the camera buffer with
   picamera2's own encoder (``request.save`` into a ``BytesIO``, the fast JPEG
-  path), and any other size by resizing with Pillow. The client chooses the
-  aspect ratio; a different one stretches the full field of view.
+  path), and any other size with Pillow: a size of another aspect ratio is cut
+  from the centre of the frame first (a crop after capture), never squashed.
+* waits as long as the exposures involved need: the capture timeout grows by
+  six frame times of the longer of the exposure asked for and the one applied
+  (``capture_timeout``).
 
 While a live stream runs (``stream_frame``), the camera runs a video
 configuration instead: a main stream at the sensor's aspect ratio that just
@@ -30,49 +43,74 @@ name is a slower libav software encoder. Meanwhile:
   camera, as above, and the stream goes on;
 * a larger still (full resolution) needs a mode switch: it stops the encoder
   and the camera, takes the frame in the still configuration, and starts the
-  stream again by itself, so the stream pauses for about a second;
+  stream again by itself, so the stream pauses for about a second; when the
+  still's buffers do not fit beside the stream's, it is refused
+  (``InsufficientCameraMemory``, 503) and the stream goes on;
 * a stream of a second size is encoded in software from the main stream.
 
 ``stop_stream`` goes back to the still configuration.
 
+Video (``start_encoder``, and the pre-roll ring that keeps it running) is
+picamera2's H.264 encoder on the main stream of a video configuration at the
+recording's size and rate (``pi_video``: the V4L2 codec on VC4, libx264 on a
+Pi 5; picamera2's ``PyavOutput`` and ``CircularOutput2``). A Pi has one main
+stream, so while it records:
+
+* a still up to the recording's size (with its flips, and an exposure its frame
+  rate allows) is the next frame of main, as above;
+* a live stream that ran before keeps its hardware MJPEG on lores when it is no
+  larger than the recording; any other stream is encoded from main in software;
+* anything that needs another configuration (a larger still, other flips) is
+  refused with 503 (``CameraBusy``) saying why: it would cut the recording.
+
+``stop_encoder`` goes back to the configuration from before.
+
 ``picamera2`` and the apt-only ``libcamera`` are imported inside the methods,
 so this module imports on machines without them. Every library exception is
-mapped to the ``CameraError`` family here; the owner reopens the camera after a
-``CaptureTimeout`` or ``CameraUnavailable``.
+mapped to the ``CameraError`` family here, with what to do (``pi_faults``); the
+owner reopens the camera after a ``CaptureTimeout`` or ``CameraUnavailable``.
+Controls and frame metadata in picam-api's terms are ``pi_controls``.
 """
 from __future__ import annotations
 
 import io
 import logging
-import math
 import threading
+import time
 from dataclasses import dataclass, field
-from numbers import Real
+from pathlib import Path
 from typing import Any
 
-from ..errors import CameraBusy, CameraUnavailable, CaptureFailed, CaptureTimeout
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
+from ..errors import (CameraBusy, CameraError, CameraUnavailable, CaptureFailed, CaptureTimeout,
+                      InsufficientCameraMemory)
+from . import pi_video
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
+from .pi_controls import AUTO_VALUES, coerce, control_info, frame_metadata, frame_time_us, unapplied
+from .pi_faults import (CMA_FIX, FRAMES_FIX, INSTALL_FIX, NO_CAMERA_FIX, UPGRADE_FIX,
+                        drop_failed_allocation, failure, is_enomem, open_error)
 
 log = logging.getLogger(__name__)
 
-# picamera2 keeps one finished frame queued when there is more than one buffer,
-# so a capture usually returns at once; two buffers of a full-size BGR888 frame
-# are also as much as the smallest Pis can spare.
-BUFFER_COUNT = 2
+# One buffer, picamera2's own default for stills: a full-size BGR888 frame plus
+# its raw frame is ~48 MiB of contiguous CMA on a Camera Module 3.
+BUFFER_COUNT = 1
+# The oldest picamera2 picam-api runs on. Numeric capture timeouts came in 0.3.20
+# (pi-audit F7); a JpegEncoder that encodes YUV420, which every Pi 5 stream and a
+# Pi 4's software fallback need, and ExposureTimeMode for libcamera 0.5 came in
+# 0.3.26; 0.3.27 is the oldest of those on PyPI, which the tests run.
+OLDEST_PICAMERA2 = (0, 3, 27)
+# Frame times a capture may take after new controls (``capture_timeout``).
+FRAMES_PER_CAPTURE = 6
+# How long a still waits for continuous or triggered autofocus to report Focused.
+AF_WAIT_S = 3.0
+# Controls picamera2 manages itself: it derives the modes from ExposureTime and
+# AnalogueGain and sets ScalerCrops at every configure, so a client's value would fight it.
+MANAGED_CONTROLS = {"ExposureTimeMode", "AnalogueGainMode", "ScalerCrops"}
+# One-shot controls: sent with the capture that names them, never kept or reset.
+ONE_SHOT_CONTROLS = {"AfTrigger"}
 # PNG is lossless, so "quality" cannot apply; level 1 is picamera2's default and
 # several times faster than zlib's default for almost the same size.
 PNG_COMPRESS_LEVEL = 1
-# Frame metadata worth returning; all are plain numbers in picamera2's dict.
-METADATA_KEYS = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
-                 "SensorTimestamp", "FrameDuration", "LensPosition")
-# The value that returns a control to automatic operation when a request drops
-# it. 0 means "auto" for these (picamera2 turns it into ExposureTimeMode/
-# AnalogueGainMode auto; the Pi IPA treats zero colour gains as auto white balance).
-AUTO_VALUES: dict[str, Any] = {"ExposureTime": 0, "AnalogueGain": 0.0, "ColourGains": [0.0, 0.0]}
-# Boolean controls that libcamera advertises without a default; True is what
-# the camera does untouched (auto exposure, auto white balance).
-BOOL_DEFAULTS = {"AeEnable": True, "AwbEnable": True}
-BUSY_WORDS = ("busy", "acquire")
 # Streaming: the video main stream, where stills come from while streaming, is the
 # sensor's aspect ratio scaled down just enough to cover this (the default still).
 VIDEO_MAIN_COVERS = (1920, 1080)
@@ -120,6 +158,15 @@ class _FrameSink(io.BufferedIOBase):
 
 
 @dataclass
+class _Recording:
+    """The H.264 encoder the camera runs for: its settings, output and picamera2 encoder."""
+
+    settings: VideoSettings
+    output: Any
+    encoder: Any = None
+
+
+@dataclass
 class _Stream:
     """The live stream the video configuration runs for."""
 
@@ -143,9 +190,12 @@ class Picamera2Camera(CameraBackend):
         self._main_size: tuple[int, int] = (0, 0)  # the running configuration's main stream
         self._flips: tuple[bool, bool] = (False, False)
         self._controls: dict[str, Any] = {}  # the set last sent to the camera
+        self._base: dict[str, Any] = {}  # what every capture starts from (continuous AF)
         self._stream: _Stream | None = None  # set while the video configuration runs
         self._encoder = None  # the running MJPEG encoder
         self._hw_mjpeg: bool | None = None  # decided at the first stream
+        self._buffer_bytes: dict[str, int] = {}  # the frame buffers of each geometry (use_case)
+        self._recording: _Recording | None = None  # set while the H.264 encoder runs
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -159,26 +209,41 @@ class Picamera2Camera(CameraBackend):
         except Exception as exc:
             raise CameraUnavailable(f"libcamera could not list cameras: {exc}") from exc
         if not cameras:
-            raise CameraUnavailable("no camera attached: libcamera lists none (check the ribbon "
-                                    "cable and `rpicam-hello --list-cameras`)")
+            raise failure(CameraUnavailable, "no camera attached: libcamera lists none",
+                          NO_CAMERA_FIX)
+        if self.camera_num >= len(cameras):
+            raise failure(CameraUnavailable, f"no camera number {self.camera_num}: libcamera "
+                          f"lists {len(cameras)} camera(s)", "set camera.camera_num to one of them")
         try:
-            picam2 = Picamera2(self.camera_num)
-        except IndexError as exc:
-            raise CameraUnavailable(f"no camera number {self.camera_num}: libcamera lists "
-                                    f"{len(cameras)} camera(s) (camera.camera_num)") from exc
-        except RuntimeError as exc:
-            raise _open_error(exc, self.camera_num) from exc
+            from picamera2.allocators import PersistentAllocator
+
+            # Constructed here, not by Picamera2(), so that a /dev/dma_heap this
+            # user cannot open is an open error like any other (pi-audit F8).
+            # A PersistentAllocator whose heap fails to open would raise again
+            # from its __del__ (no buffer_dict yet): give it one first.
+            allocator = PersistentAllocator.__new__(PersistentAllocator)
+            allocator.buffer_dict = {}
+            allocator.__init__()
+            picam2 = Picamera2(self.camera_num, allocator=allocator)
+        except Exception as exc:
+            raise open_error(exc, self.camera_num) from exc
         self._picam2 = picam2
         self._flips, self._controls, self._stream = (False, False), {}, None
+        self._recording = None
         try:
             props = picam2.camera_properties
             sensor = (int(props["PixelArraySize"][0]), int(props["PixelArraySize"][1]))
             # libcamera wants even sizes; every Pi sensor is, but be sure.
             self._full_size = (sensor[0] - sensor[0] % 2, sensor[1] - sensor[1] % 2)
-            self._configure_and_start(False, False, {})
+            # Continuous autofocus where there is autofocus (a Camera Module 3):
+            # libcamera starts it in manual with the lens at about 1 m (pi-audit F10).
+            self._base = {"AfMode": 2} if "AfMode" in picam2.camera_controls else {}
+            self._configure_and_start(False, False, dict(self._base))
+            self._controls = dict(self._base)
             # Read after configure: ranges such as ExposureTime depend on the mode.
-            controls = {name: _control_info(name, info)
-                        for name, info in picam2.camera_controls.items()}
+            controls = {name: control_info(name, info, picam2.camera_ctrl_info[name][0])
+                        for name, info in picam2.camera_controls.items()
+                        if name not in MANAGED_CONTROLS}
             self._caps = Capabilities(model=str(props.get("Model", "unknown")), sensor_size=sensor,
                                       controls=controls, even_sizes=True)
         except Exception as exc:
@@ -186,6 +251,11 @@ class Picamera2Camera(CameraBackend):
                 self.close()
             except CameraUnavailable:  # report why it did not start, not the cleanup
                 log.warning("closing the camera after a failed start failed", exc_info=True)
+            if is_enomem(exc):
+                raise failure(CameraUnavailable, f"camera {self.camera_num} opened but there is "
+                              f"not enough contiguous (CMA) memory for a "
+                              f"{self._full_size[0]}x{self._full_size[1]} still: {exc}",
+                              CMA_FIX) from exc
             raise CameraUnavailable(f"camera {self.camera_num} opened but did not start: {exc}") from exc
         log.info("picamera2 camera %d started: %s, main stream %dx%d", self.camera_num,
                  self._caps.model, *self._main_size)
@@ -194,41 +264,133 @@ class Picamera2Camera(CameraBackend):
     def close(self) -> None:
         if self._picam2 is None:
             return
-        try:
-            self._stop()
-        except Exception:  # a wedged camera may fail to stop; closing still releases it
-            log.warning("picamera2 stop() failed while closing", exc_info=True)
         picam2, self._picam2, self._stream = self._picam2, None, None
+        encoder, self._encoder = self._encoder, None
+        recording, self._recording = self._recording, None
         try:
+            # Picamera2.close() stops its event-loop thread first and then the
+            # camera directly, so it returns even when that thread has died
+            # (stop() would wait forever for the dead loop, pi-audit F1).
             picam2.close()
         except Exception as exc:
             raise CameraUnavailable(f"the camera did not close cleanly: {exc}") from exc
+        finally:
+            if encoder is not None:
+                _stop_encoder(picam2, encoder)
+            if recording is not None and recording.encoder is not None:
+                _stop_encoder(picam2, recording.encoder)
+
+    # -- what picam-api selftest reports ----------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        """picamera2's and libcamera's versions; CameraUnavailable (with the fix) when
+        picamera2 cannot be imported or is too old."""
+        lib = self._import()
+        import libcamera
+
+        version = _picamera2_version(lib)
+        return {"picamera2": ".".join(map(str, version)) if version else "unknown",
+                "libcamera": str(libcamera.CameraManager.singleton().version)}
+
+    def cameras(self) -> list[dict]:
+        """The cameras libcamera lists: Model, Location, Rotation, Id, Num."""
+        try:
+            return list(self._import().Picamera2.global_camera_info())
+        except CameraError:
+            raise
+        except Exception as exc:
+            raise CameraUnavailable(f"libcamera could not list cameras: {exc}") from exc
+
+    def diagnostics(self) -> dict:
+        """The bytes of frame buffers each configuration took so far (``buffers``, by
+        use case) and, while open, the board's ISP (``platform``: ``vc4`` or
+        ``pisp``) and the sensor's modes (``[width, height, bit depth]``)."""
+        if self._picam2 is None:
+            return {"buffers": dict(self._buffer_bytes)}
+        from libcamera import StreamRole
+        from picamera2.platform import Platform, get_platform
+
+        formats = self._picam2.camera.generate_configuration([StreamRole.Raw]).at(0).formats
+        modes = {(size.width, size.height, int(str(fmt).split("_")[0][5:]))
+                 for fmt in formats.pixel_formats for size in formats.sizes(fmt)}
+        return {"platform": "pisp" if get_platform() == Platform.PISP else "vc4",
+                "modes": [list(mode) for mode in sorted(modes)],
+                "buffers": dict(self._buffer_bytes)}
 
     # -- capture -------------------------------------------------------------
+
+    def capture_timeout(self, settings: CaptureSettings, timeout: float) -> float:
+        """``timeout`` plus what the exposures involved need (pi-audit F4).
+
+        New controls show in a returned frame at most six frame times after they
+        are sent, with the still configuration's one buffer: the frame running
+        now (the buffer waits for the next), the next one (the buffer comes back
+        with the controls from before), one missed while it is requeued with the
+        new ones, the one it then rides, the control delay's second frame
+        (libcamera applies exposure and gain two frames after the request), and
+        the new exposure's own. Five of those run at the exposure applied now
+        and the last at the new one: six of the longer.
+        """
+        extra = FRAMES_PER_CAPTURE * max(frame_time_us(settings.controls),
+                                         frame_time_us(self._controls)) / 1e6
+        if self._focus_wait(settings):
+            extra += AF_WAIT_S
+        return timeout + extra
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         self._require_open()
         stream = self._stream
-        if stream is not None and not (settings.width <= self._main_size[0]
-                                       and settings.height <= self._main_size[1]):
-            # Larger than the running main stream: pause the stream for a frame
-            # of the still configuration, then start it again.
-            self._switch(None)
+        if self._recording is not None:
+            self._refuse_while_recording(settings)
+            return self._take(settings, timeout)
+        if stream is not None and not self._fits_stream(settings, stream):
+            # Larger than the running main stream, or a longer exposure than its
+            # frame rate allows: pause the stream for a frame of the still
+            # configuration, then start it again.
+            # The stream's buffers stay allocated: freeing them for one still
+            # could leave too little contiguous memory to stream again.
+            self._switch(None, make_room=False)
             try:
                 return self._take(settings, timeout)
             finally:
                 self._switch(stream)
         return self._take(settings, timeout)
 
+    def _fits_stream(self, settings: CaptureSettings, stream: _Stream) -> bool:
+        exposure = settings.controls.get("ExposureTime") or 0
+        return (settings.width <= self._main_size[0] and settings.height <= self._main_size[1]
+                and exposure <= 1e6 / stream.fps)
+
+    def _refuse_while_recording(self, settings: CaptureSettings) -> None:
+        """CameraBusy for a still that needs another configuration than the recording's."""
+        video = self._recording.settings
+        w, h = self._main_size
+        exposure = settings.controls.get("ExposureTime") or 0
+        if settings.width > w or settings.height > h:
+            why = f"a {settings.width}x{settings.height} still is larger than its frames"
+        elif (bool(settings.hflip), bool(settings.vflip)) != self._flips:
+            why = "other flips need another camera configuration"
+        elif exposure > 1e6 / video.fps:
+            why = f"an exposure of {exposure} us is longer than its {video.fps:g} fps allow"
+        else:
+            return
+        raise failure(CameraBusy, f"the camera is recording video at {w}x{h}: {why}",
+                      f"take a still of at most {w}x{h} with the recording's flips, or wait "
+                      f"for the recording to end")
+
     def stream_frame(self, settings: CaptureSettings, fps: float, timeout: float) -> Capture:
         self._require_open()
         size = (settings.width, settings.height)
-        if self._stream is not None and self._stream.size != size:
-            # The encoder makes one size; a second one is a still from the main stream.
+        recording = self._recording is not None
+        if self._stream is not None and self._stream.size != size or recording and (
+                self._stream is None or (settings.hflip, settings.vflip) != self._flips):
+            # The encoder makes one size; a second one is a still from the main
+            # stream, as is any stream that starts while the camera records (or
+            # is refused, with other flips).
             return self.capture(settings, timeout)
         if self._stream is None:
             self._switch(_Stream(size, fps, settings.quality))
-        elif self._stream.fps != fps:
+        elif self._stream.fps != fps and not recording:  # the recording keeps its rate
             try:
                 self._picam2.set_controls({"FrameRate": fps})
             except Exception as exc:
@@ -237,83 +399,165 @@ class Picamera2Camera(CameraBackend):
         self._apply(settings)  # new flips restart the stream with them
         data = self._stream.sink.next_frame(timeout)
         if data is None:
-            raise CaptureTimeout(f"no frame from the MJPEG encoder within {timeout:g} s")
+            raise failure(CaptureTimeout, f"no frame from the MJPEG encoder within {timeout:g} s",
+                          FRAMES_FIX)
         return Capture(data, size[0], size[1], "jpeg")
 
     def stop_stream(self, size: tuple[int, int]) -> None:
         if self._picam2 is not None and self._stream is not None and self._stream.size == size:
-            self._switch(None)
+            if self._recording is not None:
+                # No switch while recording: the MJPEG encoder idles until it ends.
+                self._stream = None
+                return
+            try:
+                self._switch(None)
+            except InsufficientCameraMemory as exc:
+                # Fragmented CMA: the video configuration runs on, and stills that
+                # fit its main stream still work.
+                log.warning("staying in the video configuration: %s", exc.detail)
 
     def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
-        """The next frame of the running configuration, encoded for ``settings``."""
+        """The next frame of the running configuration that shows ``settings``, encoded."""
         picam2 = self._picam2
-        fresh = self._apply(settings)
+        deadline = time.monotonic() + timeout
+        sent = self._apply(settings)
         if settings.format == "png":
             picam2.options["compress_level"] = PNG_COMPRESS_LEVEL
         else:
             picam2.options["quality"] = settings.quality
-        try:
-            request = picam2.capture_request(wait=timeout, flush=True if fresh else None)
-        except self._timeout_errors() as exc:
-            self._cancel_jobs()
-            raise CaptureTimeout(f"no frame from the camera within {timeout:g} s") from exc
-        except Exception as exc:
-            raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
-        try:
-            metadata = _metadata(request.get_metadata())
-            data = self._encode(request, settings)
-        except Exception as exc:
-            log.warning("encoding a frame failed", exc_info=True)
-            raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
-        finally:
-            request.release()  # the buffer goes back to the camera whatever happened
-        return Capture(data, settings.width, settings.height, settings.format, metadata)
+        focus_wait = self._focus_wait(settings)
+        focus_deadline = time.monotonic() + AF_WAIT_S
+        fresh = sent is not None
+        while True:
+            left = max(0.05, deadline - time.monotonic())
+            try:
+                request = picam2.capture_request(wait=left, flush=True if fresh else None)
+            except self._timeout_errors() as exc:
+                self._cancel_jobs()
+                raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
+                              FRAMES_FIX) from exc
+            except Exception as exc:
+                raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+            try:
+                raw = request.get_metadata()
+                waiting = unapplied(sent or {}, raw)
+                # Scanning; or, after a trigger, a frame from before the scan began.
+                unfocused = raw.get("AfState") == 1 or (raw.get("AfState") == 0 and
+                                                        "AfTrigger" in (sent or {}))
+                if not waiting and focus_wait and unfocused and time.monotonic() < focus_deadline:
+                    waiting = "focus"
+                if not waiting:
+                    # Straight from the camera buffer at its own size; any other
+                    # size copies the frame out first, so the buffer (the still
+                    # configuration's only one) goes back before the slow resize.
+                    native = (settings.width, settings.height) == self._main_size
+                    data = self._encode_buffer(request, settings) if native else None
+                    image = None if native else request.make_image("main")
+            except Exception as exc:
+                _release(request)
+                log.warning("encoding a frame failed", exc_info=True)
+                raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
+            _release(request)  # the buffer goes back to the camera whatever happened
+            if not waiting:
+                if data is None:
+                    try:
+                        data = _encode_image(image, settings)
+                    except Exception as exc:
+                        log.warning("encoding a frame failed", exc_info=True)
+                        raise CaptureFailed(f"the frame could not be encoded: {exc}") from exc
+                return Capture(data, settings.width, settings.height, settings.format,
+                               frame_metadata(raw))
+            if time.monotonic() >= deadline:
+                raise CaptureTimeout(f"the camera did not apply {waiting} within {timeout:g} s")
+            if waiting != "focus":
+                # picamera2 can drop a set_controls() that races a request's
+                # recycling (pi-audit F3): send them again with the next request.
+                self._send(self._with_resets(self._controls))
+            fresh = False
 
-    def _apply(self, settings: CaptureSettings) -> bool:
-        """Bring flips and controls in line with ``settings``; True if a fresh frame is needed."""
-        controls = self._coerced(settings.controls)
+    def _focus_wait(self, settings: CaptureSettings) -> bool:
+        """Whether a still waits for autofocus: continuous AF, or a triggered scan."""
+        if "AfMode" not in self._base:
+            return False
+        controls = {**self._base, **settings.controls}
+        return controls.get("AfMode") == 2 or (controls.get("AfMode") == 1
+                                               and controls.get("AfTrigger") == 0)
+
+    def _apply(self, settings: CaptureSettings) -> dict | None:
+        """Bring flips and controls in line with ``settings``.
+
+        Returns the controls sent when a new frame is needed to show them (None
+        when the running frames already do).
+        """
+        wanted = self._coerced({**self._base, **settings.controls})
+        one_shot = {k: v for k, v in wanted.items() if k in ONE_SHOT_CONTROLS}
+        controls = {k: v for k, v in wanted.items() if k not in ONE_SHOT_CONTROLS}
         flips = (bool(settings.hflip), bool(settings.vflip))
         if flips != self._flips:
             # Mode switch: flips live in the configuration, which only changes
             # while stopped. The new configuration carries the controls, so they
             # are applied from the first frame after the restart.
             try:
-                self._stop()
+                _stop_camera(self._picam2)
                 self._configure_and_start(*flips, self._with_resets(controls))
             except Exception as exc:
                 # Half-reconfigured is not a state to capture from: let the owner reopen.
                 raise CameraUnavailable(f"switching the camera to the new flips failed: {exc}") from exc
             self._controls = controls
-            return False  # every frame after a restart is new
-        if controls != self._controls:
-            try:
-                self._picam2.set_controls(self._with_resets(controls))
-            except Exception as exc:
-                raise CaptureFailed(f"the camera refused the controls: {exc}") from exc
+            if one_shot:
+                self._send(one_shot)
+            return {**controls, **one_shot}
+        if controls != self._controls or one_shot:
+            sent = {**self._with_resets(controls), **one_shot}
+            self._send(sent)
             self._controls = controls
-            return True
-        return False
+            return sent
+        return None
 
-    def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict) -> None:
+    def _send(self, controls: dict) -> None:
+        try:
+            self._picam2.set_controls(controls)
+        except Exception as exc:
+            raise CaptureFailed(f"the camera refused the controls: {exc}") from exc
+
+    def _configure_and_start(self, hflip: bool, vflip: bool, controls: dict,
+                             make_room: bool = True) -> None:
         """Configure for stills, or for ``self._stream`` when set, and start."""
         from libcamera import Transform
 
         picam2 = self._picam2
         transform = Transform(hflip=hflip, vflip=vflip)
         stream = self._stream
-        if stream is None:
+        recording = self._recording
+        if recording is not None:
+            video = recording.settings
+            main = (video.width, video.height)
+            lores = {"lores": {"size": stream.size, "format": "YUV420"}} if stream else {}
+            tag = f"-{stream.size[0]}x{stream.size[1]}" if stream else ""
+            # BGR888 as for stills, which the VC4 codec (RGB24) and libx264 both take.
+            config = picam2.create_video_configuration(
+                main={"size": main, "format": "BGR888"}, **lores,
+                buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
+                controls={"FrameRate": video.fps, **controls},
+                use_case=f"record-{main[0]}x{main[1]}{tag}")
+        elif stream is None:
+            width, height = self._full_size
             config = picam2.create_still_configuration(
                 main={"size": self._full_size}, buffer_count=BUFFER_COUNT,
-                transform=transform, controls=dict(controls))
+                transform=transform, controls=dict(controls), use_case=f"still-{width}x{height}")
         else:
+            main = self._video_main_size(stream.size)
             # BGR888 like the still configuration, so stills encode the same way;
             # YUV420 is what the hardware encoder takes from lores.
             config = picam2.create_video_configuration(
-                main={"size": self._video_main_size(stream.size), "format": "BGR888"},
+                main={"size": main, "format": "BGR888"},
                 lores={"size": stream.size, "format": "YUV420"},
                 buffer_count=VIDEO_BUFFER_COUNT, transform=transform,
-                controls={"FrameRate": stream.fps, **controls})
-        picam2.configure(config)
+                controls={"FrameRate": stream.fps, **controls},
+                use_case=f"video-{main[0]}x{main[1]}-{stream.size[0]}x{stream.size[1]}")
+        self._configure(config, make_room)
+        if recording is not None:
+            self._start_h264(recording)
         if stream is not None:
             self._start_encoder(stream)  # before start(), as picamera2's start_recording() does
         # show_preview=False runs picamera2's NullPreview event loop, which is
@@ -325,25 +569,162 @@ class Picamera2Camera(CameraBackend):
         size = picam2.camera_configuration()["main"]["size"]
         self._main_size = (int(size[0]), int(size[1]))
 
-    def _stop(self) -> None:
-        """Stop the camera, then the encoder, as picamera2's stop_recording() does."""
-        encoder, self._encoder = self._encoder, None
+    def _configure(self, config: dict, make_room: bool) -> None:
+        """``configure``; out of camera memory, once more after freeing the buffers of
+        the other geometries when ``make_room``."""
+        picam2 = self._picam2
+        allocator = picam2.allocator
         try:
-            self._picam2.stop()
+            picam2.configure(config)
+            self._count_buffers(config)
+            return
+        except Exception as exc:
+            if not is_enomem(exc):
+                raise
+            drop_failed_allocation(allocator)
+            spare = [k for k in allocator.buffer_dict if k != config["use_case"]] if make_room else []
+            if not spare:
+                raise
+        log.warning("out of camera memory configuring %s; freeing the buffers of %s",
+                    config["use_case"], ", ".join(spare))
+        for key in spare:
+            allocator.deallocate(key)
+        try:
+            picam2.configure(config)
+        except Exception as exc:
+            if is_enomem(exc):
+                drop_failed_allocation(allocator)
+            raise
+        self._count_buffers(config)
+
+    def _count_buffers(self, config: dict) -> None:
+        mapped = self._picam2.allocator.mapped_buffers.values()
+        self._buffer_bytes[config["use_case"]] = sum(len(memory) for memory in mapped)
+
+    def _stop(self) -> None:
+        """Stop the camera, then the encoders, as picamera2's stop_recording() does."""
+        encoder, self._encoder = self._encoder, None
+        recording = self._recording
+        try:
+            _stop_camera(self._picam2)
         finally:
             if encoder is not None:
-                self._picam2.stop_encoder(encoder)
+                _stop_encoder(self._picam2, encoder)
+            if recording is not None and recording.encoder is not None:
+                h264, recording.encoder = recording.encoder, None
+                _stop_encoder(self._picam2, h264)
 
-    def _switch(self, stream: _Stream | None) -> None:
-        """Restart in the still configuration (None) or streaming ``stream``."""
+    # -- video -----------------------------------------------------------------------
+
+    def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
+        self._require_open()
+        if self._recording is not None:
+            raise CameraBusy("the camera is already recording video: one encoder at a time")
+        pi_video.require_outputs(".".join(map(str, _picamera2_version(self._lib) or ("?",))))
+        previous = self._stream
+        if previous is not None and (previous.size[0] > settings.width
+                                     or previous.size[1] > settings.height):
+            # lores cannot be larger than main: that stream goes on in software.
+            self._stream = None
+        recording = _Recording(settings, output)
+        try:
+            self._stop()
+            self._recording = recording
+            self._configure_and_start(settings.hflip, settings.vflip,
+                                      self._with_resets(self._controls))
+        except Exception as exc:
+            self._stop()
+            self._recording = None
+            restarted = self._restart(previous)
+            what = f"recording {settings.width}x{settings.height} at {settings.fps:g} fps"
+            if not restarted:
+                raise CameraUnavailable(f"{what} failed and the camera did not restart: "
+                                        f"{exc}") from exc
+            if is_enomem(exc):
+                raise failure(InsufficientCameraMemory, f"{what} needs more contiguous camera "
+                              f"(CMA) memory than is free ({exc})", CMA_FIX) from exc
+            raise CaptureFailed(f"{what} did not start: {exc}") from exc
+        log.info("recording H.264 %dx%d at %g fps with %s", settings.width, settings.height,
+                 settings.fps, type(recording.encoder).__name__)
+        return recording
+
+    def stop_encoder(self, encoder: Any) -> None:
+        if self._picam2 is None or encoder is not self._recording:
+            return  # closed (and stopped) with the camera already
+        try:
+            self._stop()  # the output gets the last frames, then stop()
+        finally:
+            self._recording = None
+        try:
+            self._configure_and_start(*self._flips, self._with_resets(self._controls))
+        except Exception as exc:
+            raise CameraUnavailable(f"restarting the camera after a recording failed: "
+                                    f"{exc}") from exc
+
+    def file_output(self, path: str) -> Any:
+        if pi_video.outputs_supported():
+            return pi_video.mp4_file(path)
+        return super().file_output(path)  # start_encoder refuses to record into it
+
+    def circular_output(self, seconds: float, max_bytes: int) -> Any:
+        if pi_video.outputs_supported():
+            return pi_video.pre_roll(seconds, max_bytes)
+        return super().circular_output(seconds, max_bytes)
+
+    def _start_h264(self, recording: _Recording) -> None:
+        """picamera2's H.264 encoder for the platform, on main, into the recording's output."""
+        from picamera2.platform import Platform, get_platform
+
+        encoder = pi_video.h264_encoder(recording.settings, get_platform() == Platform.VC4)
+        try:
+            self._picam2.start_encoder(encoder, recording.output, name="main")
+        except Exception:
+            _abandon_encoder(encoder)
+            raise
+        recording.encoder = encoder
+
+    def _switch(self, stream: _Stream | None, make_room: bool = True) -> None:
+        """Restart in the still configuration (None) or streaming ``stream``.
+
+        Out of camera memory, the previous configuration starts again (its buffers
+        are still allocated unless ``make_room`` freed them) and the switch is
+        refused with ``InsufficientCameraMemory``.
+        """
+        previous = self._stream
         try:
             self._stop()
             self._stream = stream
-            self._configure_and_start(*self._flips, self._controls)
+            self._configure_and_start(*self._flips, self._with_resets(self._controls), make_room)
         except Exception as exc:
-            # Half-reconfigured is not a state to capture from: let the owner reopen.
             mode = "streaming" if stream else "stills"
+            if is_enomem(exc) and self._restart(previous):
+                raise failure(InsufficientCameraMemory, self._memory_refusal(stream, previous, exc),
+                              CMA_FIX) from exc
+            # Half-reconfigured is not a state to capture from: let the owner reopen.
             raise CameraUnavailable(f"switching the camera to {mode} failed: {exc}") from exc
+
+    def _memory_refusal(self, stream: _Stream | None, previous: _Stream | None,
+                        exc: Exception) -> str:
+        if stream is None and previous is not None:
+            w, h = self._full_size
+            mw, mh = self._video_main_size(previous.size)
+            return (f"a {w}x{h} still needs more contiguous camera (CMA) memory than is free "
+                    f"while the {previous.size[0]}x{previous.size[1]} stream holds its buffers "
+                    f"({exc}); take one of at most {mw}x{mh} (the stream's own frames) or stop "
+                    f"the stream first")
+        what = (f"streaming at {stream.size[0]}x{stream.size[1]}" if stream is not None
+                else f"a {self._full_size[0]}x{self._full_size[1]} still")
+        return f"{what} needs more contiguous camera (CMA) memory than is free ({exc})"
+
+    def _restart(self, stream: _Stream | None) -> bool:
+        """Back to ``stream``'s configuration after a failed switch; False if that fails too."""
+        try:
+            self._stream = stream
+            self._configure_and_start(*self._flips, self._with_resets(self._controls))
+            return True
+        except Exception:
+            log.warning("restarting the previous configuration failed", exc_info=True)
+            return False
 
     def _video_main_size(self, stream_size: tuple[int, int]) -> tuple[int, int]:
         full_w, full_h = self._full_size
@@ -366,6 +747,7 @@ class Picamera2Camera(CameraBackend):
             from picamera2.platform import Platform, get_platform
             self._hw_mjpeg = get_platform() == Platform.VC4
         if self._hw_mjpeg and max(stream.size) <= HW_MJPEG_MAX_SIDE:
+            encoder = None
             try:
                 from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
                 encoder = MJPEGEncoder()
@@ -376,6 +758,8 @@ class Picamera2Camera(CameraBackend):
             except Exception:
                 log.warning("the hardware MJPEG encoder did not start; streaming with the "
                             "software JpegEncoder instead", exc_info=True)
+                if encoder is not None:
+                    _abandon_encoder(encoder)
                 self._hw_mjpeg = False
         encoder = JpegEncoder(q=stream.quality)
         self._picam2.start_encoder(encoder, FileOutput(stream.sink), name="lores")
@@ -395,11 +779,17 @@ class Picamera2Camera(CameraBackend):
     def _default_of(self, name: str) -> Any:
         if name in AUTO_VALUES:
             return AUTO_VALUES[name]
+        if name == "FrameDurationLimits":
+            # What the running configuration asked for (stills allow long
+            # exposures), not the advertised 30 fps default (pi-audit F2).
+            value = (self._picam2.camera_configuration() or {}).get("controls", {}).get(name)
+            if value is not None:
+                return [int(v) for v in value]
         info = self._caps.controls.get(name) if self._caps else None
         return None if info is None else info.default
 
     def _coerced(self, controls: dict) -> dict:
-        """Turn JSON numbers into the types libcamera's binding insists on.
+        """Turn JSON values into the types libcamera's binding insists on.
 
         JSON has one number type; pybind11 refuses a float for an integer control
         (ExposureTime, ScalerCrop), so whole-number floats become ints there.
@@ -408,31 +798,14 @@ class Picamera2Camera(CameraBackend):
         out = {}
         for name, value in controls.items():
             info = caps.get(name)
-            template = None if info is None else next(
-                (v for v in (info.default, info.minimum, info.maximum) if v is not None), None)
-            out[name] = _coerce(template, value)
+            out[name] = value if info is None else coerce(info, value)
         return out
 
-    def _encode(self, request, settings: CaptureSettings) -> bytes:
+    def _encode_buffer(self, request, settings: CaptureSettings) -> bytes:
+        # picamera2 encodes straight from the camera buffer. It needs a real
+        # BytesIO (it type-checks for one) and an explicit format.
         buffer = io.BytesIO()
-        if (settings.width, settings.height) == self._main_size:
-            # picamera2 encodes straight from the camera buffer. It needs a real
-            # BytesIO (it type-checks for one) and an explicit format.
-            request.save("main", buffer, format=settings.format)
-            return buffer.getvalue()
-        from PIL import Image
-
-        image = request.make_image("main")
-        # reducing_gap shrinks by whole factors first: a big downscale of a
-        # 12 MP frame then takes a fraction of a plain LANCZOS pass.
-        image = image.resize((settings.width, settings.height), Image.Resampling.LANCZOS,
-                             reducing_gap=3.0)
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        if settings.format == "png":
-            image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-        else:
-            image.save(buffer, "JPEG", quality=settings.quality)
+        request.save("main", buffer, format=settings.format)
         return buffer.getvalue()
 
     # -- library plumbing ----------------------------------------------------
@@ -446,9 +819,13 @@ class Picamera2Camera(CameraBackend):
             try:
                 import picamera2
             except Exception as exc:  # ImportError, or libcamera failing inside it
-                raise CameraUnavailable(
-                    f"picamera2 cannot be imported ({exc}); install python3-picamera2 with apt "
-                    "and create the venv with --system-site-packages") from exc
+                raise failure(CameraUnavailable, f"picamera2 cannot be imported ({exc})",
+                              INSTALL_FIX) from exc
+            version = _picamera2_version(picamera2)
+            if version is not None and version < OLDEST_PICAMERA2:
+                raise failure(CameraUnavailable, f"picamera2 {'.'.join(map(str, version))} is "
+                              f"too old: picam-api needs {'.'.join(map(str, OLDEST_PICAMERA2))} "
+                              f"or newer", UPGRADE_FIX)
             self._lib = picamera2
         return self._lib
 
@@ -459,49 +836,93 @@ class Picamera2Camera(CameraBackend):
 
     def _cancel_jobs(self) -> None:
         """Drop the timed-out job so it cannot complete later and leak a request."""
-        cancel = getattr(self._picam2, "cancel_all_and_flush", None)
-        if cancel is None:
-            return
         try:
-            cancel()
+            self._picam2.cancel_all_and_flush()
         except Exception:
             log.warning("cancel_all_and_flush() failed after a capture timeout", exc_info=True)
 
 
-def _open_error(exc: RuntimeError, camera_num: int) -> Exception:
-    """Classify a failed ``Picamera2()``: busy camera, or any other failure."""
-    # picamera2 wraps the real cause ("Failed to acquire camera: Device or
-    # resource busy") in "Camera __init__ sequence did not complete.", so read
-    # the whole chain.
-    messages, seen, cur = [], set(), exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        messages.append(str(cur))
-        cur = cur.__cause__ or cur.__context__
-    text = ": ".join(m for m in messages if m)
-    if any(word in text.lower() for word in BUSY_WORDS):
-        return CameraBusy(f"camera {camera_num} is held by another process (an rpicam-* command, "
-                          f"another picamera2 program or a second server/worker); stop it and "
-                          f"retry ({text})")
-    return CameraUnavailable(f"camera {camera_num} did not open: {text}")
+def _release(request) -> None:
+    """``request.release()``, whose control conversion can fail (pi-audit F1)."""
+    try:
+        request.release()
+    except Exception as exc:
+        raise CaptureFailed(f"the camera refused the controls when the frame was returned: "
+                            f"{exc}") from exc
 
 
-def _control_info(name: str, info: Any) -> ControlInfo:
-    """Build a ControlInfo from picamera2's ``(min, max, default)``, filling gaps.
+def _stop_camera(picam2) -> None:
+    picam2.stop()
 
-    libcamera leaves some Pi controls without a default; the settings check uses
-    the default's type, so give booleans and the two-element arrays advertised
-    with scalar limits a default of the right shape.
+
+def _stop_encoder(picam2, encoder) -> None:
+    try:
+        picam2.stop_encoder(encoder)
+    except Exception:
+        log.warning("stopping the MJPEG encoder failed", exc_info=True)
+        _abandon_encoder(encoder)
+
+
+def _abandon_encoder(encoder) -> None:
+    """Undo what a failed ``Encoder.start`` left behind (pi-audit F9).
+
+    picamera2 marks the encoder running before ``_start()``, and the V4L2 one
+    opens /dev/video11 and starts its poll thread before the ioctls that can
+    fail: end the thread and close the device.
     """
-    minimum, maximum, default = (_jsonable(v) for v in info)
-    if default is None:
-        if isinstance(minimum, bool):
-            default = BOOL_DEFAULTS.get(name, False)
-        elif name == "ColourGains":
-            default = list(AUTO_VALUES["ColourGains"])
-        elif name == "FrameDurationLimits" and _is_number(minimum) and _is_number(maximum):
-            default = [minimum, maximum]
-    return ControlInfo(minimum, maximum, default)
+    encoder._running = False
+    thread = getattr(encoder, "thread", None)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        thread.join(2.0)
+    device = getattr(encoder, "vd", None)
+    if device is not None:
+        try:
+            device.close()
+        except Exception:
+            log.warning("closing the encoder's device failed", exc_info=True)
+        encoder.vd = None
+
+
+def _encode_image(image, settings: CaptureSettings) -> bytes:
+    """A frame copied out of the camera, at ``settings``' size and format."""
+    from PIL import Image
+
+    # Another aspect ratio is cut from the middle of the frame, never squashed;
+    # reducing_gap shrinks by whole factors first, so a big downscale of a 12 MP
+    # frame takes a fraction of a plain LANCZOS pass.
+    image = image.resize((settings.width, settings.height), Image.Resampling.LANCZOS,
+                         box=_centre_crop(image.size, (settings.width, settings.height)),
+                         reducing_gap=3.0)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    if settings.format == "png":
+        image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    else:
+        image.save(buffer, "JPEG", quality=settings.quality)
+    return buffer.getvalue()
+
+
+def _centre_crop(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The largest box of ``target``'s aspect ratio in the middle of ``size``."""
+    width, height = size
+    aspect = target[0] / target[1]
+    if width / height > aspect:
+        w = height * aspect
+        return ((width - w) / 2, 0, (width + w) / 2, height)
+    h = width / aspect
+    return (0, (height - h) / 2, width, (height + h) / 2)
+
+
+def _picamera2_version(module) -> tuple[int, ...] | None:
+    """The version of the picamera2 actually imported, from the metadata beside it."""
+    from importlib.metadata import distributions
+
+    where = str(Path(module.__file__).resolve().parent.parent)
+    for dist in distributions(path=[where]):
+        if (dist.metadata["Name"] or "").lower() == "picamera2":
+            return tuple(int(p) for p in dist.version.split(".")[:3] if p.isdigit())
+    return None
 
 
 def _quality_level(levels, quality: int):
@@ -509,34 +930,3 @@ def _quality_level(levels, quality: int):
     return levels[min(QUALITY_LEVELS, key=lambda level: abs(level[1] - quality))[0]]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _coerce(template: Any, value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        items = template if isinstance(template, list) and template else [template]
-        return [_coerce(items[min(i, len(items) - 1)], v) for i, v in enumerate(value)]
-    if (isinstance(template, int) and not isinstance(template, bool)
-            and isinstance(value, float) and value.is_integer()):
-        return int(value)
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _metadata(raw: dict) -> dict:
-    """Keep the scalar, JSON-safe fields worth reporting."""
-    out = {}
-    for key in METADATA_KEYS:
-        value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        out[key] = value
-    return out

@@ -1,0 +1,134 @@
+"""Clips on the picamera2 backend: the REAL picamera2's H.264 encoders and outputs over
+the simulated libcamera (tests/simcam), checked with ffprobe.
+
+A Pi 4 (VC4) encodes through the V4L2 codec at the simulated /dev/video11; a
+Pi 5 (PiSP) with picamera2's LibavH264Encoder (libx264). The MP4 is picamera2's
+PyavOutput, the pre-roll its CircularOutput2. tests/test_pi_versions.py checks
+that the oldest picamera2 supported refuses to record, saying why.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import ffprobe, mp4_boxes, wait_for
+from picam_api.camera.base import CaptureSettings, VideoSettings
+from picam_api.camera.pi import Picamera2Camera
+from picam_api.errors import CameraBusy
+from test_pi_backend import STREAM, TIMEOUT, decoded, streamed
+
+VIDEO = VideoSettings(width=640, height=480, fps=15.0, bitrate=2_000_000, keyframe_s=0.5)
+
+
+@pytest.fixture
+def backend(sim):
+    cam = Picamera2Camera({"camera_num": 0})
+    cam.open()
+    yield cam
+    cam.close()
+
+
+def recorded(output, seconds: float) -> None:
+    wait_for(lambda: output.duration_s >= seconds or output.error, 20,
+             f"{seconds} s of video")
+    assert output.error is None
+
+
+def check_mp4(path, output, size=(VIDEO.width, VIDEO.height)) -> dict:
+    probe = ffprobe(path)
+    assert (probe["codec_name"], probe["pix_fmt"]) == ("h264", "yuv420p")
+    assert (probe["width"], probe["height"]) == size
+    assert probe["frames"] == output.frames
+    assert abs(probe["duration"] - output.duration_s) < 0.2
+    boxes = mp4_boxes(path.read_bytes())
+    assert boxes.index("moov") < boxes.index("mdat")  # +faststart: seekable while loading
+    return probe
+
+
+@pytest.mark.parametrize("sim", [{"sensors": ["imx219"]}], indirect=True)  # no focus wait
+def test_a_pi_4_records_through_the_hardware_h264_codec_and_stills_go_on(sim, backend, tmp_path):
+    from simcam import video11
+
+    path = tmp_path / "clip.mp4"
+    output = backend.file_output(str(path))
+    assert type(output).__mro__[1].__name__ == "PyavOutput"
+    recording = backend.start_encoder(VIDEO, output)
+    assert type(recording.encoder).__name__ == "H264Encoder"  # V4L2, /dev/video11
+    config = backend._picam2.camera_configuration()
+    assert config["main"]["size"] == (640, 480) and config["use_case"] == "record-640x480"
+    # A still up to the recording's size is a frame of it; a larger one would cut it.
+    assert decoded(backend.capture(CaptureSettings(width=320, height=240), TIMEOUT).data).size \
+        == (320, 240)
+    with pytest.raises(CameraBusy, match="recording video at 640x480") as info:
+        backend.capture(CaptureSettings(width=3280, height=2464), TIMEOUT)
+    assert "at most 640x480" in info.value.extra["fix"]
+    with pytest.raises(CameraBusy, match="other flips"):
+        backend.capture(CaptureSettings(width=320, height=240, hflip=True), TIMEOUT)
+    recorded(output, 1.5)
+    codec = next(c for c in video11.OPENED if c.capture_format == video11._fourcc("H264"))
+    backend.stop_encoder(recording)
+    assert codec.closed
+    probe = check_mp4(path, output)
+    assert probe["frames"] >= 20 and abs(probe["fps"] - 15) < 1.5
+    # Back to the still configuration, and a full still works again.
+    assert backend._picam2.camera_configuration()["use_case"].startswith("still-")
+    assert decoded(backend.capture(CaptureSettings(width=3280, height=2464), TIMEOUT).data).size \
+        == (3280, 2464)
+
+
+@pytest.mark.parametrize("sim", [{"platform": "pisp", "sensors": ["imx219"]}], indirect=True)
+def test_a_pi_5_records_with_libav_and_a_pre_roll_starts_before_the_trigger(sim, backend,
+                                                                            tmp_path):
+    ring = backend.circular_output(1.0, 8 << 20)
+    recording = backend.start_encoder(VIDEO, ring)
+    assert type(recording.encoder).__name__ == "LibavH264Encoder"
+    wait_for(lambda: ring.stats()["span_s"] >= 0.9, 20, "a full pre-roll")
+    stats = ring.stats()
+    assert 0 < stats["bytes"] <= 8 << 20 and stats["frames"] >= 12
+    path = tmp_path / "clip.mp4"
+    output = backend.file_output(str(path))
+    ring.open_output(output)  # the trigger
+    opened = ring.last_frame_at
+    wait_for(lambda: ring.last_frame_at - opened >= 1.5e6, 20, "1.5 s after the trigger")
+    ring.close_output()
+    backend.stop_encoder(recording)
+    probe = check_mp4(path, output)
+    # The ring delays by 1 s, so at most 0.5 s of the clip is from after the trigger;
+    # it starts at a keyframe (every 8 frames: 0.53 s) in the second before it.
+    assert probe["duration"] >= 0.9, probe
+    assert backend._picam2.camera_configuration()["use_case"].startswith("still-")
+
+
+@pytest.mark.parametrize("sim", [{"sensors": ["imx219"]}], indirect=True)
+def test_a_live_stream_keeps_its_mjpeg_encoder_while_a_clip_records(sim, backend, tmp_path):
+    backend.stream_frame(streamed(), 15.0, TIMEOUT)
+    mjpeg = backend._encoder
+    output = backend.file_output(str(tmp_path / "clip.mp4"))
+    recording = backend.start_encoder(VIDEO, output)
+    config = backend._picam2.camera_configuration()
+    assert config["lores"]["size"] == STREAM and config["main"]["size"] == (640, 480)
+    frames = {backend.stream_frame(streamed(), 15.0, TIMEOUT).data for _ in range(3)}
+    assert len(frames) == 3 and type(backend._encoder) is type(mjpeg)  # the hardware MJPEG
+    # A second stream size while recording is encoded from main in software.
+    other = backend.stream_frame(streamed(width=160, height=120), 15.0, TIMEOUT)
+    assert decoded(other.data).size == (160, 120)
+    recorded(output, 1.0)
+    backend.stop_encoder(recording)
+    check_mp4(tmp_path / "clip.mp4", output)
+    assert backend._picam2.camera_configuration()["use_case"].startswith("video-")  # streams on
+    assert decoded(backend.stream_frame(streamed(), 15.0, TIMEOUT).data).size == STREAM
+
+
+@pytest.mark.parametrize("sim", [{"sensors": ["imx219"]}], indirect=True)
+def test_one_recording_at_a_time_and_close_stops_it(sim, backend, tmp_path):
+    output = backend.file_output(str(tmp_path / "clip.mp4"))
+    recording = backend.start_encoder(VIDEO, output)
+    with pytest.raises(CameraBusy, match="already recording"):
+        backend.start_encoder(VIDEO, backend.file_output(str(tmp_path / "second.mp4")))
+    recorded(output, 0.5)
+    backend.close()  # the owner closes the camera under a running encoder
+    assert not output.recording and output.error is None
+    check_mp4(tmp_path / "clip.mp4", output)
+    backend.stop_encoder(recording)  # nothing left to stop
+    assert not [t for t in threading.enumerate() if "thread_poll" in repr(getattr(t, "_target", ""))]
