@@ -77,6 +77,16 @@ def test_a_clip_is_an_h264_mp4_of_the_asked_length(client, admin_headers, tmp_pa
     assert thumbnail.status_code == 200 and thumbnail.mimetype == "image/jpeg"
 
 
+def test_a_clip_narrower_than_its_stamp_records(client, admin_headers, tmp_path):
+    # The fuzzer found it: a 16-pixel-wide clip crashed the mock's encoder thread.
+    response = post(client, admin_headers, duration_s=0.5, width=16, height=374, fps=10)
+    assert response.status_code == 202
+    video = finished(client, admin_headers, response.json)
+    assert video["state"] == "ready", video
+    _, path = saved(client, admin_headers, video, tmp_path)
+    assert (ffprobe(path)["width"], ffprobe(path)["height"]) == (16, 374)
+
+
 def test_one_recording_at_a_time_and_cancel_keeps_nothing(client, admin_headers, services):
     first = post(client, admin_headers, duration_s=10)
     assert first.status_code == 202

@@ -44,8 +44,10 @@ def stamp_rows(height: int) -> int:
 
 def stamp(image: Image.Image, frame: int, when_ms: int) -> None:
     """Draw ``frame`` and ``when_ms`` (mod 2**32) as two rows of blocks at the bottom."""
-    draw = ImageDraw.Draw(image)
     rows, width = stamp_rows(image.height), image.width
+    if width < STAMP_BITS:
+        return  # too narrow for a block per bit: such a clip goes unstamped
+    draw = ImageDraw.Draw(image)
     for row, value in enumerate((frame, when_ms)):
         top = image.height - (2 - row) * rows
         for bit in range(STAMP_BITS):
