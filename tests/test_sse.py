@@ -98,8 +98,10 @@ def test_resume_from_last_event_id_replays_the_log_then_goes_live(server, stream
 
 
 def test_a_gap_older_than_the_log_gets_a_reset(server, stream):
+    before = info(server)["events"]["latest_id"]
     toggle(server, 110)  # events.keep is 100
-    newest = info(server)["events"]["latest_id"]
+    # Events are written a moment after the change they tell of: wait for the last.
+    newest = wait_for(lambda: (n := info(server)["events"]["latest_id"]) >= before + 110 and n)
     assert info(server)["events"]["oldest_id"] > 1
     client = stream("", {"Last-Event-ID": "1"})
     reset = client.next()

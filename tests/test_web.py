@@ -97,6 +97,10 @@ class Tab:
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("request", lambda r: self.urls.append(r.url))
+        # Console errors name no URL: these say which request a status belongs to.
+        self.failed: list[str] = []
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(
+            f"{r.request.method} {r.url} {r.status}"))
 
     def login(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:
         self.page.goto(self.base + "/")
@@ -115,7 +119,7 @@ class Tab:
         """No console error but the HTTP statuses the test caused on purpose; no other host."""
         allowed = re.compile(r"Failed to load resource: the server responded with a status of "
                              rf"({'|'.join(map(str, self.expected_statuses)) or 'none'})\b")
-        assert [e for e in self.errors if not allowed.match(e)] == []
+        assert [e for e in self.errors if not allowed.match(e)] == [], self.failed
         foreign = [u for u in self.urls
                    if not u.startswith((self.base + "/", "blob:" + self.base + "/", "data:"))]
         assert foreign == []
