@@ -4,7 +4,8 @@
 It reads one JSON request a line from a virtio-serial port (which QEMU connects
 to a Unix socket on the host, private to the test run) and answers each with
 one JSON line: ``{"id", "rc", "stdout", "stderr", "timed_out"}``. Lines that
-are not requests (a half-written line from before a reboot) are skipped. Standard library only: it runs on the image's system Python.
+are not requests (a half-written line from before a reboot) are skipped.
+Standard library only: it runs on the image's system Python.
 """
 import json
 import os
@@ -25,7 +26,7 @@ def run(request: dict) -> dict:
     try:
         result = subprocess.run(request["argv"], input=request.get("input", "").encode(),
                                 capture_output=True, timeout=request.get("timeout", 60),
-                                env={**os.environ, **request.get("env", {})}, cwd="/")
+                                cwd="/")
         return {"rc": result.returncode, "stdout": result.stdout.decode(errors="replace"),
                 "stderr": result.stderr.decode(errors="replace"), "timed_out": False}
     except subprocess.TimeoutExpired as exc:

@@ -42,9 +42,10 @@ EXCLUDED_MODULES = ["drivers/gpu", "drivers/net/wireless", "drivers/net/ethernet
                     "drivers/media/dvb-frontends", "drivers/iio", "sound", "net/wireless"]
 # Only what a direct -kernel/-initrd boot from a virtio disk needs, so that
 # update-initramfs is quick and does not look at the build host's hardware.
-INITRAMFS_SETUP = ("mkdir -p \"$1/etc/initramfs-tools/conf.d\" && "
-                   "echo MODULES=list >\"$1/etc/initramfs-tools/conf.d/picam-vm.conf\" && "
-                   "printf 'virtio_pci\\nvirtio_blk\\next4\\n' >>\"$1/etc/initramfs-tools/modules\"")
+INITRAMFS_SETUP = ('mkdir -p "$1/etc/initramfs-tools/conf.d" && '
+                   'echo MODULES=list >"$1/etc/initramfs-tools/conf.d/picam-vm.conf" && '
+                   "printf 'virtio_pci\\nvirtio_blk\\next4\\n' "
+                   '>>"$1/etc/initramfs-tools/modules"')
 ROOTFS_SIZE = "4G"  # sparse; room for photos, a second venv and the journal
 
 

@@ -149,13 +149,15 @@ def test_a_hung_camera_stops_the_watchdog_pings_and_systemd_restarts_it(vm):
                   + "\n[camera.mock]\nhang = true\n")
     vm.run("systemctl", "restart", SERVICE)
     _wait_healthy(vm)
-    restarts = int(_show(vm, "NRestarts")["NRestarts"])
     since = _now(vm)
     for _ in range(3):  # watchdog.TIMEOUTS_IN_A_ROW captures that time out
         response = requests.get(vm.url + "/api/v1/snapshot.jpg", auth=ADMIN, timeout=60)
         assert response.status_code == 503, response.text
-    _eventually(lambda: int(_show(vm, "NRestarts")["NRestarts"]) > restarts,
-             WATCHDOG_SEC + 60, "the watchdog's restart")
+    # The camera is mended meanwhile, as it were: the restart brings the old config back.
+    _write_config(vm, original)
+    _eventually(lambda: _show(vm, "NRestarts")["NRestarts"] == "1", WATCHDOG_SEC + 60,
+                "the watchdog's restart")
+    _wait_healthy(vm)
 
     entries = _journal(vm, since)
     dead = _first(entries, "camera path is dead")
@@ -166,33 +168,32 @@ def test_a_hung_camera_stops_the_watchdog_pings_and_systemd_restarts_it(vm):
     # The pings stop at "dead"; the last one came at most one interval (WatchdogSec/2)
     # before, so systemd gives up at most WatchdogSec after it.
     assert 0 <= timeout - dead <= WATCHDOG_SEC + 2, (dead, timeout)
-    _write_config(vm, original)
-    vm.run("systemctl", "restart", SERVICE)
-    _wait_healthy(vm)
     _set_job_state(vm, "running")
 
 
-@pytest.mark.parametrize("change, error", [
-    (('port = 8000', 'port = "eighty"'), "server.port: must be int (got 'eighty')"),
-    # ProtectSystem=strict: a data dir outside StateDirectory= is read-only even
-    # when the user owns it; start-up refuses it rather than failing later.
-    (('# data_dir = ""', f'data_dir = "{BAIT}"'),
-     f"storage.data_dir: {BAIT} is not writable by this user"),
-])
-def test_a_bad_config_stops_it_with_one_line_and_no_restart_loop(vm, change, error):
+def test_a_bad_config_stops_it_with_one_line_and_no_restart_loop(vm):
     original = _config(vm)
-    assert change[0] in original
-    _write_config(vm, original.replace(*change))
+    mistakes = {
+        ("port = 8000", 'port = "eighty"'): "server.port: must be int (got 'eighty')",
+        # ProtectSystem=strict: a data dir outside StateDirectory= is read-only even
+        # when the user owns it; start-up refuses it rather than failing later.
+        ('# data_dir = ""', f'data_dir = "{BAIT}"'):
+            f"storage.data_dir: {BAIT} is not writable by this user",
+    }
     vm.run("systemctl", "stop", SERVICE)
-    since = _now(vm)
-    assert vm.run("systemctl", "start", SERVICE, check=False).rc != 0
-    time.sleep(RESTART_SEC * 2)  # long enough for a restart to have come
-    assert _show(vm, "ActiveState", "Result", "ExecMainStatus", "NRestarts") == {
-        "ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "2", "NRestarts": "0"}
-    ours = [entry["MESSAGE"] for entry in _journal(vm, since) if entry["_PID"] != "1"]
-    assert len(ours) == 1 and ours[0].startswith("picam-api: ") and error in ours[0], ours
+    for (good, bad), error in mistakes.items():
+        assert good in original
+        _write_config(vm, original.replace(good, bad))
+        since = _now(vm)
+        assert vm.run("systemctl", "start", SERVICE, check=False).rc != 0
+        time.sleep(RESTART_SEC * 2)  # long enough for a restart to have come
+        assert _show(vm, "ActiveState", "Result", "ExecMainStatus", "NRestarts") == {
+            "ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "2",
+            "NRestarts": "0"}
+        ours = [entry["MESSAGE"] for entry in _journal(vm, since) if entry["_PID"] != "1"]
+        assert len(ours) == 1 and ours[0].startswith("picam-api: ") and error in ours[0], ours
     _write_config(vm, original)
-    vm.run("systemctl", "restart", SERVICE)
+    vm.run("systemctl", "start", SERVICE)
     _wait_healthy(vm)
 
 
@@ -202,6 +203,7 @@ def test_a_memory_burst_within_the_cap_is_survived_and_one_past_it_restarts_it(v
     _write_config(vm, original + "\n[camera.mock]\nsensor = [10000, 10000]\n")
     vm.run("systemctl", "restart", SERVICE)
     _wait_healthy(vm)
+    _write_config(vm, original)  # for the restart to come
     pid = _show(vm, "MainPID")["MainPID"]
     # About 300 MB at its peak (Pillow's RGB is 4 bytes a pixel): well above idle.
     photo = requests.post(vm.url + "/api/v1/photos", auth=ADMIN, timeout=300,
@@ -221,23 +223,20 @@ def test_a_memory_burst_within_the_cap_is_survived_and_one_past_it_restarts_it(v
     _eventually(lambda: _show(vm, "NRestarts")["NRestarts"] == "1", 60, "a restart")
     _wait_healthy(vm)
     entries = _journal(vm, since)
-    print("\n".join(e["MESSAGE"] for e in entries if "OOM" in e["MESSAGE"]
-                    or "out of memory" in e["MESSAGE"] or e["_PID"] == "1"))
+    print("\n".join(e["MESSAGE"] for e in entries if e["_PID"] == "1"
+                    or "memory" in e["MESSAGE"]))
     assert _first(entries, "killed by the OOM killer")
-    _write_config(vm, original)
-    vm.run("systemctl", "restart", SERVICE)
-    _wait_healthy(vm)
+    assert _first(entries, "Failed with result 'oom-kill'")
 
 
 def test_upgrade_keeps_data_users_and_config_migrates_and_restarts(vm):
     _sudo(vm, "picam-api", "user", "add", VIEWER[0], "--role", "viewer", "--password-stdin",
           input=VIEWER[1] + "\n")
-    original = _config(vm)
-    _write_config(vm, original.replace("[storage]", "[storage]\nthumbnail_px = 200", 1))
-    vm.run("systemctl", "restart", SERVICE)
-    _wait_healthy(vm)
     photo = requests.post(vm.url + "/api/v1/photos", auth=ADMIN, timeout=60,
                           json={"width": 640, "height": 480}).json()
+    image = requests.get(vm.url + photo["links"]["image"], auth=ADMIN, timeout=30).content
+    # A change of the admin's, for the upgrade's restart to apply.
+    _write_config(vm, _config(vm).replace("[storage]", "[storage]\nthumbnail_px = 200", 1))
     schema = _schema_version(vm)
     job = _job(vm)
     pid = _show(vm, "MainPID")["MainPID"]
@@ -257,19 +256,22 @@ def test_upgrade_keeps_data_users_and_config_migrates_and_restarts(vm):
     assert _show(vm, "MainPID")["MainPID"] != pid
     assert _schema_version(vm) == schema + 1
     assert ["vm_upgrade"] in _sql(vm, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    kept = requests.get(vm.url + photo["links"]["image"], auth=VIEWER, timeout=30)
-    assert kept.status_code == 200 and len(kept.content) == photo["bytes"]
-    thumbnail = requests.get(vm.url + photo["links"]["thumbnail"], auth=ADMIN, timeout=30)
+    assert requests.get(vm.url + photo["links"]["image"], auth=VIEWER,
+                        timeout=30).content == image
+    new = requests.post(vm.url + "/api/v1/photos", auth=ADMIN, timeout=60,
+                        json={"width": 640, "height": 480}).json()
+    thumbnail = requests.get(vm.url + new["links"]["thumbnail"], auth=VIEWER, timeout=30)
     assert max(Image.open(io.BytesIO(thumbnail.content)).size) == 200
-    assert "thumbnail_px = 200" in _config(vm)
     _eventually(lambda: _job(vm)["frames_captured"] > job["frames_captured"], 60,
-             "a frame after the upgrade")
+                "a frame after the upgrade")
     vm.run("rm", "-rf", f"{CHECKOUT}-next")
 
 
 def test_after_a_reboot_the_service_and_the_time_lapse_are_back(vm):
     job = _job(vm)
+    boot = vm.boot_id()
     vm.reboot()
+    assert vm.boot_id() != boot
     _wait_healthy(vm)
     assert _show(vm, "ActiveState", "NRestarts") == {"ActiveState": "active", "NRestarts": "0"}
     assert _job(vm)["state"] == "running"
