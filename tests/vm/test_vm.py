@@ -75,7 +75,7 @@ def test_fresh_install_runs_a_healthy_hardened_service(vm):
         (REPO / "README.md").read_text()
 
     # journald stamps each line; ours carry no timestamp of their own.
-    # gunicorn's own default would start "[2026-12-01 10:07:33 +0000] [475] [INFO]".
+    # A line with a stamp of its own would start "2026-12-01 10:07:33,512 INFO ...".
     ours = [entry["MESSAGE"] for entry in _journal(vm) if entry["_PID"] != "1"]
     assert any("camera open: mock" in line for line in ours), ours
     for line in ours:
