@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .db import Database
 from .errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
-from .limits import RateLimit
+from .limits import Quota, RateLimit
 from .passwords import Hasher
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,11 @@ class Accounts:
         is also written to ``<data dir>/initial-admin-password`` (mode 0600).
         """
         if self.db.conn.execute("SELECT 1 FROM users LIMIT 1").fetchone():
+            if env_password:
+                log.warning("PICAM_ADMIN_PASSWORD is set but ignored: it chooses the admin "
+                            "password on the first start only, when there are no users; "
+                            "change it with 'picam-api user passwd admin'")
+            self._forget_stale_initial_password(data_dir)
             return None
         password = env_password or secrets.token_urlsafe(12)
         try:
@@ -154,11 +159,28 @@ class Accounts:
             f.write(password + "\n")
         return password
 
+    def _forget_stale_initial_password(self, data_dir: Path) -> None:
+        """Remove the initial password file once it no longer opens ``admin``.
+
+        ``user passwd admin`` removes it at once; this catches a change made
+        some other way (an older release, a restored database).
+        """
+        path = data_dir / INITIAL_PASSWORD_FILE
+        try:
+            password = path.read_text().strip()
+        except OSError:
+            return
+        admin = self.get_user("admin")
+        if admin is None or not self.hasher.verify(admin.password_hash, password):
+            drop_initial_password(data_dir, "admin")
+            log.warning("removed %s: the admin password has been changed", path)
+
     # -- tokens --------------------------------------------------------------------
 
-    def issue_token(self, user: User) -> tuple[str, dt.datetime]:
-        """A new token for ``user``; past ``max_tokens`` the oldest ones are revoked."""
-        self._token_rate.take(user.name)
+    def issue_token(self, user: User) -> tuple[str, dt.datetime, Quota]:
+        """A new token for ``user``, and what is left of the user's new-token quota;
+        past ``max_tokens`` the oldest tokens are revoked."""
+        quota = self._token_rate.take(user.name)
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self.token_ttl_s
@@ -175,7 +197,7 @@ class Accounts:
         if revoked:
             log.info("user %s has %d tokens, the most allowed (auth.max_tokens_per_user); "
                      "revoked the oldest", user.name, self.max_tokens)
-        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc)
+        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc), quota
 
     def check_token(self, token: str) -> User | None:
         row = self.db.conn.execute(
@@ -186,6 +208,16 @@ class Accounts:
     def revoke_token(self, token: str) -> None:
         with self.db.transaction(frees_space=True) as conn:
             conn.execute("DELETE FROM tokens WHERE hash = ?", (_token_hash(token),))
+
+
+def drop_initial_password(data_dir: Path, name: str) -> bool:
+    """Remove ``<data dir>/initial-admin-password`` after ``name``'s password changed
+    or ``name`` was removed, if ``name`` is admin; True if there was one."""
+    path = data_dir / INITIAL_PASSWORD_FILE
+    if name != "admin" or not path.exists():
+        return False
+    path.unlink()
+    return True
 
 
 def _token_hash(token: str) -> str:

@@ -19,14 +19,21 @@ from .camera import CameraOwner, make_backend
 from .capture import CaptureService
 from .config import from_mapping, load_config
 from .db import Database
+from .events import EventBus
+from .events.sse import EventStreams
 from .files import SpaceReserve
 from .gpio import GpioService
 from .passwords import Hasher
+from .retention import enforce as enforce_retention
 from .storage import PhotoStore
+from .storage_watch import StorageWatch
 from .stream_urls import StreamUrls
 from .streaming import StreamHub
 from .timelapse import TimelapseService
+from .timelapse.sun import Location
+from .video import VideoService
 from .watchdog import Watchdog, ping_interval
+from .webhooks import WebhookService
 from .workers import Worker, WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,7 @@ class Services:
         self.db = Database(self.data_dir / "picam.db", SpaceReserve(self.data_dir))
         self.db.migrate()
         self.db.reserve.ensure()
+        self.events = EventBus(self.db, config["events"]["keep"], self.worker_health)
         auth = config["auth"]
         self.accounts = Accounts(self.db, auth["token_ttl_s"],
                                  Hasher(auth["max_concurrent_hashes"]),
@@ -55,23 +63,44 @@ class Services:
         self.login_guard = LoginGuard(auth["max_failures"], auth["failure_window_s"])
         camera = config["camera"]
         self.backend = make_backend(config)
-        self.owner = CameraOwner(self.backend, camera["capture_timeout_s"], camera["retry_after_s"])
+        self.owner = CameraOwner(self.backend, camera["capture_timeout_s"], camera["retry_after_s"],
+                                 events=self.events)
         storage = config["storage"]
         cursor_key = self._secret("cursor_key")
         self.photos = PhotoStore(self.db, self.data_dir, storage["reserve_mb"] * 2**20,
-                                 storage["thumbnail_px"], cursor_key)
+                                 storage["thumbnail_px"], cursor_key, self.events)
         self.recovery = self.photos.recover()
         self.capture = CaptureService(self.owner, self.photos, self.db)
         self.streams = StreamHub(self.owner, self.capture, config, self.worker_health)
         self.stream_urls = StreamUrls(self._secret("stream_url_key"), config["stream"]["url_ttl_s"])
         self.timelapses = TimelapseService(self.db, self.capture, self.photos, config["timelapse"],
-                                           cursor_key, health=self.worker_health)
-        self.gpio = GpioService(config["gpio"], self)
+                                           cursor_key, health=self.worker_health,
+                                           location=Location.from_config(config["location"]),
+                                           events=self.events)
+        self.videos = VideoService(self.db, self.data_dir, self.photos, self.timelapses,
+                                   self.capture, self.owner, config, cursor_key,
+                                   health=self.worker_health, events=self.events)
+        self.gpio = GpioService(config["gpio"], owner=self.owner, capture=self.capture,
+                                timelapses=self.timelapses, videos=self.videos,
+                                events=self.events, health=self.worker_health,
+                                light=camera["light"])
+        self.event_streams = EventStreams(self.events, config["events"], camera["retry_after_s"])
+        self.webhooks = WebhookService(self.db, self.events, self.photos, config["webhooks"],
+                                       self.data_dir, cursor_key, self.worker_health)
+        self.mqtt = None
+        if config["mqtt"]["host"]:
+            from .mqtt import MqttBridge  # paho is imported only when MQTT is configured
+            self.mqtt = MqttBridge(config, self)
         self.workers: list[Worker] = []
-        if storage["max_photos"] or storage["max_bytes"]:
+        watch = StorageWatch(self.data_dir, config["events"]["storage_low_mb"] * 2**20,
+                             self.photos.reserve_bytes, self.events)
+        self.workers.append(Worker("picam-storage-watch", watch.tick,
+                                   config["events"]["storage_check_s"], self.worker_health))
+        if storage["max_photos"] or storage["max_bytes"] or storage["max_videos"]:
             self.retention = Worker(
                 "picam-retention",
-                lambda: self.photos.enforce_retention(storage["max_photos"], storage["max_bytes"]),
+                lambda: enforce_retention(self.photos, self.videos.store, storage["max_photos"],
+                                          storage["max_videos"], storage["max_bytes"]),
                 storage["retention_interval_s"], self.worker_health)
             self.workers.append(self.retention)
         else:
@@ -85,22 +114,40 @@ class Services:
         self._stopped = False
 
     def start(self) -> None:
+        self.events.start()
+        self.webhooks.start()
         self.timelapses.start()
+        self.videos.start()
         self.gpio.start()
         for worker in self.workers:
             worker.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+
+    def close_streams(self) -> None:
+        """End every live-view and event stream now (they never end by themselves)."""
+        self.streams.close()
+        self.event_streams.close()
 
     def shutdown(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         timeout = self.config["server"]["graceful_timeout_s"]
+        if self.mqtt is not None:
+            self.mqtt.stop(timeout)
+        self.webhooks.stop(timeout)
         self.timelapses.stop(timeout)
+        self.videos.stop(timeout)
         for worker in self.workers:
             worker.stop(timeout)
         self.gpio.shutdown(timeout)
         self.streams.shutdown(timeout)
         self.accounts.hasher.close()
+        self.event_streams.close()
+        # Last: what the others published while stopping is still logged (and
+        # queued for the webhooks, which deliver it after the next start).
+        self.events.stop(timeout)
         self.owner.close()
         self.db.close()
         log.info("picam-api stopped")
@@ -152,7 +199,7 @@ def create_app(config: Mapping | None = None) -> APIFlask:
 
     services = Services(config)
     app.extensions["picam"] = services
-    openapi.init_app(app, services)
+    openapi.init_app(app, services.owner, config)
     password = services.accounts.ensure_admin(services.data_dir,
                                               os.environ.get("PICAM_ADMIN_PASSWORD"))
     if password:
@@ -168,7 +215,8 @@ def create_app(config: Mapping | None = None) -> APIFlask:
     def docs_asset(name: str):
         return send_from_directory(assets, name, max_age=86400)
 
-    from .api import bp, root
+    from .api import bp, responses, root
+    responses.init_app(app, config["server"]["public_url"])
     app.register_blueprint(bp)
     app.register_blueprint(root)
     services.start()

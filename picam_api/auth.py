@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from apiflask import APIKeyQueryAuth, HTTPBasicAuth, HTTPTokenAuth, MultiAuth
-from flask import current_app, request
+from apiflask import HTTPError
+from flask import Response, current_app, g, request
 
 from . import request_rules
 from .accounts import Accounts, User
 from .errors import LoginsBusy, TooManyFailures
-from .limits import SlidingWindow
+from .limits import Quota, SlidingWindow
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class LoginGuard:
                         return False
                     retry = self._failures.retry_after(key, now)
                     raise TooManyFailures(f"too many failed logins from {client}; "
-                                          f"try again in {retry} s", retry_after=retry)
+                                          f"try again in {retry} s", retry_after=retry,
+                                          headers=Quota(limit, 0, retry).headers())
         return True
 
     def failed(self, client: str, name: str, known: bool = True) -> None:
@@ -225,13 +227,33 @@ def _verify_token(token: str) -> User | None:
     return _check_secret(token, "bearer token", lambda services: services.accounts.check_token(token))
 
 
+TICKET_REFUSED = {
+    "invalid": "the stream ticket is not valid for this URL",
+    "expired": "the stream ticket has expired (a ticket lasts stream.url_ttl_s seconds)",
+    "spent": "the stream ticket is spent (a ticket opens the stream once)",
+    "no user": "the stream ticket's user no longer exists",
+}
+
+
 @ticket.verify_token
 def _verify_ticket(value: str) -> User | None:
     def check(services) -> User | None:
         # The path as url_for() made it when the ticket was issued, mount point included.
-        name = services.stream_urls.check(value, request.method, request.script_root + request.path)
-        return services.accounts.get_user(name) if name else None  # gone with its user
+        name, verdict = services.stream_urls.check(value, request.method,
+                                                   request.script_root + request.path)
+        user = services.accounts.get_user(name) if name else None  # gone with its user
+        if user is None:
+            g.picam_ticket_refused = TICKET_REFUSED[verdict if name is None else "no user"]
+        return user
     return _check_secret(value, "stream ticket", check)
+
+
+@ticket.error_processor
+def _ticket_refused(error) -> Response:
+    """A refused ticket's 401 says why, so a client knows to ask for a new one."""
+    reason = g.pop("picam_ticket_refused", None)
+    detail = f"{reason}; ask POST /api/v1/stream/urls for a new one" if reason else None
+    return current_app.error_callback(HTTPError(error.status_code, detail=detail))
 
 
 def _check_secret(secret: str, what: str, check) -> User | None:

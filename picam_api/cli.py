@@ -1,4 +1,4 @@
-"""The ``picam-api`` command: serve, check a config, manage users."""
+"""The picam-api command: serve, check a config, manage users."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from . import datadir
-from .accounts import ROLES, Accounts
-from .config import build_config, load_config
+from . import __version__, datadir
+from .accounts import INITIAL_PASSWORD_FILE, ROLES, Accounts, drop_initial_password
+from .config import ENV_KEYS, SYSTEM_CONFIG, build_config, load_config
 from .db import Database
-from .errors import PicamError
+from .errors import NotFound, PicamError
+
+DB_NAME = "picam.db"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE",
-                        help="TOML config (default: $PICAM_CONFIG, then /etc/picam-api/config.toml)")
+                        help=f"TOML config (default: $PICAM_CONFIG, then {SYSTEM_CONFIG})")
     parser = argparse.ArgumentParser(prog="picam-api", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"picam-api {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the server in the foreground")
+    serve = commands.add_parser("serve", parents=[common], help="run the server in the foreground",
+                                description="Run the server in the foreground.",
+                                epilog=_serve_epilog(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.set_defaults(run=_serve)
@@ -83,15 +89,36 @@ def _serve(args) -> int:
     # damaged database is one line, not a traceback.
     data_dir = _data_dir(config)
     lock = datadir.lock(data_dir)  # held, by this process and its forks, until exit
-    db = Database(data_dir / "picam.db")
-    try:
-        db.migrate()
-    finally:
-        db.close()
+    with _database(data_dir):
+        pass
     try:
         return serve(config)
     finally:
         os.close(lock)
+
+
+def _serve_epilog() -> str:
+    env = "\n".join(f"  {name:<22}{key}" for name, key in ENV_KEYS.items())
+    return f"""\
+config: --config FILE, else $PICAM_CONFIG, else {SYSTEM_CONFIG} if it exists,
+  else the built-in defaults; environment variables override the file:
+{env}
+  PICAM_ADMIN_PASSWORD  the password of 'admin' on the first start (no users yet)
+  GPIOZERO_PIN_FACTORY  gpiozero's pin factory (gpio.pin_factory)
+
+data dir (photos, users, the database): $PICAM_DATA_DIR, else storage.data_dir,
+  else systemd's $STATE_DIRECTORY, else $XDG_DATA_HOME/picam-api
+  (~/.local/share/picam-api). The user commands act on the same one, so run
+  them with the same config and environment as the server (scripts/picam-api
+  does so for scripts/serve).
+  In this environment: {_data_dir_here()}"""
+
+
+def _data_dir_here() -> str:
+    try:
+        return load_config()["storage"]["data_dir"]
+    except PicamError as exc:
+        return f"unknown, the config does not load ({exc.detail})"
 
 
 def _config_check(args) -> int:
@@ -108,14 +135,30 @@ def _data_dir(config: dict) -> Path:
 
 
 @contextmanager
-def _accounts(args) -> Iterator[Accounts]:
+def _accounts(args, create: bool = True) -> Iterator[Accounts | None]:
+    """The accounts of the server's data dir (``args.data_dir`` once this returns).
+
+    Without ``create``, a data dir with no database yet yields None and is left
+    as it is (nothing is made).
+    """
     config = load_config(args.config)
-    db = Database(_data_dir(config) / "picam.db")
+    path = args.data_dir = Path(config["storage"]["data_dir"])
+    datadir.check_path(path)
+    if not create and not (path / DB_NAME).exists():
+        yield None
+        return
+    with _database(_data_dir(config)) as db:
+        yield Accounts(db, config["auth"]["token_ttl_s"])
+
+
+@contextmanager
+def _database(data_dir: Path) -> Iterator[Database]:
+    """The data dir's database, migrated; any SQLite error is one line naming the file."""
+    db = Database(data_dir / DB_NAME)
     try:
         db.migrate()
-        yield Accounts(db, config["auth"]["token_ttl_s"])
-    except sqlite3.Error as exc:
-        # Say which file, in one line: a read-only or damaged database.
+        yield db
+    except sqlite3.Error as exc:  # a read-only file system, say
         raise PicamError(f"{db.path}: {exc}") from None
     finally:
         db.close()
@@ -124,39 +167,67 @@ def _accounts(args) -> Iterator[Accounts]:
 def _read_password(args) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Again: ") != first:
+    if not sys.stdin.isatty():
+        raise PicamError("no terminal to ask for the password; pipe it in with "
+                         "--password-stdin (nothing changed)")
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Again: ")
+    except EOFError:
+        raise PicamError("no password given; nothing changed") from None
+    if again != first:
         raise PicamError("the passwords differ; nothing changed")
     return first
 
 
 def _user_add(args) -> int:
+    password = _read_password(args)  # before anything is made
     with _accounts(args) as accounts:
-        accounts.add_user(args.name, _read_password(args), args.role)
-    print(f"added {args.name} ({args.role})")
+        accounts.add_user(args.name, password, args.role)
+    print(f"added {args.name} ({args.role}) in data dir {args.data_dir}")
     return 0
 
 
 def _user_list(args) -> int:
-    with _accounts(args) as accounts:
-        users = accounts.list_users()
+    with _accounts(args, create=False) as accounts:
+        users = accounts.list_users() if accounts else []
+    # On stderr: stdout is one line per user, for scripts (install.sh).
+    print(f"data dir {args.data_dir}: " + (f"{len(users)} user(s)" if users else "no users yet")
+          + ("" if accounts else " (no database there; nothing was made)"), file=sys.stderr)
     for user in users:
         print(f"{user['name']}\t{user['role']}\t{user['created_at']}")
     return 0
 
 
 def _user_remove(args) -> int:
-    with _accounts(args) as accounts:
-        accounts.remove_user(args.name)
-    print(f"removed {args.name}")
+    with _accounts(args, create=False) as accounts:
+        _existing(accounts, args).remove_user(args.name)
+    print(f"removed {args.name} from data dir {args.data_dir}")
+    _drop_initial_password(args.data_dir, args.name)
     return 0
 
 
 def _user_passwd(args) -> int:
-    with _accounts(args) as accounts:
-        accounts.set_password(args.name, _read_password(args))
-    print(f"password changed for {args.name}; their tokens are revoked")
+    password = _read_password(args)
+    with _accounts(args, create=False) as accounts:
+        _existing(accounts, args).set_password(args.name, password)
+    print(f"password changed for {args.name} in data dir {args.data_dir}; their tokens "
+          "are revoked")
+    _drop_initial_password(args.data_dir, args.name)
     return 0
+
+
+def _drop_initial_password(data_dir: Path, name: str) -> None:
+    if drop_initial_password(data_dir, name):
+        print(f"removed {data_dir / INITIAL_PASSWORD_FILE}: it no longer holds the admin "
+              "password", file=sys.stderr)
+
+
+def _existing(accounts: Accounts | None, args) -> Accounts:
+    if accounts is None:
+        raise NotFound(f"no user named {args.name!r}: data dir {args.data_dir} has no "
+                       "database yet")
+    return accounts
 
 
 if __name__ == "__main__":

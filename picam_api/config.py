@@ -6,13 +6,15 @@ start-up with one line naming the key and the reason.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+# Shared with the GPIO checks (rules.py), under the names the SPEC below reads.
+from .rules import boolean as _bool, choice as _choice, number as _number
 
 SYSTEM_CONFIG = Path("/etc/picam-api/config.toml")
 
@@ -37,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "max_connections_per_client": 32,
         # Host header values served; empty: this machine's names (see hosts.py).
         "allowed_hosts": [],
+        # The URL clients reach the API at (https://cam.example.com, or behind a proxy
+        # https://example.com/camera); set, Location and links are absolute URLs.
+        "public_url": "",
     },
     "storage": {
         "data_dir": "",
@@ -47,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
         "max_bytes": 0,
         "retention_interval_s": 60.0,
         "thumbnail_px": 320,
+        # Retention for videos (0 = off); max_bytes counts photos and videos together.
+        "max_videos": 0,
     },
     "camera": {
         "backend": "auto",
@@ -83,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         # A job fails after this many captures in a row fail.
         "max_consecutive_failures": 10,
         "max_frames": 10_000_000,
+        # Queue a render (the [video] defaults) of every job that completes.
+        "render_on_complete": False,
     },
     "stream": {
         "max_clients": 4,
@@ -103,10 +112,97 @@ DEFAULTS: dict[str, Any] = {
         "pin_factory": "",
         "devices": [],
     },
+    "video": {
+        # Clips, and the pre-roll encoder: size, rate, bitrate, keyframe spacing.
+        "width": 1280,
+        "height": 720,
+        "fps": 30.0,
+        "bitrate": 4_000_000,
+        "keyframe_s": 1.0,
+        "max_duration_s": 300.0,
+        "max_clip_size": [1920, 1080],
+        "max_fps": 60.0,
+        # Seconds of encoded video kept in memory, so a clip starts before its trigger.
+        "preroll_s": 0.0,
+        "preroll_max_mb": 64,
+        # Time-lapse renders.
+        "render_fps": 25.0,
+        "max_render_px": 1920,
+        "crf": 23,
+        "preset": "veryfast",
+        "max_concurrent_renders": 1,
+        "max_queued_renders": 16,
+        "render_nice": 19,
+        "max_render_attempts": 3,
+    },
+    # Where the camera is, for sun-relative time-lapse windows ("sunrise-30m").
+    "location": {"latitude": None, "longitude": None, "elevation": 0.0},
+    "events": {
+        # The log that SSE clients resume from (Last-Event-ID): the newest this many events.
+        "keep": 10_000,
+        # Each SSE client holds a server thread, as a live-view client does.
+        "max_clients": 4,
+        "keepalive_s": 15.0,
+        # storage.low below this much free space (or below storage.reserve_mb, if higher).
+        "storage_low_mb": 1024,
+        "storage_check_s": 30.0,
+    },
+    "webhooks": {
+        "max_webhooks": 16,
+        "max_attempts": 8,
+        "timeout_s": 10.0,
+        # Retries wait backoff_s, then twice that, and so on up to max_backoff_s, with jitter.
+        "backoff_s": 2.0,
+        "max_backoff_s": 600.0,
+        # Undelivered deliveries per webhook; past it, new ones are dropped (and logged).
+        "max_pending": 1000,
+        # Finished deliveries kept per webhook for its delivery log.
+        "keep_deliveries": 200,
+        "max_body_bytes": 256 * 1024,
+        # Where receivers may be: each address a URL resolves to must be in an allowed
+        # network and in no denied one. The default denies this host and link-local
+        # addresses (cloud metadata services live there); see docs/events.md.
+        "allowed_networks": ["0.0.0.0/0", "::/0"],
+        "denied_networks": ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
+                            "0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8"],
+        # false: receivers must be given by IP address, and no name is ever looked up.
+        "allow_hostnames": True,
+        # If not empty, the only hosts (names or addresses, as in the URL) receivers may be at.
+        "allowed_hosts": [],
+    },
+    "mqtt": {
+        # MQTT is off unless a broker is named.
+        "host": "",
+        "port": 1883,
+        "tls": False,
+        "ca_file": "",
+        # Skips the check of the broker's certificate and name: only for a test broker.
+        "tls_insecure": False,
+        "username": "",
+        "password": "",
+        "password_file": "",
+        "client_id": "",
+        "base_topic": "picam",
+        # Default: this host's name, made topic-safe.
+        "node_id": "",
+        "discovery": True,
+        "discovery_prefix": "homeassistant",
+        "qos": 1,
+        "keepalive_s": 60,
+        "reconnect_max_s": 60.0,
+        # A command's request_id is remembered this long, so a redelivered command runs once.
+        "dedupe_s": 600.0,
+        # The snapshot topic gets the photo itself up to this size, else its thumbnail.
+        "snapshot_max_bytes": 4 * 1024 * 1024,
+        # How the device is named in Home Assistant; default "picam <node_id>".
+        "device_name": "",
+        # The device's "Visit" link in Home Assistant; default http://<hostname>:<port>/.
+        "configuration_url": "",
+    },
     "log": {"level": "INFO"},
 }
 
-# Server threads kept free for everything but streams (see _check_threads).
+# Server threads kept free for everything but live-view and event streams (see _check_threads).
 THREADS_BESIDE_STREAMS = 4
 
 ENV_KEYS = {
@@ -117,42 +213,9 @@ ENV_KEYS = {
 }
 
 
-def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Callable:
-    def check(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise ValueError(f"must be {kind.__name__}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be {kind.__name__}")
-        if kind is int and not float(value).is_integer():
-            raise ValueError("must be int")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be finite")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None
-                             else f"must be at least {lo}")
-        return kind(value)
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _choice(*choices: str) -> Callable:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-    return check
-
-
+def _optional(check: Callable) -> Callable:
+    """None (unset: the default) or what ``check`` takes; the loaded config is checked again."""
+    return lambda value: None if value is None else check(value)
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -182,6 +245,53 @@ def _hosts(value: Any) -> list[str]:
     return check_allowed_hosts(value)
 
 
+def _networks(value: Any) -> list[str]:
+    import ipaddress
+    if not isinstance(value, list) or len(value) > 64:
+        raise ValueError("must be a list of at most 64 networks such as \"192.168.0.0/16\"")
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{network!r} is not a network such as \"192.168.0.0/16\"") from None
+    return value
+
+
+def _receiver_hosts(value: Any) -> list[str]:
+    if (not isinstance(value, list) or len(value) > 64
+            or not all(isinstance(h, str) and 0 < len(h) <= 253 and h.strip() == h for h in value)):
+        raise ValueError("must be a list of at most 64 host names or addresses")
+    return [host.lower() for host in value]
+
+
+def _topic_level(value: Any) -> str:
+    # One or more MQTT topic levels, without wildcards or empty levels.
+    if (not isinstance(value, str) or not 1 <= len(value) <= 128 or any(c in value for c in "+#\0")
+            or "" in value.split("/")):
+        raise ValueError("must be 1-128 characters of topic levels, no + # or empty levels")
+    return value
+
+
+def _node_id(value: Any) -> str:
+    import re
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{0,64}", value):
+        raise ValueError("must be up to 64 letters, digits, '_' or '-' (Home Assistant's rule)")
+    return value
+
+
+def _public_url(value: Any) -> str:
+    """"" or an http(s) URL with no query or fragment, without its trailing slash."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be an http or https URL such as https://cam.example.com or "
+                         "https://example.com/camera")
+    return text.rstrip("/")
+
+
 def _devices(value: Any) -> list[dict]:
     # The GPIO module knows the device kinds and their options.
     from .gpio.devices import check_devices
@@ -200,6 +310,7 @@ SPEC: dict[str, Callable] = {
     "server.max_connections": _number(int, 8, 1000),
     "server.max_connections_per_client": _number(int, 1, 1000),
     "server.allowed_hosts": _hosts,
+    "server.public_url": _public_url,
     "storage.data_dir": _text,
     "storage.reserve_mb": _number(int, 0),
     "storage.max_photos": _number(int, 0),
@@ -238,7 +349,68 @@ SPEC: dict[str, Callable] = {
     "stream.url_ttl_s": _number(int, 1, 3600),
     "gpio.pin_factory": _text,
     "gpio.devices": _devices,
+    "events.keep": _number(int, 100, 10_000_000),
+    "events.max_clients": _number(int, 0, 1000),
+    "events.keepalive_s": _number(float, 0.1, 3600),
+    "events.storage_low_mb": _number(int, 0),
+    "events.storage_check_s": _number(float, 0.05, 86400),
+    "webhooks.max_webhooks": _number(int, 0, 1000),
+    "webhooks.max_attempts": _number(int, 1, 100),
+    "webhooks.timeout_s": _number(float, 0.1, 300),
+    "webhooks.backoff_s": _number(float, 0.01, 86400),
+    "webhooks.max_backoff_s": _number(float, 0.01, 7 * 86400),
+    "webhooks.max_pending": _number(int, 1, 1_000_000),
+    "webhooks.keep_deliveries": _number(int, 1, 1_000_000),
+    "webhooks.max_body_bytes": _number(int, 1024, 16 * 1024 * 1024),
+    "webhooks.allowed_networks": _networks,
+    "webhooks.denied_networks": _networks,
+    "webhooks.allow_hostnames": _bool,
+    "webhooks.allowed_hosts": _receiver_hosts,
+    "mqtt.host": _text,
+    "mqtt.port": _number(int, 1, 65535),
+    "mqtt.tls": _bool,
+    "mqtt.ca_file": _text,
+    "mqtt.tls_insecure": _bool,
+    "mqtt.username": _text,
+    "mqtt.password": _text,
+    "mqtt.password_file": _text,
+    "mqtt.client_id": _text,
+    "mqtt.base_topic": _topic_level,
+    "mqtt.node_id": _node_id,
+    "mqtt.discovery": _bool,
+    "mqtt.discovery_prefix": _topic_level,
+    "mqtt.qos": _number(int, 0, 2),
+    "mqtt.keepalive_s": _number(int, 5, 3600),
+    "mqtt.reconnect_max_s": _number(float, 1, 3600),
+    "mqtt.dedupe_s": _number(float, 0, 86400),
+    "mqtt.snapshot_max_bytes": _number(int, 0, 64 * 1024 * 1024),
+    "mqtt.device_name": _text,
+    "mqtt.configuration_url": _text,
     "log.level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    "storage.max_videos": _number(int, 0),
+    "timelapse.render_on_complete": _bool,
+    "video.width": _number(int, 16, 7680),
+    "video.height": _number(int, 16, 4320),
+    "video.fps": _number(float, 1, 120),
+    "video.bitrate": _number(int, 100_000, 100_000_000),
+    "video.keyframe_s": _number(float, 0.1, 60),
+    "video.max_duration_s": _number(float, 1, 86400),
+    "video.max_clip_size": _size,
+    "video.max_fps": _number(float, 1, 120),
+    "video.preroll_s": _number(float, 0, 120),
+    "video.preroll_max_mb": _number(int, 1, 4096),
+    "video.render_fps": _number(float, 1, 120),
+    "video.max_render_px": _number(int, 64, 7680),
+    "video.crf": _number(int, 0, 51),
+    "video.preset": _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                            "slow", "slower", "veryslow"),
+    "video.max_concurrent_renders": _number(int, 1, 8),
+    "video.max_queued_renders": _number(int, 1, 1000),
+    "video.render_nice": _number(int, 0, 19),
+    "video.max_render_attempts": _number(int, 1, 100),
+    "location.latitude": _optional(_number(float, -90, 90)),
+    "location.longitude": _optional(_number(float, -180, 180)),
+    "location.elevation": _number(float, -500, 9000),
 }
 
 
@@ -299,17 +471,21 @@ def build_config(layers: list[tuple[str, Mapping]], env: Mapping[str, str]) -> d
         _merge(config, layer, source)
     _check_threads(config)
     _check_capture_light(config)
+    _check_video(config)
     config["storage"]["data_dir"] = str(resolve_data_dir(config, env))
     return config
 
 
 def _check_threads(config: Mapping) -> None:
-    """Every stream client holds a server thread; health, snapshots and the API need the rest."""
-    threads, streams = config["server"]["threads"], config["stream"]["max_clients"]
+    """Every live-view and event-stream client holds a server thread; health,
+    snapshots and the API need the rest."""
+    threads = config["server"]["threads"]
+    streams = config["stream"]["max_clients"] + config["events"]["max_clients"]
     if threads < streams + THREADS_BESIDE_STREAMS:
         raise ConfigError(f"server.threads: must be at least stream.max_clients + "
-                          f"{THREADS_BESIDE_STREAMS} = {streams + THREADS_BESIDE_STREAMS}, so that "
-                          f"the API answers while every stream is open (got {threads})")
+                          f"events.max_clients + {THREADS_BESIDE_STREAMS} = "
+                          f"{streams + THREADS_BESIDE_STREAMS}, so that the API answers while "
+                          f"every stream is open (got {threads})")
 
 
 def _check_capture_light(config: Mapping) -> None:
@@ -319,6 +495,27 @@ def _check_capture_light(config: Mapping) -> None:
         check_capture_light(light, config["gpio"]["devices"])
     except ValueError as exc:
         raise ConfigError(f"camera.light: {exc} (got {light!r})") from None
+
+
+def _check_video(config: Mapping) -> None:
+    video = config["video"]
+    if video["width"] % 2 or video["height"] % 2:
+        raise ConfigError(f"video.width, video.height: must be even for H.264 (got "
+                          f"{video['width']}x{video['height']})")
+    max_w, max_h = video["max_clip_size"]
+    if video["width"] > max_w or video["height"] > max_h or video["fps"] > video["max_fps"]:
+        raise ConfigError("video.width, video.height, video.fps: must be within "
+                          "video.max_clip_size and video.max_fps")
+    for device in config["gpio"]["devices"]:
+        for event, actions in device.items():
+            for action in actions if isinstance(actions, list) else []:
+                if action.get("action") == "video" and action["duration_s"] > video["max_duration_s"]:
+                    raise ConfigError(f"gpio.devices: {device['name']}: {event}: duration_s must be "
+                                      f"at most video.max_duration_s ({video['max_duration_s']:g})")
+    location = config["location"]
+    if (location["latitude"] is None) != (location["longitude"] is None):
+        missing = "location.longitude" if location["longitude"] is None else "location.latitude"
+        raise ConfigError(f"{missing}: is needed with the other (both or neither)")
 
 
 def resolve_data_dir(config: Mapping, env: Mapping[str, str]) -> Path:

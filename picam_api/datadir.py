@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 from pathlib import Path
 
 from .errors import ConfigError, PicamError
@@ -29,18 +30,33 @@ OWN_NAMES = {MARKER, LOCK, ".picam-reserve", "picam.db", "picam.db-wal", "picam.
              "quarantine", "lost+found"}
 
 
+DATABASE_FILES = ("picam.db", "picam.db-wal", "picam.db-shm")
+
+
 class DataDirInUse(PicamError):
     """Another server holds the data dir's lock."""
 
 
+def check_path(path: Path) -> None:
+    """``ConfigError`` if ``path``, or the nearest of its parents that exists, is no folder."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == path else f" (in {path})"
+        raise ConfigError(f"storage.data_dir: {existing}{where} is a file, not a folder; "
+                          f"name a folder (nothing was changed)")
+
+
 def prepare(path: Path) -> Path:
     """Make ``path`` if missing and check that it is ours; mark it so. ``ConfigError`` if not."""
+    check_path(path)
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
         raise ConfigError(f"storage.data_dir: cannot create {path}: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"storage.data_dir: {path} is not writable by this user")
+    for name in DATABASE_FILES:
+        _check_writable(path / name)
     if (path / MARKER).exists():
         return path
     foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in OWN_NAMES)
@@ -52,6 +68,27 @@ def prepare(path: Path) -> Path:
     atomic_write(path / MARKER, b"picam-api data directory: photos, their index and "
                                 b"time-lapses. Keep this file.\n", mode=0o640)
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """A database file another user made (a ``sudo`` start, say) is one line, not a
+    traceback from deep inside SQLite."""
+    try:
+        owner = path.stat().st_uid
+    except FileNotFoundError:
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(f"storage.data_dir: {path} belongs to {_user_name(owner)} and this "
+                          f"user ({_user_name(os.geteuid())}) cannot write it; run picam-api "
+                          f"as {_user_name(owner)}, or give the data dir to this user "
+                          f"(nothing was changed)")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def lock(path: Path) -> int:

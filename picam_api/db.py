@@ -93,6 +93,73 @@ MIGRATIONS: list[str] = [
     CREATE INDEX timelapses_state ON timelapses (state);
     CREATE INDEX timelapses_name ON timelapses (name);
     """,
+    # 3: the event log, webhooks and their outbox.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        type TEXT NOT NULL,
+        time TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        types TEXT NOT NULL,
+        snapshot INTEGER NOT NULL DEFAULT 0,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        description TEXT,
+        salt TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        event TEXT,
+        body BLOB,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        last_attempt_at TEXT,
+        finished_at TEXT,
+        response_code INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX deliveries_webhook ON deliveries (webhook_id, state, seq);
+    """,
+    # 4: videos (time-lapse movies and recorded clips).
+    """
+    CREATE TABLE videos (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL,
+        timelapse_id TEXT,
+        trigger TEXT,
+        options TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        path TEXT,
+        frames INTEGER,
+        frames_skipped INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL,
+        fps REAL,
+        width INTEGER,
+        height INTEGER,
+        codec TEXT,
+        bytes INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX videos_timelapse ON videos (timelapse_id, id);
+    CREATE INDEX videos_source ON videos (source, id);
+    CREATE INDEX videos_state ON videos (state);
+    """,
 ]
 
 

@@ -26,7 +26,9 @@ class PicamError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        """Retry-After, when set, and any ``headers`` the error was raised with."""
+        retry = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        return {**retry, **self.extra.get("headers", {})}
 
 
 class ConfigError(PicamError, ValueError):
@@ -155,3 +157,10 @@ class MisdirectedRequest(PicamError):
 
     status = 421
     title = "Misdirected request"
+
+
+class PreconditionFailed(PicamError):
+    """An If-Match that the resource no longer matches: it changed since the client read it."""
+
+    status = 412
+    title = "Precondition failed"

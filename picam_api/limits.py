@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
+from dataclasses import dataclass
 
 from .errors import RateLimited
 
@@ -38,7 +40,7 @@ class SlidingWindow:
     def retry_after(self, key: object, now: float) -> int:
         """Whole seconds until the oldest event of ``key`` is forgotten (at least 1)."""
         recent = self._recent(key, now)
-        return max(1, int(recent[0] + self.window_s - now) + 1) if recent else 1
+        return max(1, math.ceil(recent[0] + self.window_s - now)) if recent else 1
 
     def _recent(self, key: object, now: float) -> collections.deque:
         recent = self._events.get(key, collections.deque())
@@ -47,6 +49,20 @@ class SlidingWindow:
         if not recent:
             self._events.pop(key, None)
         return recent
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Where a client stands against a limit: the IETF RateLimit header fields
+    (draft-ietf-httpapi-ratelimit-headers), which clients may read to slow down."""
+
+    limit: int
+    remaining: int
+    reset_s: int  # seconds until the oldest counted event is forgotten
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset_s)}
 
 
 class RateLimit:
@@ -58,12 +74,17 @@ class RateLimit:
         self._window = SlidingWindow(window_s)
         self._lock = threading.Lock()
 
-    def take(self, key: object) -> None:
+    def take(self, key: object) -> Quota:
+        """Count one event of ``key``; its quota after it. ``RateLimited`` (with the
+        RateLimit headers and Retry-After) past the limit."""
         now = time.monotonic()
         with self._lock:
             if self._window.count(key, now) >= self.limit:
                 retry = self._window.retry_after(key, now)
                 raise RateLimited(f"at most {self.limit} {self.what} per "
                                   f"{self._window.window_s:g} s; try again in {retry} s",
-                                  retry_after=retry)
+                                  retry_after=retry,
+                                  headers=Quota(self.limit, 0, retry).headers())
             self._window.add(key, now)
+            return Quota(self.limit, self.limit - self._window.count(key, now),
+                         self._window.retry_after(key, now))

@@ -30,14 +30,13 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from .camera.settings import control_schema
 from .errors import CameraError
 from .request_rules import STATE_CHANGING
+from .rules import RUNTIME
 
 if TYPE_CHECKING:
-    from .app import Services
+    from .camera import CameraOwner
 
 log = logging.getLogger(__name__)
 
-# Field metadata naming the runtime value that bounds the field (see RULES below).
-RUNTIME = "x-runtime-bound"
 
 
 class JsonSchemaRules(BasePlugin):
@@ -113,8 +112,25 @@ def _max_frames(node: dict, caps, config: dict) -> None:
     node["maximum"] = config["timelapse"]["max_frames"]
 
 
+def _max_clip_duration(node: dict, caps, config: dict) -> None:
+    node.pop("exclusiveMaximum", None)
+    node["maximum"] = config["video"]["max_duration_s"]
+
+
+def _clip_limits(node: dict, caps, config: dict) -> None:
+    video = config["video"]
+    width, height = video["max_clip_size"]
+    node["properties"] = {"width": {"maximum": width}, "height": {"maximum": height},
+                          "fps": {"maximum": video["max_fps"]}}
+
+
 def _stream_size(node: dict, caps, config: dict) -> None:
     node["enum"] = [f"{width}x{height}" for width, height in config["stream"]["sizes"]]
+
+
+def _webhook_url(node: dict, caps, config: dict) -> None:
+    from .webhooks.http import url_pattern
+    node["pattern"] = url_pattern(config["webhooks"]["allowed_hosts"])
 
 
 RULES: dict[str, Callable[[dict, Any, dict], None]] = {
@@ -125,10 +141,13 @@ RULES: dict[str, Callable[[dict, Any, dict], None]] = {
     "min_interval": _min_interval,
     "max_frames": _max_frames,
     "stream_size": _stream_size,
+    "max_clip_duration": _max_clip_duration,
+    "clip_limits": _clip_limits,
+    "webhook_url": _webhook_url,
 }
 
 
-def init_app(app: APIFlask, services: Services) -> None:
+def init_app(app: APIFlask, owner: CameraOwner, config: dict) -> None:
     """Add this app's runtime bounds to its document, after any processor already set.
 
     APIFlask builds the document once, at the first request for it; a camera that
@@ -140,12 +159,12 @@ def init_app(app: APIFlask, services: Services) -> None:
     def _runtime_bounds(spec: dict) -> dict:
         spec = previous(spec) if previous else spec
         try:
-            caps = services.owner.capabilities
+            caps = owner.capabilities
         except CameraError as exc:
             # The API still checks every request against the camera once it opens.
             log.warning("the OpenAPI document has no camera limits: %s", exc.detail)
             caps = None
-        _fill(spec, caps, services.config)
+        _fill(spec, caps, config)
         _require_bodies(spec)
         _inherited_statuses(spec)
         return spec
@@ -181,12 +200,27 @@ INHERITED = {
              503: "Too many logins at once, or the camera is unavailable; see Retry-After"},
     "state": {400: "Malformed request, or JSON nested too deep or with too long a number",
               403: "Needs the operator role, or sent by a page of another site",
+              412: "If-Match was sent and the resource no longer matches it: read it again",
               415: "Not application/json (see docs/security.md)",
               507: "Below the free-space reserve, or disk full"},
 }
 
 
+def _header(description: str) -> dict:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+RETRY_AFTER = {"Retry-After": _header("seconds to wait before trying again")}
+# limits.Quota: what a 429 says besides Retry-After.
+RATE_LIMITED = {**RETRY_AFTER,
+                "RateLimit-Limit": _header("how many the limit allows in its window"),
+                "RateLimit-Remaining": _header("how many are left: 0"),
+                "RateLimit-Reset": _header("seconds until one more is allowed")}
+HEADERS_OF = {429: RATE_LIMITED, 503: RETRY_AFTER}
+
+
 def _inherited_statuses(spec: dict) -> None:
+    """Add the inherited statuses, and the headers every 429 and 503 carries."""
     problem = {"application/problem+json": {"schema": {
         "$ref": "#/components/schemas/ProblemSchema"}}}
     for path in spec.get("paths", {}).values():
@@ -199,3 +233,7 @@ def _inherited_statuses(spec: dict) -> None:
             for status, description in statuses.items():
                 operation["responses"].setdefault(
                     str(status), {"description": description, "content": problem})
+            for status, headers in HEADERS_OF.items():
+                response = operation["responses"].get(str(status))
+                if response is not None:
+                    response.setdefault("headers", {}).update(headers)

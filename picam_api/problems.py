@@ -32,13 +32,31 @@ class ProblemSchema(Schema):
                                                   "and what is wrong with it."})
 
 
-def problem(status: int, detail: str, title: str | None = None, headers=None,
-            errors: dict | None = None) -> Response:
+def problem_body(status: int, detail: str, title: str | None = None,
+                 errors: dict | None = None) -> dict:
+    """The RFC 9457 body, for HTTP responses and for anything else that answers like them (MQTT)."""
     title = title or HTTP_STATUS_CODES.get(status, "Error")
     body = {"type": _type(title) if status != 500 else "about:blank", "title": title,
             "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
+    return body
+
+
+def error_body(error: PicamError) -> dict:
+    """The problem body of a domain error."""
+    return problem_body(error.status, error.detail, error.title, error.extra.get("errors"))
+
+
+def validation_body(messages) -> dict:
+    """The problem body of marshmallow ``messages`` for a JSON body, as APIFlask reports them."""
+    errors = _field_errors({"json": messages})
+    return problem_body(422, _joined(errors), "Validation error", errors)
+
+
+def problem(status: int, detail: str, title: str | None = None, headers=None,
+            errors: dict | None = None) -> Response:
+    body = problem_body(status, detail, title, errors)
     response = Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
     for name, value in (headers or {}).items():
         if name.lower() != "content-type":
@@ -54,7 +72,7 @@ def init_app(app: APIFlask) -> None:
     def _from_http_error(error: HTTPError) -> Response:
         errors = _field_errors(error.detail) if isinstance(error.detail, dict) else None
         if errors:
-            detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
+            detail = _joined(errors)
         elif isinstance(error.detail, str) and error.detail:
             detail = error.detail
         else:
@@ -97,6 +115,10 @@ def init_app(app: APIFlask) -> None:
 
 def _disk_full(error: BaseException) -> bool:
     return is_full(error) or (isinstance(error, OSError) and error.errno in FULL_ERRNOS)
+
+
+def _joined(errors: dict[str, list[str]]) -> str:
+    return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
 
 
 def _field_errors(detail: dict) -> dict[str, list[str]]:

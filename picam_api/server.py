@@ -86,7 +86,10 @@ def serve(config: dict) -> int:
     try:
         sock = _bind(server_config["host"], server_config["port"])
     except OSError as exc:
-        print(f"picam-api: {exc.strerror}", file=sys.stderr)
+        # Exit 1, not 2: under systemd the address may be free (or configured) a
+        # moment later, and the unit retries 1 but not 2.
+        print(f"picam-api: {exc.strerror}; stop what listens there, or choose another "
+              f"port (--port, PICAM_PORT or server.port)", file=sys.stderr)
         return 1
     _allow_files(server_config["max_connections"])
 
@@ -111,7 +114,7 @@ def serve(config: dict) -> int:
         def on_stop() -> None:
             log.info("stopping on %s", signal.Signals(stop.signal).name)
             notify("STOPPING=1")
-            services.streams.close()
+            services.close_streams()  # live view and events: they never end by themselves
 
         server.run_until_stopped(server_config["graceful_timeout_s"], on_stop)
     finally:

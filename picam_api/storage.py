@@ -24,13 +24,15 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
+from . import resources
 from .camera import Capture, CaptureSettings
 from .clock import iso
 from .db import Database
 from .errors import DamagedFile, InsufficientStorage, NotFound
+from .events import NO_EVENTS
 from .files import FULL_ERRNOS, TEMP_NAME, atomic_write, inside, remove_temp_files
 from .ids import ID_PATTERN, is_id, new_id
-from .pagination import make_cursor, open_cursor
+from .pagination import Page, keyset_page
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,9 @@ class PhotoStore:
     """Stores, lists, serves and deletes photos; guards free space; applies retention."""
 
     def __init__(self, db: Database, data_dir: Path, reserve_bytes: int, thumbnail_px: int,
-                 cursor_key: bytes):
+                 cursor_key: bytes, events=NO_EVENTS):
         self.db = db
+        self.events = events
         self.root = data_dir
         self.photos_dir = data_dir / "photos"
         self.thumbs_dir = data_dir / "thumbnails"
@@ -139,6 +142,7 @@ class PhotoStore:
         except BaseException:
             (self.root / relative).unlink(missing_ok=True)
             raise
+        self.events.publish("photo.created", resources.photo(photo))
         return photo
 
     # -- reading -----------------------------------------------------------------
@@ -153,38 +157,57 @@ class PhotoStore:
         return Photo.from_row(row)
 
     def list(self, limit: int, cursor: str | None = None,
-             timelapse: str | None = None) -> tuple[list[Photo], str | None]:
-        """A page of photos, newest first, and the cursor of the next page (or None).
+             timelapse: str | None = None) -> Page[Photo]:
+        """A page of photos, newest first (``pagination.keyset_page``)."""
+        def fetch(edge: str | None, backwards: bool, n: int) -> list[Photo]:
+            where, args = self._filter(timelapse)
+            if edge:
+                where.append("id > ?" if backwards else "id < ?")
+                args.append(edge)
+            rows = self.db.conn.execute(
+                f"SELECT {COLUMNS} FROM photos {'WHERE ' + ' AND '.join(where) if where else ''} "
+                f"ORDER BY id {'ASC' if backwards else 'DESC'} LIMIT ?", (*args, n)).fetchall()
+            return [Photo.from_row(row) for row in rows]
+        return keyset_page(self._cursor_key, timelapse, limit, cursor, fetch)
 
-        Keyset pagination on the primary key, so a page costs the same however
-        large the library is.
-        """
-        where, args = [], []
-        if timelapse is not None:
-            where.append("timelapse_id = ?")
-            args.append(timelapse)
-        if cursor:
-            where.append("id < ?")
-            args.append(open_cursor(self._cursor_key, cursor, timelapse))
-        sql = (f"SELECT {COLUMNS} FROM photos {'WHERE ' + ' AND '.join(where) if where else ''} "
-               f"ORDER BY id DESC LIMIT ?")
-        rows = self.db.conn.execute(sql, (*args, limit + 1)).fetchall()
-        photos = [Photo.from_row(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return photos, make_cursor(self._cursor_key, photos[-1].id, timelapse) if more else None
+    def count(self, timelapse: str | None = None) -> int:
+        """How many photos (of one time-lapse) there are; a count over an index."""
+        where, args = self._filter(timelapse)
+        return self.db.conn.execute(
+            f"SELECT count(*) FROM photos {'WHERE ' + ' AND '.join(where) if where else ''}",
+            args).fetchone()[0]
 
-    def iter_frames(self, timelapse_id: str, batch: int = 200) -> Iterator[Photo]:
-        """A time-lapse's frames in sequence order, read a batch at a time."""
-        after = 0
+    @staticmethod
+    def _filter(timelapse: str | None) -> tuple[list[str], list]:
+        return (["timelapse_id = ?"], [timelapse]) if timelapse is not None else ([], [])
+
+    def iter_frames(self, timelapse_id: str, batch: int = 200, first: int = 1,
+                    last: int | None = None) -> Iterator[Photo]:
+        """A time-lapse's frames in sequence order (``first`` to ``last``), a batch at a time."""
+        after = first - 1
         while True:
             rows = self.db.conn.execute(
                 f"SELECT {COLUMNS} FROM photos WHERE timelapse_id = ? AND sequence > ? "
-                f"ORDER BY sequence LIMIT ?", (timelapse_id, after, batch)).fetchall()
+                f"AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (timelapse_id, after, last if last is not None else 2**62, batch)).fetchall()
             if not rows:
                 return
             for row in rows:
                 yield Photo.from_row(row)
             after = rows[-1]["sequence"]
+
+    def frame_span(self, timelapse_id: str, first: int = 1,
+                   last: int | None = None) -> tuple[int, int | None]:
+        """How many frames of a time-lapse lie in ``first``..``last``, and the last one's sequence."""
+        count, highest = self.db.conn.execute(
+            "SELECT count(*), max(sequence) FROM photos WHERE timelapse_id = ? AND sequence >= ? "
+            "AND sequence <= ?", (timelapse_id, first, last if last is not None else 2**62)).fetchone()
+        return count, highest
+
+    def oldest_id(self) -> str | None:
+        """The id of the oldest photo (retention across photos and videos)."""
+        row = self.db.conn.execute("SELECT id FROM photos ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def file(self, photo: Photo) -> Path:
         """The image file of ``photo``, resolved and checked to be inside the data dir."""
@@ -243,7 +266,7 @@ class PhotoStore:
         with self.db.transaction(frees_space=True) as conn:
             conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
         for photo in photos:
-            self._unlink(photo)
+            self._unlink(photo, "timelapse")
         return len(photos)
 
     def enforce_retention(self, max_photos: int, max_bytes: int, batch: int = 500) -> int:
@@ -263,13 +286,16 @@ class PhotoStore:
             with self.db.transaction(frees_space=True) as conn:
                 conn.executemany("DELETE FROM photos WHERE id = ?", [(p.id,) for p in photos])
             for photo in photos:
-                self._unlink(photo)
+                self._unlink(photo, "retention")
             deleted += len(photos)
             log.info("retention deleted %d photo(s), oldest %s", len(photos), photos[0].id)
 
-    def _unlink(self, photo: Photo) -> None:
+    def _unlink(self, photo: Photo, reason: str = "api") -> None:
+        """Remove the files of a photo whose row is gone, and say so."""
         (self.root / photo.path).unlink(missing_ok=True)
         (self.thumbs_dir / f"{photo.id}.jpg").unlink(missing_ok=True)
+        self.events.publish("photo.deleted", {"id": photo.id, "timelapse_id": photo.timelapse_id,
+                                              "reason": reason})
 
     # -- start-up ----------------------------------------------------------------
 

@@ -38,24 +38,28 @@ class StreamUrls:
         mac = self._mac(path, user, expires, nonce).decode()
         return f"{expires}.{nonce}.{mac}.{user}", expires
 
-    def check(self, ticket: str, method: str, path: str) -> str | None:
-        """The user a valid, unspent ticket for ``method path`` names (spending it), else None."""
+    def check(self, ticket: str, method: str, path: str) -> tuple[str | None, str]:
+        """The user a valid, unspent ticket for ``method path`` names (spending it), and
+        "ok"; else None and why: "invalid" (forged, or for another route), "expired"
+        or "spent"."""
         parts = ticket.split(".", 3)
         # A bounded number of digits: int() refuses more than 4300 with an error.
         if len(parts) != 4 or not (parts[0].isascii() and parts[0].isdecimal()
                                    and len(parts[0]) <= MAX_EXPIRY_DIGITS):
-            return None
+            return None, "invalid"
         expires, nonce, mac, user = int(parts[0]), parts[1], parts[2], parts[3]
-        now = self.clock.time()
-        if method != METHOD or expires < now \
+        if method != METHOD \
                 or not hmac.compare_digest(mac.encode(), self._mac(path, user, expires, nonce)):
-            return None
+            return None, "invalid"
+        now = self.clock.time()
+        if expires < now:
+            return None, "expired"
         with self._lock:
             self._spent = {n: e for n, e in self._spent.items() if e >= now}
             if nonce in self._spent:
-                return None
+                return None, "spent"
             self._spent[nonce] = expires
-        return user
+        return user, "ok"
 
     def _mac(self, path: str, user: str, expires: int, nonce: str) -> bytes:
         message = f"{METHOD} {path}\n{user}\n{expires}\n{nonce}".encode()

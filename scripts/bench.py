@@ -58,7 +58,7 @@ def median_time(fn, runs: int) -> float:
 class Server:
     """``picam-api serve`` on a free port with its own data dir."""
 
-    def __init__(self, data_dir: Path, threads: int = 8, extra_toml: str = ""):
+    def __init__(self, data_dir: Path, threads: int = 12, extra_toml: str = ""):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -320,7 +320,7 @@ def shared_stream_figures(tmp: Path) -> dict[int, tuple[float, float]]:
     most = max(STREAM_CLIENTS)
     extra = (f"[stream]\nfps = {STREAM_FPS}\nmax_clients = {most}\nsizes = [[640, 480]]\n")
     figures = {}
-    with Server(tmp / "stream", threads=most + 4, extra_toml=extra) as server:
+    with Server(tmp / "stream", threads=most + 8, extra_toml=extra) as server:
         for n in STREAM_CLIENTS:
             readers = [StreamReader(server) for _ in range(n)]
             figures[n] = measure([lambda r=r: r.parts for r in readers], server.cpu_seconds)
@@ -401,17 +401,14 @@ def snapshot_load(capture, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def bench_timelapse(tmp: Path, runs: int) -> None:
-    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
-
-    Lateness is when the camera was asked for the frame, against the frame's slot
-    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
-    """
+def timed_app(data_dir: Path, timelapse: dict):
+    """An app on the mock whose time-lapse captures (at TIMELAPSE_SIZE) note when the
+    camera was asked; returns its services and that list of wall times."""
     from picam_api.app import create_app
 
     os.environ.setdefault("PICAM_ADMIN_PASSWORD", PASSWORD)
-    app = create_app({"storage": {"data_dir": str(tmp / "timelapse"), "reserve_mb": 0},
-                      "camera": {"backend": "mock"}, "timelapse": {"min_interval_s": 0.05},
+    app = create_app({"storage": {"data_dir": str(data_dir), "reserve_mb": 0},
+                      "camera": {"backend": "mock"}, "timelapse": timelapse,
                       "log": {"level": "WARNING"}})
     services = app.extensions["picam"]
     asked: list[float] = []
@@ -423,6 +420,16 @@ def bench_timelapse(tmp: Path, runs: int) -> None:
         return backend_capture(settings, timeout)
 
     services.backend.capture = timed_capture
+    return services, asked
+
+
+def bench_timelapse(tmp: Path, runs: int) -> None:
+    """Schedule accuracy of 300 frames at 100 ms under snapshot load, against capture(); sleep().
+
+    Lateness is when the camera was asked for the frame, against the frame's slot
+    (start + k * interval); drift is the last frame's lateness. ``runs`` does not apply.
+    """
+    services, asked = timed_app(tmp / "timelapse", {"min_interval_s": 0.05})
     stop = threading.Event()
     load = snapshot_load(services.capture, stop)
     job = services.timelapses.create({**TIMELAPSE_SIZE, "interval_s": TIMELAPSE_INTERVAL,
@@ -548,6 +555,420 @@ def bench_slowloris(tmp: Path, runs: int) -> None:
            "<1000 ms", percentile(attacked, 99) < 1.0, note)
 
 
+RENDER_FRAMES = 300
+RENDER_SIZE = (1920, 1080)
+
+
+def mock_jpegs(directory: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` frames of the mock's pattern as 000001.jpg..., the layout ffmpeg's %06d reads."""
+    camera = MockCamera(from_mapping({})["camera"])
+    settings = CaptureSettings(width=size[0], height=size[1], quality=90)
+    if directory.exists():  # made by an earlier bench of this run
+        return sorted(directory.glob("*.jpg"))
+    directory.mkdir(parents=True)
+    paths = []
+    start = dt.datetime.now(dt.timezone.utc)
+    for n in range(1, count + 1):
+        image = camera.render(settings, n, start + dt.timedelta(seconds=n))
+        path = directory / f"{n:06d}.jpg"
+        image.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def bench_render(tmp: Path, runs: int) -> None:
+    """Frames/s of a 300-frame 1080p time-lapse to MP4: our renderer against the ffmpeg
+    command line on the same files with the same codec settings, at the same priority."""
+    from picam_api.video.render import FrameRef, RenderOptions, render
+
+    config = from_mapping({})["video"]
+    frames = mock_jpegs(tmp / "render-frames", RENDER_FRAMES, RENDER_SIZE)
+    taken = dt.datetime.now(dt.timezone.utc)
+    refs = [FrameRef(path, "jpeg", taken, n) for n, path in enumerate(frames, 1)]
+    options = RenderOptions(fps=config["render_fps"], crf=config["crf"], preset=config["preset"],
+                            max_px=config["max_render_px"])
+    ours_out, theirs_out = tmp / "ours.mp4", tmp / "ffmpeg.mp4"
+
+    def ours() -> float:
+        cpu = time.process_time()  # every thread of this process: libx264's too
+        render(lambda: refs, len(refs), ours_out, options, lambda *a: None, lambda: False)
+        return time.process_time() - cpu
+
+    command = ["ffmpeg", "-v", "error", "-y", "-framerate", f"{options.fps:g}",
+               "-i", str(tmp / "render-frames" / "%06d.jpg"), "-c:v", "libx264",
+               "-preset", options.preset, "-crf", str(options.crf), "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", str(theirs_out)]
+
+    def theirs() -> float:
+        process = subprocess.Popen(command)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = status
+        assert status == 0, "ffmpeg failed"
+        return usage.ru_utime + usage.ru_stime
+
+    count = max(3, runs // 10)
+    (ours_s, ours_cpu), (theirs_s, theirs_cpu) = timed_and_cpu(ours, count), \
+        timed_and_cpu(theirs, count)
+    fps, baseline = RENDER_FRAMES / ours_s, RENDER_FRAMES / theirs_s
+    note = f"baseline: ffmpeg CLI, libx264 {options.preset} crf {options.crf}, same files"
+    record(f"render {RENDER_FRAMES} frames {RENDER_SIZE[0]}x{RENDER_SIZE[1]} to MP4", fps,
+           "frames/s", baseline, ">=0.9x ffmpeg", fps / baseline >= 0.9, note)
+    record("render CPU per frame", ours_cpu / RENDER_FRAMES * 1000, "CPU ms",
+           theirs_cpu / RENDER_FRAMES * 1000, "", None, note)
+
+
+def timed_and_cpu(fn, runs: int) -> tuple[float, float]:
+    """Medians of wall seconds and of the CPU seconds ``fn`` returns, after a warm-up."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        cpus.append(fn())
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+LATENESS_FRAMES = 40
+
+
+def bench_render_lateness(tmp: Path, runs: int) -> None:
+    """Time-lapse lateness p99 at 1 s intervals while renders run back to back, against idle."""
+    from picam_api.camera.base import Capture
+
+    services, asked = timed_app(tmp / "lateness", {})
+    settings = CaptureSettings(width=RENDER_SIZE[0], height=RENDER_SIZE[1])
+    source = services.timelapses.create({"interval_s": 3600, "width": 640, "height": 480,
+                                         "start_at": dt.datetime.now(dt.timezone.utc)
+                                         + dt.timedelta(hours=1)})
+    for n, path in enumerate(mock_jpegs(tmp / "render-frames", RENDER_FRAMES, RENDER_SIZE), 1):
+        services.photos.add(Capture(path.read_bytes(), *RENDER_SIZE, "jpeg"), settings,
+                            source="timelapse", timelapse_id=source.id, sequence=n)
+    def lateness(rendering: bool) -> list[float]:
+        asked.clear()
+        stop = threading.Event()
+        renders = 0
+
+        def keep_rendering():
+            nonlocal renders
+            while not stop.is_set():
+                video = services.videos.create({"timelapse": source.id})
+                while services.videos.get(video.id).state in ("queued", "rendering"):
+                    time.sleep(0.1)
+                renders += 1
+        feeder = threading.Thread(target=keep_rendering, daemon=True)
+        if rendering:
+            feeder.start()
+            time.sleep(2)
+        job = services.timelapses.create({**TIMELAPSE_SIZE, "interval_s": 1.0,
+                                          "frames": LATENESS_FRAMES})
+        while services.timelapses.get(job.id).state != "completed":
+            time.sleep(0.2)
+        stop.set()
+        if rendering:
+            feeder.join(60)
+        done = services.timelapses.get(job.id)
+        slots = [slot for job_id, slot, _ in services.timelapses.scheduler.lateness
+                 if job_id == job.id]
+        return [t - done.schedule.time_of(slot) for t, slot in zip(list(asked), slots)]
+
+    idle = lateness(False)
+    busy = lateness(True)
+    services.shutdown()
+    ms = 1000
+    p99_idle, p99_busy = percentile(idle, 99) * ms, percentile(busy, 99) * ms
+    record(f"time-lapse lateness p99 @ 1 s, {LATENESS_FRAMES} frames, renders running",
+           p99_busy, "ms", p99_idle, "within 20 ms of idle", p99_busy - p99_idle <= 20,
+           "baseline: the same with no render; renders of the 1080p frames back to back")
+
+
+CLIP_SIZE, CLIP_FPS, CLIP_SECONDS = (1280, 720), 30, 10
+
+
+def bench_clip(tmp: Path, runs: int) -> None:
+    """Server CPU per second of a 1280x720@30 mock clip, against ffmpeg encoding the same
+    raw frames with the same x264 settings; and peak RSS with 10 s of pre-roll."""
+    video = (f"[video]\nwidth = {CLIP_SIZE[0]}\nheight = {CLIP_SIZE[1]}\nfps = {CLIP_FPS}\n")
+    with Server(tmp / "clip", extra_toml=video) as server:
+        auth = basic_header()
+        cpu = server.cpu_seconds()
+        started = time.monotonic()
+        clip = requests.post(server.url + "/api/v1/videos", headers=auth, timeout=10,
+                             json={"duration_s": CLIP_SECONDS}).json()
+        while requests.get(server.url + clip["links"]["self"], headers=auth,
+                           timeout=10).json()["state"] == "recording":
+            time.sleep(0.2)
+        ours = (server.cpu_seconds() - cpu) / (time.monotonic() - started)
+        body = requests.get(server.url + clip["links"]["self"], headers=auth, timeout=10).json()
+    theirs = ffmpeg_clip_cpu(tmp)
+    record(f"clip {CLIP_SIZE[0]}x{CLIP_SIZE[1]}@{CLIP_FPS} (mock): server CPU", ours, "CPU s/s",
+           theirs, "", None, f"baseline: ffmpeg encoding the same raw frames; ours also draws "
+           f"them; {body['frames']} frames in {body['duration_s']:.1f} s")
+    with Server(tmp / "idle") as server:
+        idle = server.rss_bytes()
+    with Server(tmp / "preroll", extra_toml=video + "preroll_s = 10.0\n") as server:
+        time.sleep(13)
+        preroll = requests.get(server.url + "/api/v1/info", headers=basic_header(),
+                               timeout=10).json()["video"]["preroll"]
+        peak = server.rss_bytes()
+    record(f"server RSS with 10 s pre-roll at {CLIP_SIZE[0]}x{CLIP_SIZE[1]}@{CLIP_FPS}",
+           peak / 2**20, "MiB", idle / 2**20, "", None,
+           f"baseline: idle server without pre-roll; ring {preroll['frames']} frames, "
+           f"{preroll['bytes'] / 2**20:.1f} MiB")
+
+
+def ffmpeg_clip_cpu(tmp: Path) -> float:
+    """CPU seconds per second of video of the ffmpeg command line on the mock's raw frames."""
+    camera = MockCamera(from_mapping({})["camera"])
+    settings = CaptureSettings(width=CLIP_SIZE[0], height=CLIP_SIZE[1])
+    frames = CLIP_FPS * CLIP_SECONDS
+    raw = [camera.render(settings, n, dt.datetime.now(dt.timezone.utc)).tobytes()
+           for n in range(1, CLIP_FPS + 1)]  # a second of distinct frames, repeated
+    process = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+         f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}", "-r", str(CLIP_FPS), "-i", "-", "-c:v", "libx264",
+         "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-b:v",
+         str(from_mapping({})["video"]["bitrate"]), "-g", str(CLIP_FPS), "-bf", "0",
+         "-pix_fmt", "yuv420p", str(tmp / "ffmpeg-clip.mp4")], stdin=subprocess.PIPE)
+    for n in range(frames):
+        process.stdin.write(raw[n % len(raw)])
+    process.stdin.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = status
+    return (usage.ru_utime + usage.ru_stime) / CLIP_SECONDS
+
+
+class SseReader(threading.Thread):
+    """An event-stream client: records (arrival time, event) for each event it reads."""
+
+    def __init__(self, server: Server, types: str):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        auth = basic_header()["Authorization"]
+        self.sock.sendall(f"GET /api/v1/events?types={types} HTTP/1.0\r\nAuthorization: {auth}"
+                          f"\r\n\r\n".encode())
+        self.file = self.sock.makefile("rb")
+        status = self.file.readline()
+        assert b" 200 " in status, status
+        while self.file.readline() != b"\r\n":
+            pass
+        self.seen: list[tuple[float, dict]] = []
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while line := self.file.readline():
+                if line.startswith(b"data: "):
+                    self.seen.append((time.time(), json.loads(line[6:])))
+        except (OSError, ValueError):
+            pass
+
+    def stop(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.join(5)
+        self.file.close()
+        self.sock.close()
+
+
+def _event_time(event: dict) -> float:
+    return dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
+
+
+def bench_sse_latency(tmp: Path, runs: int) -> None:
+    """Photo committed (the event's own time, stamped after the commit) to its arrival at an SSE client."""
+    with Server(tmp / "sse-latency") as server:
+        reader = SseReader(server, "photo.created")
+        client = Client(server, basic_header())
+        health = median_time(lambda: client.get("/api/v1/health"), runs)
+        for _ in range(runs):
+            client.conn.request("POST", "/api/v1/photos", body=b'{"width": 320, "height": 240}',
+                                headers={**basic_header(), "Content-Type": "application/json"})
+            client.conn.getresponse().read()
+        deadline = time.monotonic() + 10
+        while len(reader.seen) < runs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reader.stop()
+        client.close()
+    latency = [(arrived - _event_time(event)) * 1000 for arrived, event in reader.seen]
+    note = f"{len(latency)} events; baseline: GET /health round trip"
+    record("photo committed -> SSE client: p50", percentile(latency, 50), "ms", health * 1000,
+           note=note)
+    record("photo committed -> SSE client: p99", percentile(latency, 99), "ms", health * 1000,
+           note=note)
+
+
+SSE_FANOUT = (1, 50)
+SSE_RATE = 40.0  # events per second during the window
+SSE_WINDOW_S = 4.0
+
+
+def bench_sse_fanout(tmp: Path, runs: int) -> None:
+    """Server CPU per event with 50 SSE clients against 1; the events are GPIO toggles."""
+    most = max(SSE_FANOUT)
+    extra = (f"[events]\nmax_clients = {most}\nkeepalive_s = 0.5\n[[gpio.devices]]\nname = \"led\"\npin = 17\n"
+             f"kind = \"led\"\n")
+    per_event = {}
+    with Server(tmp / "sse-fanout", threads=most + 8, extra_toml=extra) as server:
+        client = Client(server, basic_header())
+        body, headers = b'{"toggle": true}', {**basic_header(), "Content-Type": "application/json"}
+        for n in SSE_FANOUT:
+            readers = [SseReader(server, "gpio.changed") for _ in range(n)]
+            time.sleep(0.5)
+            cpu, sent, started = server.cpu_seconds(), 0, time.monotonic()
+            while (now := time.monotonic()) - started < SSE_WINDOW_S:
+                client.conn.request("PATCH", "/api/v1/gpio/led", body=body, headers=headers)
+                client.conn.getresponse().read()
+                sent += 1
+                time.sleep(max(0.0, started + sent / SSE_RATE - time.monotonic()))
+            deadline = time.monotonic() + 10
+            while min(len(r.seen) for r in readers) < sent and time.monotonic() < deadline:
+                time.sleep(0.01)
+            per_event[n] = (server.cpu_seconds() - cpu) / sent
+            assert all(len(r.seen) == sent for r in readers), "an SSE client missed events"
+            for reader in readers:
+                reader.stop()
+            # The server frees a slot at its next write to the closed socket.
+            while requests.get(server.url + "/api/v1/info", headers=basic_header(),
+                               timeout=10).json()["events"]["sse"]["clients"]:
+                time.sleep(0.05)
+        client.close()
+    ratio = per_event[most] / per_event[1]
+    record(f"SSE, {most} clients: server CPU per event", per_event[most] * 1000, "CPU ms",
+           per_event[1] * 1000, "<2x", ratio < 2,
+           f"baseline: 1 client; {SSE_RATE:g} GPIO toggles/s via PATCH, their cost included")
+
+
+def bench_webhooks(tmp: Path, runs: int) -> None:
+    """Outbox deliveries per second to a local receiver, against plain POSTs to it."""
+    import http.server
+
+    count = max(runs * 4, 100)
+    arrived: list[float] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.append(time.monotonic())
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = receiver.server_address[1]
+    # The baseline: the same POSTs, one new connection each as the outbox makes them.
+    started = time.monotonic()
+    for _ in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn.request("POST", "/hook", body=b"{}", headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        conn.close()
+    plain = count / (time.monotonic() - started)
+    arrived.clear()
+    extra = ('[webhooks]\nallowed_networks = ["127.0.0.0/8"]\ndenied_networks = []\n'
+             '[[gpio.devices]]\nname = "led"\npin = 17\nkind = "led"\n')
+    with Server(tmp / "webhooks", extra_toml=extra) as server:
+        requests.post(server.url + "/api/v1/webhooks", headers=basic_header(), timeout=10,
+                      json={"url": f"http://127.0.0.1:{port}/hook", "types": ["gpio.changed"]})
+        client = Client(server, basic_header())
+        headers = {**basic_header(), "Content-Type": "application/json"}
+        for _ in range(count):  # queued faster than they go out
+            client.conn.request("PATCH", "/api/v1/gpio/led", body=b'{"toggle": true}',
+                                headers=headers)
+            client.conn.getresponse().read()
+        deadline = time.monotonic() + 60
+        while len(arrived) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.close()
+    receiver.shutdown()
+    rate = (len(arrived) - 1) / (arrived[-1] - arrived[0])
+    record("webhook outbox deliveries to a local receiver", rate, "/s", plain, "", None,
+           f"{len(arrived)} of {count}; baseline: plain POSTs from one client, a connection each")
+
+
+def _mosquitto(tmp: Path) -> tuple[subprocess.Popen, int]:
+    import getpass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("bench: mosquitto did not start")
+
+
+def bench_mqtt_latency(tmp: Path, runs: int) -> None:
+    """An edge on a mock pin to its gpio.changed message at an MQTT subscriber."""
+    import paho.mqtt.client as mqtt
+
+    from picam_api.app import create_app
+
+    proc, port = _mosquitto(tmp)
+    got: list[tuple[float, bytes]] = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-sub")
+    ready = threading.Event()
+    subscriber.on_connect = lambda c, *a: (c.subscribe([("picam/bench/events/gpio.changed", 0),
+                                                        ("bench/echo", 0)]), ready.set())
+    subscriber.on_message = lambda c, u, m: got.append((time.perf_counter(), m.topic))
+    subscriber.connect("127.0.0.1", port)
+    subscriber.loop_start()
+    ready.wait(10)
+    time.sleep(0.3)
+    # The baseline: a message from a client to the subscriber, through the same broker.
+    echo = []
+    for _ in range(runs):
+        count = len(got)
+        started = time.perf_counter()
+        subscriber.publish("bench/echo", b"x")
+        while len(got) == count:
+            time.sleep(0.0002)
+        echo.append((got[-1][0] - started) * 1000)
+    os.environ.setdefault("PICAM_ADMIN_PASSWORD", PASSWORD)
+    app = create_app({"storage": {"data_dir": str(tmp / "mqtt"), "reserve_mb": 0},
+                      "camera": {"backend": "mock"}, "log": {"level": "WARNING"},
+                      "gpio": {"pin_factory": "mock", "devices": [
+                          {"name": "pir", "pin": 27, "kind": "input"}]},
+                      "mqtt": {"host": "127.0.0.1", "port": port, "node_id": "bench", "qos": 0}})
+    services = app.extensions["picam"]
+    deadline = time.monotonic() + 10
+    while not services.mqtt.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    pin = services.gpio.factory.pin("GPIO27")
+    latency = []
+    for n in range(runs):
+        got.clear()
+        started = time.perf_counter()
+        (pin.drive_high if n % 2 == 0 else pin.drive_low)()
+        deadline = time.monotonic() + 5
+        while not any(t == "picam/bench/events/gpio.changed" for _, t in got):
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: no MQTT message for a GPIO edge")
+            time.sleep(0.0002)
+        latency.append((next(a for a, t in got if t.endswith("gpio.changed")) - started) * 1000)
+        time.sleep(0.01)
+    services.shutdown()
+    subscriber.loop_stop()
+    proc.terminate()
+    proc.wait(10)
+    note = "mock pin, QoS 0; baseline: a client's message to the subscriber via the broker"
+    record("GPIO edge -> MQTT subscriber: p50", percentile(latency, 50), "ms",
+           percentile(echo, 50), note=note)
+    record("GPIO edge -> MQTT subscriber: p99", percentile(latency, 99), "ms",
+           percentile(echo, 99), note=note)
+
+
 HEADER = ("metric", "value", "baseline", "ratio", "target", "met")
 # The README's Performance section holds the latest table between these (--readme).
 README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
@@ -600,16 +1021,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="bench-results.json", help="where to write the table")
     parser.add_argument("--readme", type=Path, help="also put the table in this README "
                         f"(between {README_START} and {README_END})")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only the benchmarks whose name has NAME in it (snapshot, auth, "
+                             "login-burst, listing, stream, timelapse, slowloris, sse-latency, "
+                             "sse-fanout, webhooks, mqtt, render, render-lateness, clip); "
+                             "may be repeated")
     args = parser.parse_args(argv)
+    benches = [("snapshot", bench_snapshot, (max(10, args.runs // 2),)),
+               ("auth", bench_auth, (args.runs * 4,)), ("login-burst", bench_login_burst, ()),
+               ("listing", bench_listing, (args.runs * 2,)), ("stream", bench_stream, (args.runs,)),
+               ("timelapse", bench_timelapse, (args.runs,)),
+               ("slowloris", bench_slowloris, (args.runs,)),
+               ("sse-latency", bench_sse_latency, (args.runs * 2,)),
+               ("sse-fanout", bench_sse_fanout, (args.runs,)),
+               ("webhooks", bench_webhooks, (args.runs,)),
+               ("mqtt", bench_mqtt_latency, (args.runs * 2,)),
+               ("render", bench_render, (args.runs,)),
+               ("render-lateness", bench_render_lateness, (args.runs,)),
+               ("clip", bench_clip, (args.runs,))]
     with tempfile.TemporaryDirectory(prefix="picam-bench-") as tmp:
         tmp = Path(tmp)
-        bench_snapshot(tmp, max(10, args.runs // 2))
-        bench_auth(tmp, args.runs * 4)
-        bench_login_burst(tmp)
-        bench_listing(tmp, args.runs * 2)
-        bench_stream(tmp, args.runs)
-        bench_timelapse(tmp, args.runs)
-        bench_slowloris(tmp, args.runs)
+        for name, bench, extra in benches:
+            if not args.only or any(part in name for part in args.only):
+                bench(tmp, *extra)
     machine = machine_name()
     print(f"picam-api benchmarks on {machine}; medians of {args.runs}+ runs\n")
     print_table(ROWS)

@@ -229,7 +229,7 @@ def own_server(password: str):
                 try:
                     if requests.get(url + "/api/v1/health", timeout=1).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # not up yet, as in conftest
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"load: the server did not start:\n{log.read_text()}")

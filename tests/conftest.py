@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -136,9 +137,21 @@ def mock_camera(services):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, below the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) is also one it hands out to the next
+    outgoing connection; a server started a minute later (after an install) then
+    finds it taken. Ports below ip_local_port_range are never picked that way.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ServerProcess:
@@ -150,7 +163,7 @@ class ServerProcess:
         self.data_dir = tmp_path / "server-data"
         self.config_file = tmp_path / "server.toml"
         self.config_file.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 8\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 12\n'
             f'graceful_timeout_s = 3.0\n'
             f'[storage]\ndata_dir = "{self.data_dir}"\nreserve_mb = 0\n'
             f'[camera]\nbackend = "mock"\ncapture_timeout_s = 2.0\n{extra_toml}')
@@ -200,3 +213,33 @@ def server(tmp_path):
     yield process
     if process.proc and process.proc.poll() is None:
         process.kill()
+
+
+def ffprobe(path) -> dict:
+    """The first video stream of ``path`` as ffprobe reads it, frames counted by decoding."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,profile,pix_fmt,color_range,color_space,width,height,nb_read_frames,"
+         "avg_frame_rate,duration",
+         "-of", "json", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    stream = json.loads(done.stdout)["streams"][0]
+    numerator, denominator = stream["avg_frame_rate"].split("/")
+    stream["fps"] = int(numerator) / int(denominator)
+    stream["frames"] = int(stream["nb_read_frames"])
+    stream["duration"] = float(stream["duration"])
+    return stream
+
+
+def mp4_boxes(data: bytes) -> list[str]:
+    """The top-level box types of an MP4, in file order (``moov`` before ``mdat`` = faststart)."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        boxes.append(data[offset + 4:offset + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        if size < 8:
+            break
+        offset += size
+    return boxes

@@ -55,7 +55,8 @@ def test_the_walk_sees_every_route(app):
     assert PUBLIC <= rules, f"stale public entries: {PUBLIC - rules}"
     walked = {rule for _, rule, _ in routes(app)}
     assert walked == rules - PUBLIC
-    assert {"/api/v1/photos", "/api/v1/timelapses/<job_id>", "/api/v1/gpio/<name>", "/"} <= walked
+    assert {"/api/v1", "/api/v1/photos", "/api/v1/timelapses/<job_id>", "/api/v1/gpio/<name>",
+            "/", "/api/v1/events", "/api/v1/webhooks/<webhook_id>/deliveries"} <= walked
 
 
 def test_every_other_route_needs_credentials(app, client):
@@ -81,7 +82,9 @@ def test_viewers_are_refused_every_operator_action(app, client, viewer_headers):
     assert {("POST", "/api/v1/photos"), ("DELETE", "/api/v1/photos/<photo_id>"),
             ("PATCH", "/api/v1/camera"), ("PATCH", "/api/v1/gpio/<name>"),
             ("POST", "/api/v1/timelapses"), ("PATCH", "/api/v1/timelapses/<job_id>"),
-            ("DELETE", "/api/v1/timelapses/<job_id>")} <= set(checked)
+            ("DELETE", "/api/v1/timelapses/<job_id>"), ("POST", "/api/v1/webhooks"),
+            ("PATCH", "/api/v1/webhooks/<webhook_id>"),
+            ("DELETE", "/api/v1/webhooks/<webhook_id>")} <= set(checked)
 
 
 def test_public_routes_answer_without_credentials(client):

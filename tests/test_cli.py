@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from picam_api import cli
-from picam_api.config import load_config
+from picam_api import __version__, cli
+from picam_api.accounts import INITIAL_PASSWORD_FILE
+from picam_api.config import ENV_KEYS, load_config
 
 from conftest import ADMIN_PASSWORD, BIN, basic
 
@@ -95,16 +96,28 @@ def test_password_keeps_inner_spaces(app, data_dir, run):
     assert status(app.test_client(), basic("fay", " a pass phrase ")) == 200
 
 
-def test_password_from_the_prompt(app, data_dir, run, monkeypatch):
-    answers = iter(["prompt-password", "prompt-password"])
-    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": next(answers))
+@pytest.fixture
+def prompt(monkeypatch):
+    """A terminal on stdin whose password prompts answer ``prompt(*answers)``."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def answer(*answers: str) -> None:
+        replies = iter(answers)
+        monkeypatch.setattr(sys, "stdin", Terminal())
+        monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": next(replies))
+    return answer
+
+
+def test_password_from_the_prompt(app, data_dir, run, prompt):
+    prompt("prompt-password", "prompt-password")
     assert run("user", "add", "gil")[0] == 0
     assert status(app.test_client(), basic("gil", "prompt-password")) == 200
 
 
-def test_prompted_passwords_that_differ_change_nothing(app, data_dir, run, monkeypatch):
-    answers = iter(["prompt-password", "other-password"])
-    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": next(answers))
+def test_prompted_passwords_that_differ_change_nothing(app, data_dir, run, prompt):
+    prompt("prompt-password", "other-password")
     code, _, err = run("user", "add", "gil")
     assert_one_error_line(code, err, "differ")
     assert status(app.test_client(), basic("gil", "prompt-password")) == 401
@@ -291,3 +304,121 @@ def test_config_check_as_a_real_command(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("picam-api:") and "server.port" in lines[0]
     assert result.stdout == ""
+
+
+# -- the first hour: version, help, the data dir, no terminal -----------------------
+
+
+def _cli(*argv: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``picam-api`` as a user runs it, in a session of its own: no controlling terminal."""
+    return subprocess.run([str(BIN / "picam-api"), *argv], capture_output=True, text=True,
+                          timeout=60, start_new_session=True, env=env, **kwargs)
+
+
+def test_version():
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"picam-api {__version__}"
+
+
+def test_help_names_the_data_dir_the_config_search_and_every_variable(data_dir):
+    result = _cli("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert f"In this environment: {data_dir}" in text
+    assert "--config FILE, else $PICAM_CONFIG, else /etc/picam-api/config.toml" in text
+    for name in (*ENV_KEYS, "PICAM_ADMIN_PASSWORD", "GPIOZERO_PIN_FACTORY", "STATE_DIRECTORY",
+                 "XDG_DATA_HOME"):
+        assert name in text
+
+
+@pytest.mark.parametrize("argv", [[], ["serve"], ["config"], ["config", "check"], ["user"],
+                                  ["user", "add"], ["user", "list"], ["user", "remove"],
+                                  ["user", "passwd"]])
+def test_help_has_no_literal_backticks(argv):
+    result = _cli(*argv, "--help")
+    assert result.returncode == 0 and "usage: picam-api" in result.stdout
+    assert "`" not in result.stdout
+
+
+def test_user_add_with_no_terminal_and_no_password_stdin_is_one_line(data_dir):
+    result = _cli("user", "add", "alice", stdin=subprocess.DEVNULL)
+    assert_one_error_line(result.returncode, result.stderr, "--password-stdin")
+    assert not data_dir.exists()  # nothing was made for a command that failed
+
+
+def test_user_list_on_a_missing_data_dir_says_so_and_makes_nothing(data_dir, run):
+    code, out, err = run("user", "list")
+    assert code == 0 and out == ""
+    assert err.strip() == f"data dir {data_dir}: no users yet (no database there; nothing " \
+                          f"was made)"
+    assert not data_dir.exists()
+    code, _, err = run("user", "passwd", "admin", "--password-stdin", stdin="long-enough-pw\n")
+    assert_one_error_line(code, err, str(data_dir), "no user named 'admin'")
+    assert not data_dir.exists()
+
+
+def test_user_commands_name_the_data_dir(app, data_dir, run):
+    code, out, _ = run("user", "add", "carol", "--password-stdin", stdin="carol-password\n")
+    assert out.strip() == f"added carol (viewer) in data dir {data_dir}"
+    code, out, err = run("user", "list")
+    assert err.strip() == f"data dir {data_dir}: 2 user(s)"
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["admin", "carol"]
+    code, out, _ = run("user", "remove", "carol")
+    assert out.strip() == f"removed carol from data dir {data_dir}"
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path, data_dir, run, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PICAM_DATA_DIR", str(blocker))
+    for argv in (["user", "list"], ["user", "add", "carol", "--password-stdin"]):
+        code, _, err = run(*argv, stdin="carol-password\n")
+        assert_one_error_line(code, err, f"storage.data_dir: {blocker} is a file, not a folder")
+
+
+def test_changing_the_admin_password_removes_the_initial_password_file(
+        make_app, config, data_dir, run, monkeypatch):
+    monkeypatch.delenv("PICAM_ADMIN_PASSWORD")
+    make_app(config)
+    initial = data_dir / INITIAL_PASSWORD_FILE
+    assert initial.exists()
+    code, out, err = run("user", "passwd", "admin", "--password-stdin", stdin="a-new-password\n")
+    assert code == 0, err
+    assert not initial.exists()
+    assert f"removed {initial}" in err
+
+
+def test_a_stale_initial_password_file_is_removed_at_start(make_app, config, data_dir,
+                                                           monkeypatch, caplog):
+    monkeypatch.delenv("PICAM_ADMIN_PASSWORD")
+    make_app(config).extensions["picam"].shutdown()
+    initial = data_dir / INITIAL_PASSWORD_FILE
+    # Changed some other way than "user passwd" (an older release): the file is stale.
+    first = make_app(config).extensions["picam"]
+    first.accounts.set_password("admin", "changed-elsewhere")
+    first.shutdown()
+    assert initial.exists()
+    make_app(config)
+    assert not initial.exists()
+    assert f"removed {initial}: the admin password has been changed" in caplog.text
+
+
+def test_an_initial_password_file_that_still_works_is_kept(make_app, config, data_dir,
+                                                           monkeypatch):
+    monkeypatch.delenv("PICAM_ADMIN_PASSWORD")
+    make_app(config).extensions["picam"].shutdown()
+    make_app(config)
+    assert (data_dir / INITIAL_PASSWORD_FILE).exists()
+
+
+def test_admin_password_set_after_the_first_start_is_ignored_and_the_log_says_why(
+        make_app, config, monkeypatch, caplog):
+    make_app(config).extensions["picam"].shutdown()
+    assert "PICAM_ADMIN_PASSWORD is set but ignored" not in caplog.text
+    monkeypatch.setenv("PICAM_ADMIN_PASSWORD", "another-password")
+    client = make_app(config).test_client()
+    assert "PICAM_ADMIN_PASSWORD is set but ignored: it chooses the admin password on the " \
+           "first start only, when there are no users" in caplog.text
+    assert status(client, basic("admin", "another-password")) == 401
+    assert status(client, basic("admin", ADMIN_PASSWORD)) == 200

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import time
-import types
 
 import pytest
 from gpiozero import Device
@@ -69,7 +68,7 @@ def device(client, headers, name: str) -> dict:
 
 
 def gpio_photos(services) -> list:
-    return [p for p in services.photos.list(100)[0] if p.source == "gpio"]
+    return [p for p in services.photos.list(100).items if p.source == "gpio"]
 
 
 
@@ -373,21 +372,6 @@ def test_a_timelapse_trigger_for_an_unknown_job_is_a_counted_failure(make_app, c
     client = app.test_client()
     body = wait_for(lambda: (b := device(client, admin_headers, "door"))["trigger_failures"] and b)
     assert "on_press: timelapse:" in body["last_error"] and "nope" in body["last_error"]
-
-
-def test_a_timelapse_trigger_without_the_service_is_a_counted_failure(make_app, config,
-                                                                        admin_headers, monkeypatch):
-    config["gpio"]["devices"][6]["on_press"] = {"action": "timelapse", "timelapse": "garden",
-                                                "state": "paused"}
-    app = make_app(config)
-    services = app.extensions["picam"]
-    # A build where the time-lapse service is missing: the GPIO service sees no attribute.
-    monkeypatch.setattr(services.gpio, "_services",
-                        types.SimpleNamespace(owner=services.owner, capture=services.capture))
-    click(pin(services.gpio, "door"))
-    body = wait_for(lambda: services.gpio.devices["door"].state()["trigger_failures"]
-                    and services.gpio.devices["door"].state())
-    assert "time-lapses are not available" in body["last_error"]
 
 
 # -- the capture light -----------------------------------------------------------------

@@ -184,6 +184,28 @@ def test_install_refuses_politely(root):
         assert no_systemd.returncode == 1 and "systemd is not running" in no_systemd.stderr
 
 
+def test_a_database_of_another_user_is_one_line_and_exit_2(root):
+    # A data dir the service user may write, holding a picam.db that root made
+    # (a "sudo picam-api ..." run by hand): SQLite could only fail deep inside.
+    data_dir = root / "var/lib/made-by-root"
+    data_dir.mkdir()
+    data_dir.chmod(0o777)
+    subprocess.run([root / "opt/picam-api/venv/bin/picam-api", "user", "add", "carol",
+                    "--password-stdin"], input="carol-password\n", text=True, check=True,
+                   env={**os.environ, "PICAM_DATA_DIR": str(data_dir)}, capture_output=True)
+    assert (data_dir / "picam.db").stat().st_uid == 0
+    for argv in (["user", "list"], ["serve", "--port", str(free_port())]):
+        result = _run("runuser", "-u", "picam", "--", "env", f"PICAM_DATA_DIR={data_dir}",
+                      root / "opt/picam-api/venv/bin/picam-api", *argv, "--config", root / CONFIG,
+                      cwd="/", check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line == (f"picam-api: storage.data_dir: {data_dir / 'picam.db'} belongs to root "
+                        f"and this user (picam) cannot write it; run picam-api as root, or give "
+                        f"the data dir to this user (nothing was changed)")
+
+
 def test_uninstall_keeps_data_unless_purged(root):
     # Runs last: it takes the install away.
     uninstall = REPO / "scripts" / "uninstall.sh"

@@ -25,7 +25,7 @@ def api_operations(app) -> list[tuple[str, str, str]]:
     """(METHOD, OpenAPI path, concrete URL) for every API route in the url_map."""
     operations = []
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/v1/"):
+        if rule.rule != "/api/v1" and not rule.rule.startswith("/api/v1/"):
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         url = re.sub(r"<[^<>]+>", PROBE_ID, rule.rule)

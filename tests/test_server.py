@@ -209,7 +209,8 @@ def test_a_port_in_use_is_one_line_and_exit_1_so_systemd_tries_again(tmp_path):
     assert "Traceback" not in output
     # The database was checked first (its log lines); then one line says what failed.
     assert [line for line in output.splitlines() if "picam_api.db" not in line] == [
-        f"picam-api: cannot listen on 127.0.0.1:{port}: Address already in use"]
+        f"picam-api: cannot listen on 127.0.0.1:{port}: Address already in use; stop what "
+        f"listens there, or choose another port (--port, PICAM_PORT or server.port)"]
 
 
 def test_no_control_socket(tmp_path, monkeypatch):

@@ -172,7 +172,7 @@ def test_recover_keeps_every_indexed_photo(make_app, config, admin_headers):
     services.shutdown()
     services2 = make_app(config).extensions["picam"]
     assert stored_files(services2.data_dir) == before
-    assert sorted(p.id for p in services2.photos.list(10)[0]) == sorted(ids)
+    assert sorted(p.id for p in services2.photos.list(10).items) == sorted(ids)
 
 
 # -- free-space reserve ---------------------------------------------------------
@@ -344,7 +344,7 @@ def test_retention_keeps_the_newest_within_max_bytes(make_app, config, admin_hea
     time.sleep(0.3)  # and it stops there: the limit holds
     assert row_count(services) == 3
     assert services.photos.stats()["bytes"] == newest_three
-    assert sorted(p.id for p in services.photos.list(10)[0]) == sorted(p["id"]
+    assert sorted(p.id for p in services.photos.list(10).items) == sorted(p["id"]
                                                                       for p in created[2:])
     assert {p.name.split(".")[0] for p in stored_files(services.data_dir)} == \
         {p["id"] for p in created[2:]}
@@ -378,7 +378,7 @@ def test_retention_never_runs_inside_a_request(make_app, config, admin_headers):
 
     services.retention.wake()
     assert wait_for(lambda: row_count(services) == 3)
-    assert sorted(p.id for p in services.photos.list(10)[0]) == sorted(ids[3:])
+    assert sorted(p.id for p in services.photos.list(10).items) == sorted(ids[3:])
     wait_for(lambda: len(stored_files(services.data_dir)) == 3, what="the files to go")
 
 
@@ -400,7 +400,7 @@ def test_enforce_retention_directly(services):
     assert services.photos.enforce_retention(max_photos=5, max_bytes=0) == 0
     assert services.photos.enforce_retention(max_photos=0,
                                              max_bytes=3 * len(capture.data)) == 2
-    assert [p.id for p in services.photos.list(10)[0]] == [p.id for p in reversed(photos[4:])]
+    assert [p.id for p in services.photos.list(10).items] == [p.id for p in reversed(photos[4:])]
     assert services.photos.enforce_retention(max_photos=2, max_bytes=0, batch=1) == 1
     assert services.photos.stats() == {"count": 2, "bytes": 2 * len(capture.data)}
 
@@ -417,4 +417,4 @@ def test_ids_and_paths_use_utc_whatever_the_clock_zone(services):
     assert late.taken_at == "2024-01-01T23:30:00.000000Z"
     assert late.path.startswith("photos/2024/01/01/")
     # newest first means by the instant, not by the wall clock it was given in
-    assert [p.id for p in services.photos.list(10)[0]] == [early.id, late.id]
+    assert [p.id for p in services.photos.list(10).items] == [early.id, late.id]

@@ -363,8 +363,37 @@ def test_ffprobe_identifies_the_stream_as_mjpeg(stream_server):
     assert stream == {"codec_name": "mjpeg", "width": 640, "height": 480}
 
 
-def test_the_integration_settings_in_the_readme_work(stream_server, tmp_path):
-    """Home Assistant, OctoPrint and ffmpeg as the README sets them up, with a viewer."""
+def test_the_frame_rate_is_in_a_header_and_ffmpeg_times_frames_by_the_wall_clock(
+        stream_server, tmp_path):
+    opened = requests.get(stream_server.url + STREAM + "?fps=5", headers=ADMIN, stream=True,
+                          timeout=10)
+    assert opened.headers["X-Framerate"] == "5"
+    opened.close()
+    capped = requests.get(stream_server.url + STREAM + "?fps=500", headers=ADMIN, stream=True,
+                          timeout=10)
+    assert capped.headers["X-Framerate"] == "30"  # stream.max_fps
+    capped.close()
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    # docs/integrations.md: MJPEG has no timing, so ffmpeg assumes 25 fps unless it
+    # stamps each frame with the time it arrived. Two seconds at 5 fps are then ~2 s.
+    url = stream_server.url.replace("http://", f"http://admin:{ADMIN_PASSWORD}@") + STREAM + "?fps=5"
+    clip = tmp_path / "clip.mkv"
+    done = subprocess.run(["ffmpeg", "-v", "error", "-use_wallclock_as_timestamps", "1", "-i", url,
+                           "-t", "2", "-c", "copy", "-y", str(clip)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    probed = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries",
+                             "format=duration:stream=nb_read_packets", "-of", "json", str(clip)],
+                            capture_output=True, text=True, timeout=30)
+    report = json.loads(probed.stdout)
+    frames = int(report["streams"][0]["nb_read_packets"])
+    assert 6 <= frames <= 14, report  # about 10: 5 fps for 2 s, on a loaded machine
+    assert 1.4 <= float(report["format"]["duration"]) <= 2.6, report
+
+
+def test_the_integration_settings_in_the_docs_work(stream_server, tmp_path):
+    """Home Assistant, OctoPrint and ffmpeg as docs/integrations.md sets them up, with a viewer."""
     added = subprocess.run([str(BIN / "picam-api"), "user", "add", "homeassistant", "--role",
                             "viewer", "--password-stdin", "--config",
                             str(stream_server.config_file)],
@@ -381,10 +410,10 @@ def test_the_integration_settings_in_the_readme_work(stream_server, tmp_path):
     parts = Parts(requests.get(base + STREAM, auth=viewer, stream=True, timeout=10))
     parts.next()
     parts.close()
-    # OctoPrint fetches the snapshot itself, credentials in the URL, within 5 s.
-    with_credentials = base.replace("http://", "http://homeassistant:viewer-password-1@")
-    snapshot = requests.get(with_credentials + "/api/v1/snapshot.jpg", timeout=5)
+    # OctoPrint 1.11 fetches the snapshot itself with "Basic" authentication, within 5 s.
+    snapshot = requests.get(base + "/api/v1/snapshot.jpg", auth=viewer, timeout=5)
     assert snapshot.status_code == 200 and snapshot.headers["Content-Type"] == "image/jpeg"
+    with_credentials = base.replace("http://", "http://homeassistant:viewer-password-1@")
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (apt-get install ffmpeg); its README command was "
                     "not checked")
@@ -561,7 +590,8 @@ def test_the_stream_is_documented_in_openapi(client):
 @pytest.mark.parametrize("threads, streams, ok", [(8, 4, True), (7, 4, False), (16, 12, True),
                                                   (16, 13, False)])
 def test_server_threads_must_leave_room_beside_the_streams(threads, streams, ok):
-    mapping = {"server": {"threads": threads}, "stream": {"max_clients": streams}}
+    mapping = {"server": {"threads": threads}, "stream": {"max_clients": streams},
+               "events": {"max_clients": 0}}
     if ok:
         from_mapping(mapping)
         return

@@ -60,7 +60,10 @@ def test_a_ticket_opens_the_stream_once(client, issue):
     first = get(client, body["url"])
     assert first.status_code == 200
     assert first.mimetype == "multipart/x-mixed-replace"
-    assert_refused(get(client, body["url"]))  # spent
+    spent = get(client, body["url"])
+    assert_refused(spent)
+    assert spent.json["detail"] == ("the stream ticket is spent (a ticket opens the stream once); "
+                                    "ask POST /api/v1/stream/urls for a new one")
 
 
 def test_size_and_fps_may_be_added(client, issue):
@@ -77,7 +80,9 @@ def test_the_url_holds_neither_token_nor_password(client, issue, admin_headers):
 def test_an_expired_ticket_is_refused(client, services, issue):
     url = issue()["url"]
     services.stream_urls.clock = LaterClock(services.config["stream"]["url_ttl_s"] + 1)
-    assert_refused(get(client, url))
+    expired = get(client, url)
+    assert_refused(expired)
+    assert expired.json["detail"].startswith("the stream ticket has expired")
 
 
 def changed(text: str) -> str:

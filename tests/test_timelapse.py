@@ -349,3 +349,15 @@ def test_a_killed_server_resumes_the_job_with_valid_frames(tmp_path):
     finally:
         server.kill()
 
+
+
+def test_a_job_bounded_by_duration_says_when_it_ends(client, admin_headers):
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    job = create(client, admin_headers, interval_s=60, duration_s=5400,
+                 start_at=start.isoformat())
+    assert job["duration_s"] == 5400
+    ends = dt.datetime.fromisoformat(job["end_at"].replace("Z", "+00:00"))
+    assert abs((ends - start).total_seconds() - 5400) < 0.001
+    assert job["end_at"].endswith("Z")
+    assert get(client, admin_headers, job["id"])["end_at"] == job["end_at"]
+    assert create(client, admin_headers, interval_s=60, frames=3)["end_at"] is None

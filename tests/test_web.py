@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 GPIO_TOML = """
+[events]
+# A closed tab frees its event-stream slot at the next keepalive.
+keepalive_s = 1.0
 [[gpio.devices]]
 name = "led"
 pin = 17
@@ -207,7 +210,7 @@ def test_the_gallery_loads_the_next_page_as_it_scrolls(tab, server):
     gallery = tab.page.locator("#gallery li")
     wait_for(lambda: gallery.count() >= 24, 10, "the first page")
     tab.page.locator("#gallery-end").scroll_into_view_if_needed()
-    tab.page.get_by_text("That is all.").wait_for()
+    tab.page.get_by_text("No older photos.").wait_for()
     assert gallery.count() == total
     assert any("cursor=" in url for url in tab.urls)  # the "next" link was followed
     newest = api(server, "GET", "/api/v1/photos?limit=1").json()["items"][0]["id"]
@@ -264,6 +267,52 @@ def test_switching_the_led_changes_the_mock_pin(tab, server):
     assert page.locator('[data-name="doorbell"]').get_by_text("Inactive").is_visible()
 
 
+def delete(server, path: str) -> None:
+    response = requests.delete(server.url + path, timeout=10,
+                               headers={**ADMIN, "Content-Type": "application/json"})
+    assert response.status_code == 204, response.text
+
+
+def test_the_page_follows_the_event_stream_not_polls(tab, server):
+    """Changes made elsewhere (here: straight through the API) show at once, with no polling."""
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
+    tab.login()
+    page = tab.page
+    tab.open("GPIO")
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 1})
+    page.locator('[data-name="led"] .value', has_text="On").wait_for()
+    assert page.get_by_role("switch", name="led on").is_checked()
+    api(server, "PATCH", "/api/v1/gpio/led", json={"value": 0})
+    page.locator('[data-name="led"] .value', has_text="Off").wait_for()
+
+    tab.open("Time-lapses")
+    job = api(server, "POST", "/api/v1/timelapses",
+              json={"name": "from-elsewhere", "interval_s": 0.5, "frames": 3, "width": 160,
+                    "height": 120}).json()
+    card = page.locator(f'#jobs li[data-id="{job["id"]}"]')
+    card.get_by_text("from-elsewhere").wait_for()
+    card.get_by_text("3 of 3 frames").wait_for()
+    card.locator(".state", has_text="completed").wait_for()
+    delete(server, job["links"]["self"])
+    card.wait_for(state="detached")
+
+    tab.open("Photos")
+    photo = api(server, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+    shown = page.locator(f'#gallery li[data-id="{photo["id"]}"]')
+    shown.locator("img[src^='blob:']").wait_for()
+    delete(server, photo["links"]["self"])
+    shown.wait_for(state="detached")
+
+    # One stream, with the token in its header, never in its URL; no list was polled.
+    assert len(streams) == 1
+    assert streams[0].headers["authorization"] == f"Bearer {tab.token()}"
+    assert tab.token() not in streams[0].url and "ticket" not in streams[0].url
+    lists = [u for u in tab.urls if u.endswith(("/api/v1/timelapses?limit=50", "/api/v1/gpio"))]
+    assert len(lists) <= 4  # each view's load on show, and once when the stream opened
+
+
 def test_a_viewer_sees_no_operator_controls(tab, server):
     photo = api(server, "POST", "/api/v1/photos", json={"width": 320, "height": 240}).json()
     tab.login("viewer", VIEWER_PASSWORD)
@@ -298,15 +347,33 @@ def test_logging_out_revokes_the_token(tab, server):
 def test_a_lost_connection_is_shown_and_the_page_recovers(browser, tmp_path):
     own = ServerProcess(tmp_path).start()  # this one is killed mid-test
     tab = Tab(browser, own.url)
+    streams = []
+    tab.page.on("request", lambda r: "/api/v1/events" in r.url and streams.append(r))
     try:
         tab.login()
         banner = tab.page.locator("#offline")
         wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        tab.open("Photos")
+        photo = api(own, "POST", "/api/v1/photos", json={"width": 160, "height": 120}).json()
+        tab.page.locator(f'#gallery li[data-id="{photo["id"]}"]').wait_for()  # its event came
+        tab.open("Live")
+        wait_for(lambda: live_frames_change(tab.page), 10, "live frames")
+        caption = tab.page.locator("#live-state")
+        snapshot = tab.page.get_by_role("button", name="Take a photo")
+        assert caption.text_content() == "Live" and snapshot.is_enabled()
         own.kill()
         banner.wait_for()
+        # What shows is the last frame: not called live, and nothing to press.
+        assert "Live" not in caption.text_content()
+        assert snapshot.is_disabled()
         own.start()
         banner.wait_for(state="hidden")
         wait_for(lambda: live_frames_change(tab.page), 15, "live frames again")
+        # The event stream came back too, resuming after the last event it saw.
+        wait_for(lambda: len(streams) >= 2, 15, "the event stream again")
+        assert streams[-1].headers["last-event-id"].isdecimal()
+        caption.filter(has_text="Live").wait_for()
+        assert snapshot.is_enabled()
     finally:
         tab.context.close()
         own.stop()
@@ -370,6 +437,55 @@ def test_the_docs_page_runs_under_its_policy(tab):
     tab.page.locator(".opblock-summary-path", has_text="/api/v1/stream/urls").wait_for()
 
 
+def test_chromium_plays_a_recorded_clip_and_seeks_with_range_requests(browser, server):
+    """A <video> on the service's own origin plays video.mp4 and seeks; Chromium fetches
+    it in byte ranges (206), as VLC and Home Assistant do."""
+    clip = api(server, "POST", "/api/v1/videos", json={"duration_s": 4, "width": 320,
+                                                       "height": 240, "fps": 15})
+    assert clip.status_code == 202
+    video = wait_for(lambda: (lambda v: v if v["state"] == "ready" else None)(
+        api(server, "GET", clip.json()["links"]["self"]).json()), 20, "the clip")
+    # A <video> cannot send a bearer token; it gets Basic credentials on the challenge.
+    context = browser.new_context(http_credentials={"username": "admin",
+                                                    "password": ADMIN_PASSWORD})
+    try:
+        page = context.new_page()
+        statuses = []
+        page.on("response", lambda r: "video.mp4" in r.url and statuses.append(
+            (r.status, r.request.headers.get("range"))))
+        page.goto(server.url + "/")
+        played = page.evaluate("""async (src) => {
+            const video = document.createElement("video");
+            video.muted = true;
+            video.src = src;
+            document.body.append(video);
+            const once = (name) => new Promise((resolve, reject) => {
+                video.addEventListener(name, resolve, {once: true});
+                video.addEventListener("error", () => reject(video.error.message), {once: true});
+            });
+            await once("loadedmetadata");
+            const size = [video.videoWidth, video.videoHeight, video.duration];
+            await video.play();
+            while (video.currentTime < 0.5) await new Promise((r) => setTimeout(r, 50));
+            video.pause();
+            const seeks = [];
+            for (const target of [3.0, 1.0, 2.5]) {
+                video.currentTime = target;
+                await once("seeked");
+                seeks.push(video.currentTime);
+            }
+            return {size, seeks};
+        }""", video["links"]["video"])
+    finally:
+        context.close()
+    width, height, duration = played["size"]
+    assert (width, height) == (320, 240)
+    assert duration == pytest.approx(video["duration_s"], abs=0.2)
+    assert [round(t, 1) for t in played["seeks"]] == [3.0, 1.0, 2.5]
+    assert any(status == 206 and header and header.startswith("bytes=")
+               for status, header in statuses), statuses
+
+
 # -- every view at phone and desktop size (the README's screenshots) ------------------
 
 
@@ -406,3 +522,80 @@ def test_every_view_renders(browser, server, size, tmp_path):
     pictures = sorted(shots.glob(f"*-{size}.png"))
     assert len(pictures) == 7
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
+
+
+# -- the first hour (issue 17) ----------------------------------------------------------
+
+
+def _box(locator) -> dict:
+    box = locator.bounding_box()
+    assert box is not None, locator
+    return box
+
+
+def test_desktop_form_errors_sit_under_their_own_fields(tab):
+    tab.login()
+    tab.open("Time-lapses")
+    form = tab.page.locator("#timelapse-form")
+    form.get_by_label("Frames", exact=True).fill("0")
+    form.get_by_role("button", name="Start the time-lapse").click()
+    for name, label in (("interval_s", "Seconds between frames"), ("frames", "Frames")):
+        error, field = tab.page.locator(f"#error-{name}"), form.get_by_label(label, exact=True)
+        error.wait_for()
+        under, above = _box(error), _box(field)
+        # The same column, just below the field (not in the grid's next cell).
+        assert abs(under["x"] - above["x"]) < 2, name
+        assert 0 <= under["y"] - (above["y"] + above["height"]) < 40, name
+
+
+def test_take_a_photo_is_in_sight_on_a_1280x800_desktop(tab):
+    tab.login()
+    tab.page.locator("#mock-camera").wait_for()  # the banners take room too
+    tab.page.locator("#live-state", has_text="Live").wait_for()
+    button = _box(tab.page.get_by_role("button", name="Take a photo"))
+    assert button["y"] + button["height"] <= DESKTOP["height"]
+    assert tab.page.evaluate("window.scrollY") == 0
+
+
+def test_a_new_timelapse_on_a_phone_is_brought_into_view(browser, server):
+    tab = Tab(browser, server.url, PHONE)
+    try:
+        tab.login()
+        tab.open("Time-lapses")
+        form = tab.page.locator("#timelapse-form")
+        form.get_by_label("Name (optional)").fill("phone job")
+        form.get_by_label("Seconds between frames").fill("3600")
+        form.get_by_label("Frames", exact=True).fill("1")
+        form.get_by_role("button", name="Start the time-lapse").click()
+        job = tab.page.locator("#jobs li.new", has_text="phone job")
+        job.wait_for()
+        wait_for(lambda: job.evaluate("e => { const r = e.getBoundingClientRect(); "
+                                      "return r.top >= 0 && r.bottom <= innerHeight; }"),
+                 5, "the new job scrolled into view")
+    finally:
+        tab.context.close()
+    tab.check()
+
+
+def test_the_status_names_the_mock_camera_once(tab):
+    tab.login()
+    tab.open("Status")
+    row = tab.page.locator("#status-list dd").first
+    row.filter(has_text="Pillow test pattern").wait_for()
+    assert row.text_content() == "mock (Pillow test pattern)"
+
+
+def test_loading_a_view_again_revalidates_with_its_etag(tab, server):
+    tab.login()
+    tab.open("Time-lapses")
+    tab.page.locator("#jobs-empty, #jobs li").first.wait_for()
+    tab.open("Live")
+    # Back on the tab, the list loads again: the browser asks with the ETag it kept,
+    # which the server answers with a bodyless 304 (Chromium then reports the 200 it kept).
+    with tab.page.expect_request(lambda r: "/api/v1/timelapses?" in r.url
+                                 and "if-none-match" in r.all_headers()) as asked:
+        tab.open("Time-lapses")
+    request = asked.value
+    again = requests.get(request.url, headers={**ADMIN, "If-None-Match": request.all_headers()[
+        "if-none-match"]}, timeout=10)
+    assert again.status_code == 304 and again.content == b""

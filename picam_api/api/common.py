@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from flask import current_app
 
-from ..app import Services
 from ..auth import auth
 from . import bp
+from .responses import precondition
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
     403: "Needs the operator role, or sent by a page of another site",
     404: "Not found",
     409: "Wrong state for this action",
+    412: "If-Match does not match the resource's ETag: it changed since it was read",
     413: "Request body too large",
     415: "Body is not application/json",
     422: "Validation error: `errors` names each bad field",
@@ -27,8 +28,9 @@ def viewer(view):
 
 
 def operator(view):
-    """Operators only. Like every route with auth, it takes JSON only (see picam_api.request_rules)."""
-    return bp.auth_required(auth, roles=["operator"])(view)
+    """Operators only. Like every route with auth, it takes JSON only (see
+    picam_api.request_rules); a write with If-Match is checked first (responses.py)."""
+    return bp.auth_required(auth, roles=["operator"])(precondition(view))
 
 
 def errors(*codes: int) -> dict:
@@ -36,5 +38,9 @@ def errors(*codes: int) -> dict:
     return {code: ERROR_DESCRIPTIONS[code] for code in (*codes, 429)}
 
 
-def services() -> Services:
+def services():
+    """This app's ``Services`` (app.py), which the composition root put in its extensions.
+
+    Looked up, not imported: the blueprints stay independent of the factory.
+    """
     return current_app.extensions["picam"]

@@ -1,15 +1,10 @@
 """GPIO devices named in the config: live state, and actions on outputs."""
 from __future__ import annotations
 
-from ..gpio.live import LiveDevice
+from ..resources import gpio_device as device_body
 from . import bp
 from .common import errors, operator, services, viewer
 from .schemas import GpioChange, GpioDevice, GpioPage
-
-
-def device_body(device: LiveDevice) -> dict:
-    """A device resource with its link."""
-    return {**device.state(), "links": {"self": f"{bp.url_prefix}/gpio/{device.name}"}}
 
 
 @bp.get("/gpio")

@@ -1,11 +1,13 @@
 """Stored photos: take, list, fetch, delete."""
 from __future__ import annotations
 
-from flask import Response, send_file, url_for
+from flask import Response, send_file
+from werkzeug.http import http_date
 
-from ..storage import Photo
+from ..resources import photo as photo_body
 from . import bp
 from .common import errors, operator, services, viewer
+from .pages import page_response
 from .schemas import CaptureRequest, PhotoPage, PhotoQuery
 from .schemas import Photo as PhotoSchema
 
@@ -13,18 +15,6 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 IMMUTABLE = "private, max-age=31536000, immutable"
 IMAGE_RESPONSE = {"description": "The image", "content": {
     media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}}
-
-
-def photo_body(photo: Photo) -> dict:
-    """A photo resource with its links."""
-    base = f"{bp.url_prefix}/photos/{photo.id}"
-    return {
-        "id": photo.id, "taken_at": photo.taken_at, "width": photo.width,
-        "height": photo.height, "format": photo.format, "bytes": photo.bytes,
-        "settings": photo.settings, "metadata": photo.metadata, "source": photo.source,
-        "timelapse_id": photo.timelapse_id, "sequence": photo.sequence, "trigger": photo.trigger,
-        "links": {"self": base, "image": f"{base}/image", "thumbnail": f"{base}/thumbnail"},
-    }
 
 
 @bp.post("/photos")
@@ -45,15 +35,10 @@ def create_photo(requested: dict):
 @bp.output(PhotoPage)
 @bp.doc(summary="Photos, newest first, a page at a time", responses=errors(400))
 def list_photos(query: dict):
-    photos, cursor = services().photos.list(query["limit"], query.get("cursor"),
-                                            query.get("timelapse"))
-    next_url = None
-    if cursor:
-        args = {"limit": query["limit"], "cursor": cursor}
-        if query.get("timelapse"):
-            args["timelapse"] = query["timelapse"]
-        next_url = url_for("api.list_photos", **args)
-    return {"items": [photo_body(p) for p in photos], "next": next_url}
+    store, timelapse = services().photos, query.get("timelapse")
+    page = store.list(query["limit"], query.get("cursor"), timelapse)
+    return page_response("api.list_photos", page, photo_body, query,
+                         lambda: store.count(timelapse), timelapse=timelapse)
 
 
 @bp.get("/photos/<photo_id>")
@@ -61,7 +46,8 @@ def list_photos(query: dict):
 @bp.output(PhotoSchema)
 @bp.doc(summary="One photo's metadata and links", responses=errors())
 def get_photo(photo_id: str):
-    return photo_body(services().photos.get(photo_id))
+    photo = services().photos.get(photo_id)
+    return photo_body(photo), 200, {"Last-Modified": http_date(photo.taken_at_datetime)}
 
 
 @bp.delete("/photos/<photo_id>")

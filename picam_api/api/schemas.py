@@ -5,26 +5,16 @@ from apiflask import Schema, fields
 from apiflask.validators import Equal, Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
-from ..camera.base import FORMATS
-from ..openapi import RUNTIME
+# The capture request's rules live below both this layer and the GPIO triggers.
+from ..rules import RUNTIME, CaptureRequest
+from ..rules import JsonInteger as _JsonInteger
+from ..rules import StrictBoolean as _StrictBoolean
+from ..rules import controls_field as _controls
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1
 # The shortest time a request may give: a GPIO blink of less is a busy loop.
 MIN_SECONDS = 0.01
-
-
-class _StrictBoolean(fields.Boolean):
-    """JSON booleans only.
-
-    marshmallow's Boolean takes "yes", "on" and 1; even ``truthy={True}`` lets 1
-    and 0 through, because ``1 in {True}`` holds in Python.
-    """
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 class _Pattern(Regexp):
@@ -39,42 +29,6 @@ class _Pattern(Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
-
-
-class _JsonInteger(fields.Integer):
-    """JSON integers: 3, and 3.0 as JSON Schema counts it; not 3.5, "3" or true."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        # float(value) of a huge int overflows: ask a float only of floats.
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (isinstance(value, float) and not value.is_integer())):
-            raise self.make_error("invalid", input=value)
-        return super()._deserialize(int(value), attr, data, **kwargs)
-
-
-def _controls(bound: str) -> fields.Dict:
-    # Values may be null here so that settings.check_control names the bad one as
-    # "controls.<name>" with the camera's own rule, like any other wrong value.
-    return fields.Dict(keys=fields.String(validate=Length(1, 64)),
-                       values=fields.Raw(allow_none=True), validate=Length(max=32),
-                       metadata={"description": "Advertised control names to values; "
-                                                "see GET /api/v1/camera", RUNTIME: bound})
-
-
-class CaptureRequest(Schema):
-    """Capture settings; anything left out comes from the camera defaults."""
-
-    width = _JsonInteger(validate=Range(16, 20000),
-                         metadata={"description": "16 up to the sensor width",
-                                   RUNTIME: "sensor_width"})
-    height = _JsonInteger(validate=Range(16, 20000),
-                          metadata={"description": "16 up to the sensor height",
-                                    RUNTIME: "sensor_height"})
-    format = fields.String(validate=OneOf(FORMATS))
-    quality = _JsonInteger(validate=Range(1, 100), metadata={"description": "JPEG quality"})
-    hflip = _StrictBoolean()
-    vflip = _StrictBoolean()
-    controls = _controls("controls")
 
 
 class CameraPatch(CaptureRequest):
@@ -143,16 +97,59 @@ class Photo(Schema):
     links = fields.Nested(PhotoLinks)
 
 
-class PhotoPage(Schema):
-    items = fields.List(fields.Nested(Photo))
-    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+class PageQuery(Schema):
+    """The query of every list (api/pages.py); a list with filters subclasses it."""
 
-
-class PhotoQuery(Schema):
     limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
+    cursor = fields.String(validate=Length(1, 512),
+                           metadata={"description": "from a next or prev link; opaque"})
+    count = fields.Boolean(load_default=False, metadata={
+        "description": "true: also say how many items the whole list holds (count)"})
+
+
+class PageLinks(Schema):
+    self = fields.String()
+    first = fields.String()
+    next = fields.String(allow_none=True)
+    prev = fields.String(allow_none=True, metadata={"description": "null on the first page"})
+
+
+class ListPage(Schema):
+    """The body of every list (api/pages.py); a list adds its ``items``."""
+
+    next = fields.String(allow_none=True, metadata={"description": "URL of the next page, or null"})
+    count = fields.Integer(metadata={"description": "with count=true: how many items the whole "
+                                                    "list holds"})
+    links = fields.Nested(PageLinks)
+
+
+class PhotoPage(ListPage):
+    items = fields.List(fields.Nested(Photo))
+
+
+class PhotoQuery(PageQuery):
     timelapse = fields.String(validate=Length(1, 64),
                               metadata={"description": "Only frames of this time-lapse"})
+
+
+class ApiRoot(Schema):
+    name = fields.String()
+    version = fields.String()
+    links = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "self, and each collection or document by name: photos, timelapses, "
+                       "gpio, camera, stream, info, health, openapi, docs, ... (only those "
+                       "this server has)"})
+
+
+class RateLimitHeaders(Schema):
+    """The IETF draft's RateLimit fields (limits.Quota), on the answers of a limited route."""
+
+    limit = fields.Integer(data_key="RateLimit-Limit",
+                           metadata={"description": "how many the limit allows in its window"})
+    remaining = fields.Integer(data_key="RateLimit-Remaining",
+                               metadata={"description": "how many are left"})
+    reset = fields.Integer(data_key="RateLimit-Reset",
+                           metadata={"description": "seconds until one more is allowed"})
 
 
 class Token(Schema):
@@ -186,6 +183,14 @@ class Info(Schema):
                                                 "capture_light"})
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
+    video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "
+                                                 "is recording, and the pre-roll ring's frames, "
+                                                 "bytes and seconds (null when off)"})
+    events = fields.Dict(metadata={"description": "the event log (latest_id, oldest_id, keep, "
+                                                  "queued, dropped) and sse {clients, max_clients}"})
+    webhooks = fields.Dict(metadata={"description": "count, max"})
+    mqtt = fields.Dict(metadata={"description": "enabled, and when it is: broker, connected, "
+                                                "since, last_error, node_id, base_topic, ..."})
 
 
 class _JsonNumber(fields.Float):
@@ -280,11 +285,28 @@ class GpioPage(Schema):
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+# A wall time, or a sun event with an optional offset of hours and/or minutes.
+WINDOW_TIME = (r"^(([01][0-9]|2[0-3]):[0-5][0-9]|(dawn|sunrise|noon|sunset|dusk)"
+               r"([+-]([0-9]{1,2}h([0-9]{1,3}m)?|[0-9]{1,3}m))?)$")
+WINDOW_RULE = "must be HH:MM, or dawn, sunrise, noon, sunset or dusk with an offset like -30m or +1h15m"
+
+
 class ActiveHours(Schema):
-    start = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
+    start = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
                           metadata={"example": "07:00"})
-    end = fields.String(required=True, validate=_Pattern(HH_MM, error="must be HH:MM"),
-                        metadata={"example": "19:30"})
+    end = fields.String(required=True, validate=_Pattern(WINDOW_TIME, error=WINDOW_RULE),
+                        metadata={"example": "sunset+15m"})
+
+
+class WindowToday(Schema):
+    start = fields.String(metadata={"description": "ISO 8601 UTC"})
+    end = fields.String(metadata={"description": "ISO 8601 UTC"})
+
+
+class ActiveHoursOut(ActiveHours):
+    today = fields.Nested(WindowToday, allow_none=True, metadata={
+        "description": "the window of today (the Pi's local day) as computed; null when it "
+                       "stays shut all day (polar night for a sunrise-sunset window)"})
 
 
 class TimelapseCreate(CaptureRequest):
@@ -312,7 +334,9 @@ class TimelapseCreate(CaptureRequest):
     start_at = fields.AwareDateTime(format="iso", metadata={
         "description": "ISO 8601 with offset; default now; at most ten years from now"})
     active_hours = fields.Nested(ActiveHours, metadata={
-        "description": "daily window in the Pi's local time; may cross midnight"})
+        "description": "daily window in the Pi's local time; may cross midnight; times may "
+                       "follow the sun (sunrise-30m, sunset+15m, dawn, dusk, noon), which needs "
+                       "location.latitude and location.longitude in the config"})
 
 
 class TimelapsePatch(Schema):
@@ -322,11 +346,6 @@ class TimelapsePatch(Schema):
 class TimelapseDeleteQuery(Schema):
     frames = fields.Boolean(load_default=False,
                             metadata={"description": "also delete the job's photos"})
-
-
-class PageQuery(Schema):
-    limit = fields.Integer(load_default=50, validate=Range(1, 500))
-    cursor = fields.String(validate=Length(1, 512))
 
 
 class TimelapseLinks(Schema):
@@ -343,9 +362,11 @@ class Timelapse(Settings):
     interval_s = fields.Float()
     frames = fields.Integer(allow_none=True)
     duration_s = fields.Float(allow_none=True)
-    end_at = fields.String(allow_none=True)
+    end_at = fields.String(allow_none=True, metadata={
+        "description": "when the job ends: as given, or start_at plus duration_s; null when "
+                       "only frames (or nothing) bounds it"})
     start_at = fields.String()
-    active_hours = fields.Nested(ActiveHours, allow_none=True)
+    active_hours = fields.Nested(ActiveHoursOut, allow_none=True)
     frames_captured = fields.Integer()
     frames_missed = fields.Integer()
     frames_failed = fields.Integer()
@@ -357,6 +378,205 @@ class Timelapse(Settings):
     links = fields.Nested(TimelapseLinks)
 
 
-class TimelapsePage(Schema):
+class TimelapsePage(ListPage):
     items = fields.List(fields.Nested(Timelapse))
-    next = fields.String(allow_none=True)
+
+
+class _Even:
+    """Even numbers only: yuv420p halves the colour planes."""
+
+    def __call__(self, value):
+        if value % 2:
+            raise ValidationError("must be even")
+        return value
+
+
+# A resource id (picam_api.ids), spelt out in ASCII for JSON Schema.
+ID = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"
+RENDER_ONLY = ("timelapse", "first_frame", "last_frame", "deflicker", "timestamp", "crf")
+
+
+class VideoCreate(Schema):
+    """A render of a time-lapse (``timelapse`` given) or a clip (``duration_s`` given)."""
+
+    class Meta:
+        # A render or a clip; each takes only its own fields, and a clip's size and rate
+        # are bounded by the config (filled in by openapi.py).
+        json_schema = {"oneOf": [
+            {"required": ["timelapse"], "not": {"required": ["duration_s"]}},
+            {"required": ["duration_s"], RUNTIME: "clip_limits",
+             "not": {"anyOf": [{"required": [key]} for key in RENDER_ONLY]}},
+        ]}
+
+    timelapse = fields.String(validate=_Pattern(ID, error="must be a time-lapse id"),
+                              metadata={"description": "render this time-lapse's frames (its id)"})
+    duration_s = _JsonNumber(allow_nan=False, validate=Range(0, 86400, min_inclusive=False),
+                             metadata={"description": "record a clip this long (seconds after "
+                                                      "the trigger; pre-roll comes on top), at "
+                                                      "most video.max_duration_s",
+                                       RUNTIME: "max_clip_duration"})
+    fps = _JsonNumber(allow_nan=False, validate=Range(1, 120),
+                      metadata={"description": "frames per second of the video (default "
+                                               "video.render_fps for renders, video.fps for clips)"})
+    width = _JsonInteger(validate=[Range(16, 7680), _Even()], metadata={
+        "description": "even; a render keeps the frames' aspect inside width x height and "
+                       "never exceeds video.max_render_px; a clip's is at most "
+                       "video.max_clip_size", "multipleOf": 2})
+    height = _JsonInteger(validate=[Range(16, 4320), _Even()],
+                          metadata={"description": "even; see width", "multipleOf": 2})
+    first_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the first sequence number to use (default 1)"})
+    last_frame = _JsonInteger(validate=Range(1, 2**53), metadata={
+        "description": "renders: the last sequence number (default: the newest frame now)"})
+    deflicker = _JsonInteger(validate=Range(0, 250), metadata={
+        "description": "renders: even out brightness over a rolling window of this many "
+                       "frames (0 or absent: off)"})
+    timestamp = _StrictBoolean(metadata={"description": "renders: burn each frame's capture "
+                                                        "time into the picture"})
+    crf = _JsonInteger(validate=Range(0, 51), metadata={
+        "description": "renders: x264 constant rate factor, lower is better (default video.crf)"})
+
+
+class VideoPatch(Schema):
+    state = fields.String(required=True, validate=OneOf(("cancelled",)))
+
+
+class VideoQuery(PageQuery):
+    timelapse = fields.String(validate=Length(1, 64),
+                              metadata={"description": "only renders of this time-lapse"})
+    source = fields.String(validate=OneOf(("timelapse", "clip")))
+
+
+class VideoLinks(Schema):
+    self = fields.String()
+    video = fields.String()
+    thumbnail = fields.String()
+
+
+class Video(Schema):
+    id = fields.String()
+    state = fields.String(metadata={"description": "queued, recording, rendering, ready, "
+                                                   "failed or cancelled"})
+    progress = fields.Float(metadata={"description": "0 to 1"})
+    source = fields.String(metadata={"description": "timelapse or clip"})
+    timelapse_id = fields.String(allow_none=True)
+    trigger = fields.String(allow_none=True, metadata={"description": "the GPIO device that "
+                                                                      "started a clip"})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    frames = fields.Integer(allow_none=True)
+    frames_skipped = fields.Integer(metadata={"description": "renders: frames that were "
+                                                             "missing or unreadable"})
+    duration_s = fields.Float(allow_none=True)
+    fps = fields.Float(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    codec = fields.String(allow_none=True)
+    bytes = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    attempts = fields.Integer(metadata={"description": "renders: how many times it started; "
+                                                       "more than 1 after a crash or power cut"})
+    options = fields.Dict(metadata={"description": "what was asked, with the defaults filled in"})
+    links = fields.Nested(VideoLinks)
+
+
+class VideoPage(ListPage):
+    items = fields.List(fields.Nested(Video))
+
+
+class EventQuery(Schema):
+    types = fields.String(validate=Length(1, 2048), metadata={
+        "description": "Comma-separated event types or families (photo.created, gpio.*, *); "
+                       "default all", "example": "photo.created,timelapse.*"})
+    last_event_id = fields.Integer(validate=Range(0, 10**18), metadata={
+        "description": "Resume after this event, for a client that cannot send the "
+                       "Last-Event-ID header (the header wins)"})
+
+
+def _event_types(required: bool = False) -> fields.List:
+    from ..events.types import TYPES
+    families = sorted({name.split(".")[0] + ".*" for name in TYPES})
+    return fields.List(fields.String(validate=OneOf(["*", *TYPES, *families])),
+                       required=required, validate=Length(1, 32), metadata={
+                           "description": "Event types or families to deliver (see GET "
+                                          "/api/v1/events)", "example": ["photo.created", "gpio.*"]})
+
+
+_WEBHOOK_URL = {"description": "Where to POST: http:// or https://, with user:password@ for "
+                               "HTTP Basic at the receiver. Its host must be one of "
+                               "webhooks.allowed_hosts when that is set, and each address it "
+                               "resolves to allowed by webhooks.allowed_networks and "
+                               "denied_networks",
+                "example": "https://receiver.example/hooks/picam", RUNTIME: "webhook_url"}
+
+
+class WebhookCreate(Schema):
+    url = fields.String(required=True, validate=Length(1, 2048), metadata=_WEBHOOK_URL)
+    types = _event_types(required=True)
+    snapshot = _StrictBoolean(metadata={"description": "attach the photo's thumbnail (base64 "
+                                                       "JPEG) to photo.created; default false"})
+    enabled = _StrictBoolean(metadata={"description": "default true"})
+    description = fields.String(allow_none=True, validate=Length(0, 200))
+
+
+class WebhookPatch(Schema):
+    url = fields.String(validate=Length(1, 2048), metadata=_WEBHOOK_URL)
+    types = _event_types()
+    snapshot = _StrictBoolean()
+    enabled = _StrictBoolean()
+    description = fields.String(allow_none=True, validate=Length(0, 200))
+    rotate_secret = _StrictBoolean(metadata={"description": "true: make a new secret, returned "
+                                                            "once in this answer"})
+
+
+class WebhookLinks(Schema):
+    self = fields.String()
+    deliveries = fields.String()
+
+
+class Webhook(Schema):
+    id = fields.String()
+    url = fields.String()
+    types = fields.List(fields.String())
+    snapshot = fields.Boolean()
+    enabled = fields.Boolean()
+    description = fields.String(allow_none=True)
+    created_at = fields.String()
+    updated_at = fields.String()
+    deliveries = fields.Dict(metadata={"description": "counts: pending, delivered, failed, "
+                                                      "dropped"})
+    links = fields.Nested(WebhookLinks)
+
+
+class WebhookWithSecret(Webhook):
+    secret = fields.String(metadata={"description": "signs every delivery (X-Picam-Signature); "
+                                                    "shown only in this answer"})
+
+
+class WebhookItem(Webhook):
+    """A Webhook in a WebhookPage (see GpioDeviceItem for why a subclass)."""
+
+
+class WebhookPage(Schema):
+    items = fields.List(fields.Nested(WebhookItem))
+    next = fields.String(allow_none=True, metadata={"description": "always null: one page"})
+
+
+class Delivery(Schema):
+    id = fields.String(metadata={"description": "sent as X-Picam-Delivery, the same on every "
+                                                "attempt"})
+    event_id = fields.Integer()
+    event_type = fields.String()
+    state = fields.String(metadata={"description": "pending, delivered, failed or dropped"})
+    attempts = fields.Integer()
+    created_at = fields.String()
+    last_attempt_at = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    response_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class DeliveryPage(ListPage):
+    items = fields.List(fields.Nested(Delivery))

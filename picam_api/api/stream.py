@@ -24,8 +24,10 @@ MJPEG_RESPONSE = {
 @bp.auth_required(stream_auth)
 @bp.input(StreamQuery, location="query", arg_name="query")
 @bp.doc(summary="Live view as MJPEG (browsers, ffmpeg, VLC, Home Assistant, OctoPrint)",
-        description="Every client gets the newest frame; a slow one skips frames. Clients "
-                    "beyond `stream.max_clients` get 503 with Retry-After. The same stream "
+        description="Every client gets the newest frame; a slow one skips frames. "
+                    "`X-Framerate` gives the frames per second sent (MJPEG has no timing: "
+                    "ffmpeg and OpenCV assume 25 unless told; see docs/integrations.md). "
+                    "Clients beyond `stream.max_clients` get 503 with Retry-After. The same stream "
                     f"is at `/?action=stream` for mjpg-streamer clients. Boundary: `{BOUNDARY}`.",
         responses={200: MJPEG_RESPONSE, **errors(422, 503)})
 def stream(query: dict):
@@ -53,8 +55,11 @@ def stream_response(query: dict) -> Response:
     # About one frame buffered: a viewer that pauses resumes at the live picture, and
     # one that stops reading is dropped (long_lived.py).
     hold_open(request.environ, subscription.part_bytes())
+    # MJPEG carries no timing, and ffmpeg and OpenCV assume 25 fps; a reader that
+    # honours X-Framerate (or a person choosing ffmpeg's -r) can know the real rate.
     response = Response(subscription.parts(), content_type=CONTENT_TYPE,
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store",
+                                 "X-Framerate": f"{subscription.fps:g}"})
     # A body the server never started (the client left first) never runs the
     # generator's own clean-up, so closing the response frees the slot too.
     response.call_on_close(subscription.close)

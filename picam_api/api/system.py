@@ -51,13 +51,19 @@ def info():
                "reserve_bytes": svc.photos.reserve_bytes, "recovery": svc.recovery}
     if "operator" in auth.current_user.roles:
         storage["data_dir"] = str(svc.data_dir)  # where the files are: not a viewer's business
+    video_stats = svc.videos.store.stats()
     return {
         "version": __version__,
         "backend": svc.backend.name,
         "camera": camera,
         "storage": storage,
         "uptime_s": round(time.time() - svc.started_at, 3),
-        "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"]},
+        "counts": {"photos": stats["count"], "photo_bytes": stats["bytes"],
+                   "videos": video_stats["count"], "video_bytes": video_stats["bytes"]},
         "gpio": svc.gpio.info(),
         "stream": svc.streams.stats(),
+        "video": svc.videos.info(),
+        "events": {**svc.events.stats(), "sse": svc.event_streams.stats()},
+        "webhooks": {"count": len(svc.webhooks.list()), "max": svc.config["webhooks"]["max_webhooks"]},
+        "mqtt": svc.mqtt.status() if svc.mqtt else {"enabled": False},
     }

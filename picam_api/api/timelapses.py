@@ -1,33 +1,21 @@
 """Time-lapse jobs: create, list, control, delete, download."""
 from __future__ import annotations
 
-from flask import Response, url_for
+from flask import Response
 
+from .. import resources
 from ..timelapse import Job
 from ..timelapse.archive import zip_stream
 from . import bp
 from .common import errors, operator, services, viewer
+from .pages import page_response
 from .schemas import (PageQuery, Timelapse, TimelapseCreate, TimelapseDeleteQuery,
                       TimelapsePage, TimelapsePatch)
 
 
 def job_body(job: Job) -> dict:
-    """A time-lapse resource with its capture settings at the top level and its links."""
-    base = f"{bp.url_prefix}/timelapses/{job.id}"
-    return {
-        **job.settings,
-        "id": job.id, "name": job.name, "state": job.state, "interval_s": job.interval_s,
-        "frames": job.frames, "duration_s": job.duration_s, "end_at": job.end_at,
-        "start_at": job.start_at,
-        "active_hours": {"start": job.active_start, "end": job.active_end}
-        if job.active_start else None,
-        "frames_captured": job.frames_captured, "frames_missed": job.frames_missed,
-        "frames_failed": job.frames_failed, "next_frame_at": job.next_frame_at,
-        "started_at": job.started_at, "finished_at": job.finished_at,
-        "last_error": job.last_error, "pause_reason": job.pause_reason,
-        "links": {"self": base, "frames": f"{bp.url_prefix}/photos?timelapse={job.id}",
-                  "archive": f"{base}/archive.zip"},
-    }
+    """The time-lapse resource, with today's window by the time-lapse service's clock."""
+    return resources.timelapse(job, services().timelapses.clock.time())
 
 
 @bp.post("/timelapses")
@@ -48,9 +36,9 @@ def create_timelapse(body: dict):
 @bp.output(TimelapsePage)
 @bp.doc(summary="Time-lapse jobs, newest first", responses=errors(400))
 def list_timelapses(query: dict):
-    jobs, cursor = services().timelapses.list(query["limit"], query.get("cursor"))
-    next_url = url_for("api.list_timelapses", limit=query["limit"], cursor=cursor) if cursor else None
-    return {"items": [job_body(job) for job in jobs], "next": next_url}
+    timelapses = services().timelapses
+    return page_response("api.list_timelapses", timelapses.list(query["limit"], query.get("cursor")),
+                         job_body, query, timelapses.count)
 
 
 @bp.get("/timelapses/<job_id>")

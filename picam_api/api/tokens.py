@@ -6,18 +6,21 @@ from flask import request
 from ..auth import basic, bearer
 from . import bp
 from .common import errors, services
-from .schemas import Token
+from .schemas import RateLimitHeaders, Token
 
 
 @bp.post("/tokens")
 @bp.auth_required(basic)
-@bp.output(Token, status_code=201)
-@bp.doc(summary="Trade Basic credentials for a bearer token", responses=errors())
+@bp.output(Token, status_code=201, headers=RateLimitHeaders)
+@bp.doc(summary="Trade Basic credentials for a bearer token",
+        description="A user gets at most `auth.tokens_per_minute` new tokens a minute; the "
+                    "RateLimit headers say how many are left, and a 429 says when to retry.",
+        responses=errors())
 def create_token():
     user = basic.current_user
-    token, expires_at = services().accounts.issue_token(user)
-    return {"token": token, "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
-            "user": user.name, "role": user.role}
+    token, expires_at, quota = services().accounts.issue_token(user)
+    return ({"token": token, "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+             "user": user.name, "role": user.role}, 201, quota.headers())
 
 
 @bp.delete("/tokens/current")

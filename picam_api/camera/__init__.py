@@ -9,11 +9,12 @@ import importlib
 import logging
 
 from ..errors import ConfigError
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
+from .base import (CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo,
+                   VideoSettings)
 from .owner import CameraOwner
 
 __all__ = ["CameraBackend", "CameraOwner", "Capabilities", "Capture", "CaptureSettings",
-           "ControlInfo", "make_backend"]
+           "ControlInfo", "VideoSettings", "make_backend"]
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import CameraUnavailable
+
 FORMATS = ("jpeg", "png")
 
 
@@ -62,6 +64,28 @@ class CaptureSettings:
 
 
 @dataclass(frozen=True)
+class VideoSettings:
+    """One H.264 encode of the camera's video stream; already validated.
+
+    ``bitrate`` is bits per second; a keyframe comes every ``keyframe_s`` seconds,
+    which is also how finely a pre-roll can start (it starts at a keyframe).
+    """
+
+    width: int
+    height: int
+    fps: float
+    bitrate: int
+    keyframe_s: float = 1.0
+    hflip: bool = False
+    vflip: bool = False
+
+    @property
+    def keyframe_interval(self) -> int:
+        """Frames from one keyframe to the next (picamera2's ``iperiod``)."""
+        return max(1, round(self.fps * self.keyframe_s))
+
+
+@dataclass(frozen=True)
 class Capture:
     """An encoded image and what the camera said about it."""
 
@@ -77,6 +101,18 @@ class CameraBackend(abc.ABC):
 
     ``open``, ``close`` and ``capture`` are required. Live view adds two optional
     methods, ``stream_frame`` and ``stop_stream``, whose defaults stream stills.
+
+    Video is the encoder pipeline: ``start_encoder`` starts ONE H.264 encoder on
+    the camera's video stream that hands every encoded frame to an *output*, and
+    ``stop_encoder`` ends it. Outputs speak picamera2's ``Output`` protocol
+    (``start()``, ``stop()``, ``_add_stream(stream, codec, **kwargs)`` and
+    ``outputframe(frame, keyframe, timestamp_us, packet, audio)``), so the
+    picamera2 backend passes them straight to its ``H264Encoder``. The backend
+    also makes the two outputs recording needs: ``circular_output`` (the
+    pre-roll ring, picamera2's ``CircularOutput2`` on a Pi) and ``file_output``
+    (an MP4 file, picamera2's ``PyavOutput``); the defaults are the same
+    classes in ``picam_api.camera.outputs``. A fan-out output (live H.264 to
+    several clients) is one more output on the same encoder.
 
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
@@ -107,6 +143,25 @@ class CameraBackend(abc.ABC):
 
     def stop_stream(self, size: tuple[int, int]) -> None:
         """No more stream frames of ``size`` will be asked for; the default has nothing to stop."""
+
+    def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
+        """Start encoding H.264 at ``settings`` into ``output``; return a handle for
+        ``stop_encoder``. Stills (``capture``) keep working while it runs."""
+        raise CameraUnavailable(f"the {self.name or 'configured'} camera backend cannot record video")
+
+    def stop_encoder(self, encoder: Any) -> None:
+        """Stop ``encoder``: its output gets the last frames, then ``stop()``."""
+
+    def circular_output(self, seconds: float, max_bytes: int) -> Any:
+        """A ring of the last ``seconds`` of encoded frames (at most ``max_bytes``)."""
+        from .outputs import CircularOutput
+        return CircularOutput(seconds, max_bytes)
+
+    def file_output(self, path: str) -> Any:
+        """An output that writes an MP4 file at ``path`` (moov first); the recorder reads
+        its ``frames``, ``duration_s`` (what the timestamps span) and ``error``."""
+        from .outputs import Mp4Output
+        return Mp4Output(path)
 
     def __enter__(self):
         self.open()

@@ -8,6 +8,9 @@ ScalerCrop zooms.
 
 Faults for tests come from ``[camera.mock]`` in the config and can be changed on
 the instance while it runs: ``fail_rate``, ``delay_s``, ``hang``, ``missing``.
+
+Video (``start_encoder``) draws the same pattern at the encoder's rate and
+encodes it with libx264 through PyAV (``mock_video``); stills keep working.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import threading
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from ..errors import CameraUnavailable, CaptureFailed, CaptureTimeout
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo
+from .base import (CameraBackend, Capabilities, Capture, CaptureSettings, ControlInfo,
+                   VideoSettings)
 
 BARS = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0),
         (192, 0, 192), (192, 0, 0), (0, 0, 192)]
@@ -46,6 +50,7 @@ class MockCamera(CameraBackend):
         self._closed = threading.Event()
         self.frames = 0
         self.opens = 0
+        self.encoders: set = set()  # running MockEncoders
 
     def open(self) -> Capabilities:
         if self.missing:
@@ -71,6 +76,21 @@ class MockCamera(CameraBackend):
 
     def close(self) -> None:
         self._closed.set()
+        for encoder in list(self.encoders):
+            self.stop_encoder(encoder)
+
+    def start_encoder(self, settings: VideoSettings, output):
+        from .mock_video import MockEncoder
+        if self.missing:
+            raise CameraUnavailable("no camera attached (mock camera told to be missing)")
+        encoder = MockEncoder(self, settings, output)
+        encoder.begin()
+        self.encoders.add(encoder)
+        return encoder
+
+    def stop_encoder(self, encoder) -> None:
+        self.encoders.discard(encoder)
+        encoder.stop()
 
     def capture(self, settings: CaptureSettings, timeout: float) -> Capture:
         # Behave like picamera2 with wait=timeout: a stuck frame ends in a timeout.

@@ -7,8 +7,10 @@ import threading
 import time
 from typing import Callable
 
+from ..clock import iso
 from ..errors import CameraBusy, CameraError, CameraUnavailable, CaptureTimeout
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings
+from ..events import NO_EVENTS
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +23,15 @@ class CameraOwner:
     most ``timeout`` seconds for the lock, then answers ``CameraBusy``.
 
     ``hooks`` are context-manager factories entered around each capture (the
-    GPIO capture light uses one).
+    GPIO capture light uses one). A ``camera.health`` event says each time the
+    camera becomes usable or unusable.
     """
 
     def __init__(self, backend: CameraBackend, timeout: float, retry_after: int,
-                 reopen_backoff: float = 1.0):
+                 reopen_backoff: float = 1.0, events=NO_EVENTS):
         self.backend = backend
+        self.events = events
+        self._usable: bool | None = None
         self.timeout = timeout
         self.retry_after = retry_after
         self.reopen_backoff = reopen_backoff
@@ -76,6 +81,22 @@ class CameraOwner:
             if self._is_open:
                 self._guarded(lambda: self.backend.stop_stream(size))
 
+    def start_encoder(self, settings: VideoSettings, output):
+        """Start the backend's H.264 encoder into ``output`` (see ``CameraBackend``).
+
+        Only starting and stopping take the camera lock: the encoder then runs on
+        its own thread, and captures go on beside it.
+        """
+        with self._locked():
+            self._ensure_open()
+            return self._guarded(lambda: self.backend.start_encoder(settings, output))
+
+    def stop_encoder(self, encoder) -> None:
+        """Stop an encoder ``start_encoder`` returned; nothing to do once the camera closed."""
+        with self._locked():
+            if self._is_open:
+                self._guarded(lambda: self.backend.stop_encoder(encoder))
+
     def health(self) -> dict:
         """Open the camera if it can be, and report whether it is usable."""
         if self._lock.acquire(timeout=0.5):
@@ -88,7 +109,7 @@ class CameraOwner:
         ok = self._is_open
         return {"ok": ok, "state": "open" if ok else "unavailable",
                 "error": None if ok else (self._open_error.detail if self._open_error else self.last_error),
-                "last_capture_at": self.last_capture_at}
+                "last_capture_at": iso(self.last_capture_at) if self.last_capture_at else None}
 
     def close(self) -> None:
         """Release the camera, waiting for a capture in flight to end first."""
@@ -138,6 +159,7 @@ class CameraOwner:
             if isinstance(exc, (CaptureTimeout, CameraUnavailable)):
                 log.error("camera fault, will reopen on next use: %s", exc.detail)
                 self._close_backend()
+                self._health(False, exc.detail)
             raise self._tagged(exc)
 
     @contextlib.contextmanager
@@ -160,11 +182,19 @@ class CameraOwner:
             self._open_error = exc
             self._open_failed_at = time.monotonic()
             log.error("camera did not open: %s", exc.detail)
+            self._health(False, exc.detail)
             raise self._tagged(exc)
         self._is_open = True
         self._open_error = None
+        self._health(True, None)
         log.info("camera open: %s, sensor %dx%d", self._capabilities.model,
                  *self._capabilities.sensor_size)
+
+    def _health(self, usable: bool, reason: str | None) -> None:
+        if usable != self._usable:
+            self._usable = usable
+            self.events.publish("camera.health", {"usable": usable, "reason": reason,
+                                                  "backend": self.backend.name})
 
     def _close_backend(self) -> None:
         self._is_open = False

@@ -16,7 +16,10 @@ from gpiozero import (LED, PWMLED, Button, Buzzer, DigitalInputDevice,
                       DigitalOutputDevice, pi_info)
 
 # The same checks as every other config key, so GPIO options read alike.
-from ..config import _bool, _number
+from ..rules import boolean as _bool
+from ..rules import check_capture_request
+from ..rules import choice as _choice
+from ..rules import number as _number
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -76,9 +79,16 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
 )}
 
 _COMMON = ("name", "pin", "kind")
-_INPUT_ONLY = {"min_interval_s": _number(float, 0, 86400)}
+# Home Assistant's binary_sensor device classes, for MQTT discovery ("motion" for a PIR).
+HA_DEVICE_CLASSES = (
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+    "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy",
+    "opening", "plug", "power", "presence", "problem", "running", "safety", "smoke", "sound",
+    "tamper", "update", "vibration", "window")
+_INPUT_ONLY = {"min_interval_s": _number(float, 0, 86400),
+               "device_class": _choice(*HA_DEVICE_CLASSES)}
 _ACTION_KEYS = {"photo": ("settings",), "timelapse": ("timelapse", "state"),
-                "output": ("device", "value", "for_s")}
+                "output": ("device", "value", "for_s"), "video": ("duration_s",)}
 _TIMELAPSE_STATES = ("paused", "running")
 
 
@@ -170,23 +180,19 @@ def _check_action(where: str, action: Any, kinds: dict[str, Kind]) -> dict:
     if extra:
         raise ValueError(f"{where}: {', '.join(sorted(extra))} does not apply to a {kind} "
                          f"action (it takes {', '.join(_ACTION_KEYS[kind])})")
-    return {"photo": _photo, "timelapse": _timelapse, "output": _output}[kind](where, action, kinds)
+    return {"photo": _photo, "timelapse": _timelapse, "output": _output,
+            "video": _video}[kind](where, action, kinds)
 
 
 def _photo(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
-    # The body schema of POST /api/v1/photos, so a trigger takes exactly what the API takes;
-    # imported here because the HTTP layer needs the config first.
-    from marshmallow import ValidationError
-
-    from ..api.schemas import CaptureRequest
+    # The capture request of POST /api/v1/photos, so a trigger takes exactly what the API takes.
     settings = action.get("settings", {})
     if not isinstance(settings, dict):
         raise ValueError(f"{where}: settings must be a table of capture fields")
     try:
-        settings = CaptureRequest().load(settings)
-    except ValidationError as exc:
-        field_name, messages = next(iter(exc.normalized_messages().items()))
-        raise ValueError(f"{where}: settings.{field_name}: {_first(messages)}") from None
+        settings = check_capture_request(settings)
+    except ValueError as exc:
+        raise ValueError(f"{where}: settings.{exc}") from None
     return {"action": "photo", "settings": settings}
 
 
@@ -215,18 +221,17 @@ def _output(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
     return checked
 
 
+def _video(where: str, action: dict, kinds: dict[str, Kind]) -> dict:
+    # The clip's length; the video service checks it against video.max_duration_s as well.
+    duration = _checked(where, "duration_s", _number(float, 0.1, 86400), action.get("duration_s", 10))
+    return {"action": "video", "duration_s": duration}
+
+
 def _checked(where: str, key: str, check: Callable[[Any], Any], value: Any) -> Any:
     try:
         return check(value)
     except ValueError as exc:
         raise ValueError(f"{where}: {key} {exc}, not {value!r}") from None
-
-
-def _first(messages: Any) -> str:
-    """The first message of a marshmallow error, however deeply nested."""
-    while isinstance(messages, (list, dict)):
-        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
-    return str(messages)
 
 
 def check_capture_light(name: str, devices: list[dict]) -> None:

@@ -15,13 +15,18 @@ log = logging.getLogger(__name__)
 
 
 class LiveDevice:
-    """One configured device: its name, kind and pin, and the gpiozero device."""
+    """One configured device: its name, kind and pin, and the gpiozero device.
+
+    ``changed(device)`` is called, outside the device's lock, after each change
+    of value that passes through here (the GPIO service publishes it).
+    """
 
     def __init__(self, name: str, kind: Kind, pin: str, device):
         self.name = name
         self.kind = kind
         self.pin = pin
         self.device = device
+        self.changed: Callable[[LiveDevice], None] = _ignore
         self._lock = threading.Lock()
 
     def state(self) -> dict:
@@ -95,6 +100,7 @@ class Output(LiveDevice):
             self._cancel_hold()
             yield self.device
             self.writes += 1
+        self.changed(self)
 
     def _cancel_hold(self) -> threading.Timer | None:
         hold, self._hold = self._hold, None
@@ -110,6 +116,7 @@ class Output(LiveDevice):
             self._hold = None
             self.device.off()
             self.writes += 1
+        self.changed(self)
 
     def _light_up(self) -> tuple[float, int] | None:
         try:
@@ -136,7 +143,9 @@ class Input(LiveDevice):
     """An input: counts its edges and hands its trigger actions to ``submit``.
 
     gpiozero calls the event methods on its own threads, so they only record
-    and enqueue; ``submit`` returns False when the queue is full.
+    and enqueue; ``submit`` returns False when the queue is full. Each event
+    ends with ``triggered(device, event, result)``, where result is fired,
+    suppressed, dropped or none (no actions).
     """
 
     def __init__(self, *args, actions: dict[str, list[dict]], min_interval_s: float,
@@ -150,6 +159,8 @@ class Input(LiveDevice):
         self.last_changed: str | None = None
         self.fired = self.suppressed = self.dropped = self.failures = 0
         self.last_error: str | None = None
+        self.triggered: Callable[[Input, str, str], None] = _ignore
+        self.device_class: str | None = None  # what Home Assistant should call it (motion...)
         for event, callback in self.kind.events.items():
             counts_edge = callback in ("when_activated", "when_deactivated")
             setattr(self.device, callback, functools.partial(self._event, event, counts_edge))
@@ -173,17 +184,28 @@ class Input(LiveDevice):
             if counts_edge:
                 self.edges += 1
                 self.last_changed = _now_iso()
-            actions = self.actions.get(event)
-            if not actions:
-                return
-            if now - self._last_fired.get(event, float("-inf")) < self.min_interval_s:
-                self.suppressed += 1
-                return
-            self._last_fired[event] = now
-            if self._submit(self, event, actions):
-                self.fired += 1
-            else:
-                self.dropped += 1
+            result = self._fire(event, now)
+        if counts_edge:
+            self.changed(self)
+        self.triggered(self, event, result)
+
+    def _fire(self, event: str, now: float) -> str:
+        actions = self.actions.get(event)
+        if not actions:
+            return "none"
+        if now - self._last_fired.get(event, float("-inf")) < self.min_interval_s:
+            self.suppressed += 1
+            return "suppressed"
+        self._last_fired[event] = now
+        if self._submit(self, event, actions):
+            self.fired += 1
+            return "fired"
+        self.dropped += 1
+        return "dropped"
+
+
+def _ignore(*args) -> None:
+    pass
 
 
 def _now_iso() -> str:

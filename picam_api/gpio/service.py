@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from gpiozero.pins.mock import MockFactory
 
+from .. import resources
 from ..errors import ConfigError, Conflict, InvalidInput, NotFound, PicamError
 from .devices import KINDS
 from .factory import make_pin_factory
@@ -14,7 +15,12 @@ from .live import Input, LiveDevice, Output
 from .triggers import TriggerWorker
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..camera import CameraOwner
+    from ..capture import CaptureService
+    from ..events import EventBus
+    from ..timelapse import TimelapseService
+    from ..video import VideoService
+    from ..workers import WorkerHealth
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +30,33 @@ class GpioService:
 
     Every device is built when the service is made, so a pin that cannot be had
     stops start-up with one line. Inputs hand their trigger actions to a
-    ``TriggerWorker``; photos go through ``services.capture`` and time-lapse
-    actions through ``services.timelapses``, looked up when they run. The capture
-    light is a camera-owner hook. ``shutdown()`` closes every device, so the pins
-    are free for the next start.
+    ``TriggerWorker``; photos go through ``capture``, time-lapse actions through
+    ``timelapses`` and clips through ``videos`` (a clip records in the background;
+    a second one while it runs fails as a 409 would). The capture light (``light``,
+    an output's name or "") is a hook of the camera ``owner``. ``shutdown()`` closes
+    every device, so the pins are free for the next start.
     """
 
-    def __init__(self, config: dict, services: Services):
-        self._services = services
-        self.triggers = TriggerWorker(health=services.worker_health)
+    def __init__(self, config: dict, *, owner: CameraOwner, capture: CaptureService,
+                 timelapses: TimelapseService, videos: VideoService, events: EventBus,
+                 health: WorkerHealth, light: str = ""):
+        self._owner = owner
+        self._capture = capture
+        self._timelapses = timelapses
+        self._videos = videos
+        self.events = events
+        self.triggers = TriggerWorker(health=health)
         self.factory = self._pin_factory(config)
         self.devices: dict[str, LiveDevice] = {}
         try:
             for spec in config["devices"]:
                 self.devices[spec["name"]] = self._build(spec)
-            self.light = self._capture_light(services.config["camera"]["light"])
+            self.light = self._capture_light(light)
         except BaseException:
             self._close()
             raise
         if self.light is not None:
-            services.owner.hooks.append(self.light.lit)
+            owner.hooks.append(self.light.lit)
 
     def start(self) -> None:
         """Start running trigger actions (inputs may queue them from construction on)."""
@@ -52,7 +65,7 @@ class GpioService:
     def shutdown(self, timeout: float) -> None:
         """Stop the triggers (a capture in flight ends first), then release every pin."""
         self.triggers.stop(timeout)
-        hooks = self._services.owner.hooks
+        hooks = self._owner.hooks
         if self.light is not None and self.light.lit in hooks:
             hooks.remove(self.light.lit)
         self._close()
@@ -113,10 +126,22 @@ class GpioService:
         except Exception as exc:  # pin in use, a fixed pull-up, no PWM: each backend says it its way
             raise ConfigError(f"gpio.devices: {name}: {pin} cannot be a {kind.name}: {exc}") from None
         if not kind.is_input:
-            return Output(name, kind, pin, device)
-        return Input(name, kind, pin, device,
-                     actions={event: spec[event] for event in kind.events if event in spec},
-                     min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
+            live = Output(name, kind, pin, device)
+        else:
+            live = Input(name, kind, pin, device,
+                         actions={event: spec[event] for event in kind.events if event in spec},
+                         min_interval_s=spec.get("min_interval_s", 0.0), submit=self._submit)
+            live.triggered = self._triggered
+            live.device_class = spec.get("device_class")
+        live.changed = self._changed
+        return live
+
+    def _changed(self, device: LiveDevice) -> None:
+        self.events.publish("gpio.changed", resources.gpio_device(device))
+
+    def _triggered(self, device: Input, event: str, result: str) -> None:
+        self.events.publish("gpio.triggered", {"name": device.name, "kind": device.kind.name,
+                                               "event": event, "result": result})
 
     def _capture_light(self, name: str) -> Output | None:
         # The config check made sure it names an output.
@@ -138,12 +163,11 @@ class GpioService:
     def _perform(self, trigger: str, action: dict) -> None:
         kind = action["action"]
         if kind == "photo":
-            self._services.capture.take_photo(action["settings"], source="gpio", trigger=trigger)
+            self._capture.take_photo(action["settings"], source="gpio", trigger=trigger)
         elif kind == "timelapse":
-            timelapses = getattr(self._services, "timelapses", None)
-            if timelapses is None:
-                raise RuntimeError("time-lapses are not available in this version")
-            timelapses.set_state(action["timelapse"], action["state"])
+            self._timelapses.set_state(action["timelapse"], action["state"])
+        elif kind == "video":
+            self._videos.record({"duration_s": action["duration_s"]}, trigger=trigger)
         else:
             self.devices[action["device"]].set(action["value"], action.get("for_s"))
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 
 from ..clock import iso
 from ..db import Database
 from ..errors import Conflict, NotFound
 from ..ids import is_id
 from .schedule import Schedule, Window
+from .sun import Location
 
 ACTIVE = ("scheduled", "running", "paused")
 FINISHED = ("completed", "cancelled", "failed")
@@ -45,16 +46,24 @@ class Job:
     finished_at: str | None = None
     last_error: str | None = None
     schedule: Schedule = field(init=False, repr=False, compare=False)
+    # Where the camera is, for a window that follows the sun; not stored.
+    location: InitVar[Location | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, location: Location | None) -> None:
         start = dt.datetime.fromisoformat(self.start_at).timestamp()
         end = None
         if self.end_at:
             end = dt.datetime.fromisoformat(self.end_at).timestamp()
         elif self.duration_s:
             end = start + self.duration_s
-        window = Window.parse(self.active_start, self.active_end) if self.active_start else None
+        window = (Window.parse(self.active_start, self.active_end, location)
+                  if self.active_start else None)
         self.schedule = Schedule(start, self.interval_s, end, window)
+
+    @property
+    def ends_at(self) -> str | None:
+        """When the job ends: ``end_at``, or the time ``duration_s`` gives; None if open-ended."""
+        return self.end_at or (iso(self.schedule.end) if self.schedule.end is not None else None)
 
     @property
     def active(self) -> bool:
@@ -79,8 +88,9 @@ COLUMNS = [f.name for f in fields(Job) if f.init]
 class JobStore:
     """Reads and writes the ``timelapses`` table."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, location: Location | None = None):
         self.db = db
+        self.location = location
 
     def insert(self, job: Job, max_active: int) -> None:
         """Store a new job, unless its name is taken or ``max_active`` jobs are active.
@@ -119,7 +129,7 @@ class JobStore:
                                        f"WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"no time-lapse with id {job_id[:80]!r}")
-        return _job(row)
+        return _job(row, self.location)
 
     def find_active(self, ref: str) -> Job | None:
         """The active job with id or name ``ref``."""
@@ -127,21 +137,27 @@ class JobStore:
             f"SELECT {', '.join(COLUMNS)} FROM timelapses WHERE (id = ? OR name = ?) AND state IN "
             f"({', '.join('?' * len(ACTIVE))}) ORDER BY id DESC LIMIT 1", (ref, ref, *ACTIVE)
         ).fetchone()
-        return _job(row) if row else None
+        return _job(row, self.location) if row else None
 
-    def page(self, limit: int, before: str | None) -> list[Job]:
+    def page(self, edge: str | None, backwards: bool, limit: int) -> list[Job]:
+        """At most ``limit`` jobs older than ``edge``, newest first, or (``backwards``)
+        newer than it, oldest first: ``pagination.keyset_page``'s fetch."""
         sql = f"SELECT {', '.join(COLUMNS)} FROM timelapses"
         args: tuple = ()
-        if before:
-            sql += " WHERE id < ?"
-            args = (before,)
-        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [_job(row) for row in rows]
+        if edge:
+            sql += " WHERE id > ?" if backwards else " WHERE id < ?"
+            args = (edge,)
+        rows = self.db.conn.execute(sql + f" ORDER BY id {'ASC' if backwards else 'DESC'} "
+                                          f"LIMIT ?", (*args, limit)).fetchall()
+        return [_job(row, self.location) for row in rows]
+
+    def count(self) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM timelapses").fetchone()[0]
 
     def active(self) -> list[Job]:
         rows = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM timelapses WHERE state IN "
                                     f"({', '.join('?' * len(ACTIVE))})", ACTIVE).fetchall()
-        jobs = [_job(row) for row in rows]
+        jobs = [_job(row, self.location) for row in rows]
         for job in jobs:
             # Sequence numbers are never reused, whatever a crash left unsaved.
             (last,) = self.db.conn.execute("SELECT max(sequence) FROM photos WHERE timelapse_id = ?",
@@ -163,8 +179,8 @@ class JobStore:
                      for c in columns)
 
 
-def _job(row) -> Job:
+def _job(row, location: Location | None) -> Job:
     values = dict(row)
     values["settings"] = json.loads(values["settings"])
-    return Job(**values)
+    return Job(**values, location=location)
 

@@ -24,8 +24,10 @@ import sqlite3
 import threading
 from typing import Callable
 
+from .. import resources
 from ..clock import Clock, iso
 from ..errors import InsufficientStorage, PicamError
+from ..events import NO_EVENTS
 from ..workers import WorkerHealth, supervise
 from .jobs import Job, JobStore
 
@@ -49,12 +51,13 @@ class Scheduler(threading.Thread):
 
     def __init__(self, store: JobStore, take_frame: Callable[[Job, int], object],
                  space_ok: Callable[[], bool], max_failures: int, clock: Clock | None = None,
-                 health: WorkerHealth | None = None):
+                 health: WorkerHealth | None = None, events=NO_EVENTS):
         super().__init__(name="picam-timelapse", daemon=True)
         self.health = health or WorkerHealth()
         self.health.watch(self)
         self._crashes: collections.Counter = collections.Counter()
         self.store = store
+        self.events = events
         self.take_frame = take_frame
         self.space_ok = space_ok
         self.max_failures = max_failures
@@ -72,6 +75,8 @@ class Scheduler(threading.Thread):
         self._last_space_check = float("-inf")
         # Start lateness of recent frames, seconds: (job id, slot, late).
         self.lateness: collections.deque = collections.deque(maxlen=100_000)
+        # Called with each job that finishes, under the lock: they must only hand off.
+        self.finished_listeners: list[Callable[[Job], None]] = []
 
     # -- called by the service -----------------------------------------------
 
@@ -168,13 +173,15 @@ class Scheduler(threading.Thread):
         if now - due > grace:
             self._skip_to_now(job)
             self._save_and_reschedule(job)
+            self._publish(job, "progress")
             return
         if job.id in self._busy:
             # The previous frame is still being taken; this one may start until
             # the grace runs out (the capture's end also wakes the job).
             self._push(job, due + grace + 1e-3)
             return
-        if job.state == "scheduled":
+        started = job.state == "scheduled"
+        if started:
             job.state, job.started_at = "running", iso(self.clock.time())
             log.info("time-lapse %s started", job.id)
         job.next_slot = job.schedule.next_active(slot + 1)
@@ -185,6 +192,8 @@ class Scheduler(threading.Thread):
         self._captures.add(thread)
         thread.start()
         self._save_and_reschedule(job)
+        if started:
+            self._publish(job, "state")
 
     def _capture_reporting(self, job: Job, sequence: int) -> None:
         try:
@@ -221,10 +230,12 @@ class Scheduler(threading.Thread):
             with self._lock:
                 self._busy.discard(job.id)
                 self._captures.discard(threading.current_thread())
-                if job.state == "running" and job.done:
-                    self._finish(job, "completed")
-                else:
+                finished = job.state == "running" and job.done
+                if not finished:
                     self._save_and_reschedule(job)
+                self._publish(job, "progress")
+                if finished:
+                    self._finish(job, "completed")
             self._wake.set()
 
     def _skip_to_now(self, job: Job) -> None:
@@ -255,6 +266,7 @@ class Scheduler(threading.Thread):
     def _pause(self, job: Job, reason: str) -> None:
         job.state, job.pause_reason = "paused", reason
         self._save_and_reschedule(job)
+        self._publish(job, "state")
         log.info("time-lapse %s paused (%s)", job.id, reason)
 
     def _resume(self, job: Job) -> None:
@@ -263,14 +275,21 @@ class Scheduler(threading.Thread):
         job.state = "running" if job.started_at else "scheduled"
         job.pause_reason = None
         self._save_and_reschedule(job)
+        self._publish(job, "state")
         log.info("time-lapse %s resumed", job.id)
 
     def _finish(self, job: Job, state: str) -> None:
         job.state, job.finished_at, job.pause_reason = state, iso(self.clock.time()), None
         self._save_and_reschedule(job)
         self._jobs.pop(job.id, None)
+        self._publish(job, "state")
         log.info("time-lapse %s %s: %d captured, %d missed, %d failed", job.id, state,
                  job.frames_captured, job.frames_missed, job.frames_failed)
+        for listener in self.finished_listeners:
+            try:
+                listener(job)
+            except Exception:  # a listener's fault must not stop the scheduler
+                log.exception("a time-lapse finish listener failed")
 
     def _resume_if_space(self) -> None:
         now = self.clock.monotonic()
@@ -281,6 +300,11 @@ class Scheduler(threading.Thread):
             for job in [j for j in self._jobs.values() if j.pause_reason == "storage"]:
                 log.info("time-lapse %s: storage is back", job.id)
                 self._resume(job)
+
+    def _publish(self, job: Job, what: str) -> None:
+        """After the save: a state change, or one frame's progress (coalesced per job)."""
+        self.events.publish(f"timelapse.{what}", resources.timelapse(job, self.clock.time()),
+                            coalesce=job.id if what == "progress" else None)
 
     def _save_and_reschedule(self, job: Job) -> None:
         self._save(job)

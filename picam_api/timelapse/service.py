@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 from ..camera.settings import FIELDS as CAPTURE_FIELDS
+from .. import resources
 from ..capture import CaptureService
 from ..clock import Clock, iso
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
+from ..events import NO_EVENTS
 from ..ids import is_id, new_id
-from ..pagination import make_cursor, open_cursor
+from ..pagination import Page, keyset_page
 from ..storage import Photo, PhotoStore
 from .jobs import Job, JobStore
 from ..workers import WorkerHealth
+from .schedule import Window
 from .scheduler import Scheduler
+from .sun import Location
 
 # How far in the past start_at may be: a client's clock may lag a little.
 START_SLACK_S = 60.0
@@ -31,19 +36,30 @@ class TimelapseService:
 
     def __init__(self, db: Database, capture: CaptureService, photos: PhotoStore,
                  config: Mapping[str, Any], cursor_key: bytes, clock: Clock | None = None,
-                 health: WorkerHealth | None = None):
+                 health: WorkerHealth | None = None, location: Location | None = None,
+                 events=NO_EVENTS):
         self.capture = capture
+        self.events = events
         self.photos = photos
         self.config = config
         self.clock = clock or Clock()
+        self.location = location
         self._cursor_key = cursor_key
-        self.store = JobStore(db)
+        self.store = JobStore(db, location)
         self.scheduler = Scheduler(self.store, self._take_frame, self._space_ok,
-                                   config["max_consecutive_failures"], self.clock, health)
+                                   config["max_consecutive_failures"], self.clock, health,
+                                   events)
 
     def start(self) -> None:
         """Resume the jobs that were active when the service last stopped."""
         for job in self.store.active():
+            window = job.schedule.window
+            if window is not None and window.sun_relative and self.location is None:
+                job.state, job.finished_at = "failed", iso(self.clock.time())
+                job.last_error = (f"active_hours {job.active_start}-{job.active_end} follows the "
+                                  "sun, and location.latitude/longitude are no longer configured")
+                self.store.save(job)
+                continue
             try:
                 self.scheduler.add(job)
             except Exception as exc:  # a job an older release let in (year 9999, say)
@@ -85,6 +101,8 @@ class TimelapseService:
         window = body.get("active_hours")
         if window and window["start"] == window["end"]:
             errors["active_hours"] = ["start and end must differ (leave it out for all day)"]
+        elif window:
+            errors.update(self._check_window(window))
         try:
             settings = self.capture.resolve(
                 {key: body[key] for key in CAPTURE_FIELDS if key in body}).to_dict()
@@ -100,24 +118,39 @@ class TimelapseService:
             end_at=iso(body["end_at"]) if body.get("end_at") else None,
             active_start=window["start"] if window else None,
             active_end=window["end"] if window else None,
-            started_at=iso(now) if start <= now else None)
+            started_at=iso(now) if start <= now else None, location=self.location)
         job.next_slot = job.schedule.next_active(0)
         if job.next_slot is None:
             raise InvalidInput({"active_hours": ["no frame of this schedule falls inside the window"]})
         self.store.insert(job, self.config["max_active_jobs"])
+        self.events.publish("timelapse.state", resources.timelapse(job, self.clock.time()))
         self.scheduler.add(job)
         return job
+
+    def _check_window(self, window: Mapping[str, str]) -> dict[str, list[str]]:
+        errors = {}
+        for key in ("start", "end"):
+            try:
+                sun = Window.parse(window[key], window[key]).sun_relative
+            except ValueError as exc:
+                errors[f"active_hours.{key}"] = [str(exc)]
+                continue
+            if sun and self.location is None:
+                errors[f"active_hours.{key}"] = [
+                    f"{window[key]} follows the sun: set location.latitude and "
+                    "location.longitude in the config first"]
+        return errors
 
     def get(self, job_id: str) -> Job:
         return self.scheduler.job(job_id) or self.store.get(job_id)
 
-    def list(self, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
-        """A page of jobs, newest first, and the cursor of the next page (or None)."""
-        before = open_cursor(self._cursor_key, cursor, "timelapses") if cursor else None
-        jobs = self.store.page(limit + 1, before)
-        more, jobs = len(jobs) > limit, jobs[:limit]
-        jobs = [self.scheduler.job(job.id) or job for job in jobs]
-        return jobs, make_cursor(self._cursor_key, jobs[-1].id, "timelapses") if more else None
+    def list(self, limit: int, cursor: str | None) -> Page[Job]:
+        """A page of jobs, newest first, with the live state of the active ones."""
+        page = keyset_page(self._cursor_key, "timelapses", limit, cursor, self.store.page)
+        return replace(page, items=[self.scheduler.job(job.id) or job for job in page.items])
+
+    def count(self) -> int:
+        return self.store.count()
 
     def set_state(self, ref: str, state: str) -> Job:
         """Pause, resume or cancel the job with id or name ``ref``.
@@ -142,6 +175,7 @@ class TimelapseService:
         if with_frames:
             self.photos.delete_frames(job.id)
         self.store.delete(job.id)
+        self.events.publish("timelapse.deleted", {"id": job.id})
 
     def frames(self, job_id: str) -> Iterator[Photo]:
         """The job's stored frames in sequence order (404 for an unknown job)."""

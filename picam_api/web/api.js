@@ -19,6 +19,7 @@ export class ApiError extends Error {
 export class ConnectionLost extends Error {
   constructor() {
     super("The connection to the camera is lost.");
+    this.name = "ConnectionLost";
   }
 }
 
@@ -65,7 +66,10 @@ export async function request(method, path, json) {
   const headers = { Accept: "application/json" };
   if (json !== undefined) headers["Content-Type"] = "application/json";
   const body = json === undefined ? undefined : JSON.stringify(json);
-  const response = await send(method, path, { headers: { ...bearer(), ...headers }, body });
+  // A GET revalidates what the browser kept (If-None-Match): an unchanged answer is a
+  // 304 with no body, read from the browser's cache.
+  const cache = method === "GET" ? "no-cache" : "no-store";
+  const response = await send(method, path, { headers: { ...bearer(), ...headers }, body, cache });
   return response.status === 204 ? null : response.json();
 }
 
@@ -91,9 +95,12 @@ async function send(method, path, { headers, body, cache = "no-store" }) {
   events.dispatchEvent(new Event("online"));
   if (response.ok) return response;
   const problem = await response.json().catch(() => ({}));
-  if (response.status === 401 && headers.Authorization?.startsWith("Bearer")) {
-    session.clear();
-    events.dispatchEvent(new Event("signedout"));
-  }
+  if (response.status === 401 && headers.Authorization?.startsWith("Bearer")) endSession();
   throw new ApiError(response.status, problem);
+}
+
+/** The token stopped working: forget it, and tell the page. */
+export function endSession() {
+  session.clear();
+  events.dispatchEvent(new Event("signedout"));
 }

@@ -1,16 +1,18 @@
-// The page: signing in and out, the view behind each tab, polling, and the
-// banner for a lost connection.
+// The page: signing in and out, the view behind each tab, the event stream, the
+// status poll, and the banner for a lost connection.
 
 import { ConnectionLost, events, session, signIn, signOut } from "./api.js";
 import * as gpio from "./gpio.js";
 import * as live from "./live.js";
 import * as photos from "./photos.js";
 import * as status from "./status.js";
+import * as stream from "./stream.js";
 import * as timelapses from "./timelapses.js";
 import { notify, tickTimes } from "./ui.js";
 
 // By section id. Each may have show() and hide() (on entering and leaving its tab),
-// poll() (every second while its tab is open) and reset() (on signing out).
+// poll() (every second while its tab is open) and reset() (on signing out). Photos,
+// time-lapses and GPIO follow the event stream instead of polling.
 const VIEWS = { live, photos, timelapses, gpio, status };
 const STATUS_EVERY_S = 5; // the mock banners, and the heartbeat that notices a lost connection
 const TIMES_EVERY_S = 10;
@@ -29,10 +31,12 @@ function enter(value) {
   document.getElementById("login-view").hidden = true;
   document.getElementById("app").hidden = false;
   route();
+  stream.connect();
   status.poll().catch(notify);
 }
 
 function leave(message = "") {
+  stream.disconnect();
   VIEWS[current]?.hide?.();
   current = null;
   for (const view of Object.values(VIEWS)) view.reset?.();
@@ -107,6 +111,7 @@ events.addEventListener("signedout", () => leave("Your session has ended; sign i
 events.addEventListener("offline", () => {
   offline = true;
   document.getElementById("offline").hidden = false;
+  live.offline();
 });
 events.addEventListener("online", () => {
   if (!offline) return;

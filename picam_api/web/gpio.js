@@ -1,7 +1,9 @@
-// GPIO: each configured device with its live state. Outputs get a switch, toggle and
-// blink; pwm devices a slider and pulse; inputs show their state and last change.
+// GPIO: each configured device with its live state, kept current by the event stream.
+// Outputs get a switch, toggle and blink; pwm devices a slider and pulse; inputs show
+// their state and last change.
 
 import { request } from "./api.js";
+import * as stream from "./stream.js";
 import { act, el, isOperator, timeEl } from "./ui.js";
 
 const SWITCHED = new Set(["led", "output", "buzzer"]);
@@ -9,7 +11,13 @@ const INPUTS = new Set(["button", "input"]);
 const list = document.getElementById("devices");
 const cards = new Map(); // device name -> update(device)
 
-export async function poll() {
+const view = stream.followed(load);
+export const show = view.show;
+export const hide = view.hide;
+
+stream.on("gpio.changed", (device) => cards.get(device.name)?.(device));
+
+async function load() {
   const page = await request("GET", "/api/v1/gpio");
   for (const device of page.items) {
     if (!cards.has(device.name)) cards.set(device.name, deviceCard(device));

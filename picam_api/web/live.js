@@ -10,6 +10,7 @@ import { addPhoto, openPhoto } from "./photos.js";
 const RETRY_MS = 2000;
 const image = document.getElementById("live-image");
 const state = document.getElementById("live-state");
+const snapshot = document.getElementById("snapshot");
 let shown = false;
 let retry = null;
 
@@ -20,7 +21,7 @@ image.addEventListener("error", () => {
   schedule();
 });
 
-document.getElementById("snapshot").addEventListener("click", (event) => act(event.target, async () => {
+snapshot.addEventListener("click", (event) => act(event.target, async () => {
   const photo = await request("POST", "/api/v1/photos", {});
   addPhoto(photo);
   await openPhoto(photo);
@@ -38,8 +39,16 @@ export function hide() {
   image.removeAttribute("src");
 }
 
+/** The connection is lost: what shows is the last frame, not a live picture. */
+export function offline() {
+  clearTimeout(retry);
+  snapshot.disabled = true;
+  if (image.getAttribute("src")) state.textContent = "Offline: the last picture received, not live";
+}
+
 /** After the connection came back: the old stream died with it, so start anew. */
 export function resume() {
+  snapshot.disabled = false;
   if (shown) connect();
 }
 

@@ -5,6 +5,7 @@
 // blob: URLs, each revoked when its element goes.
 
 import { fetchBlob, request } from "./api.js";
+import * as stream from "./stream.js";
 import { act, bytes, el, exactTime, facts, isOperator, notify, timeEl } from "./ui.js";
 
 const FIRST_PAGE = "/api/v1/photos?limit=24";
@@ -18,6 +19,7 @@ let next = FIRST_PAGE; // the next page's URL, null after the last one
 let loading = false;
 let generation = 0; // bumped by reset(), so a page that arrives late is dropped
 let current = null; // the photo in the dialog
+let shown = false; // whether the Photos tab is open (the stream adds photos only then)
 
 // The end-of-list marker coming into view loads the next page.
 const observer = new IntersectionObserver((entries) => {
@@ -26,10 +28,12 @@ const observer = new IntersectionObserver((entries) => {
 
 export function show() {
   reset();
+  shown = true;
   observer.observe(end);
 }
 
 export function hide() {
+  shown = false;
   observer.disconnect();
 }
 
@@ -45,9 +49,18 @@ export function reset() {
   if (dialog.open) dialog.close();
 }
 
-/** A photo just taken goes first in the gallery, if the gallery is showing. */
+// Photos taken or deleted anywhere (the API, a time-lapse, a trigger) show at once; a
+// page that was read before one of them was taken does not add it twice.
+stream.on("photo.created", (photo) => { if (shown) addPhoto(photo); });
+stream.on("photo.deleted", (photo) => removeCard(photo.id));
+
+/** A photo just taken goes first in the gallery. */
 export function addPhoto(photo) {
-  if (!gallery.querySelector(`[data-id="${photo.id}"]`)) gallery.prepend(card(photo));
+  if (!shownPhoto(photo.id)) gallery.prepend(card(photo));
+}
+
+function shownPhoto(id) {
+  return gallery.querySelector(`[data-id="${CSS.escape(id)}"]`) !== null;
 }
 
 export async function openPhoto(photo) {
@@ -79,9 +92,9 @@ async function loadMore() {
   try {
     const page = await request("GET", next);
     if (mine !== generation) return;
-    gallery.append(...page.items.map(card));
+    gallery.append(...page.items.filter((photo) => !shownPhoto(photo.id)).map(card));
     next = page.next;
-    end.textContent = next ? "" : gallery.children.length ? "That is all." : "No photos yet.";
+    end.textContent = next ? "" : gallery.children.length ? "No older photos." : "No photos yet.";
   } catch (error) {
     if (mine === generation) end.textContent = "";
     notify(error);

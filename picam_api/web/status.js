@@ -10,8 +10,9 @@ export async function poll() {
   document.getElementById("mock-camera").hidden = info.backend !== "mock";
   document.getElementById("mock-pins").hidden = !info.gpio.mock;
   facts(document.getElementById("status-list"), [
-    ["Camera", `${info.backend}${camera.model ? `, ${camera.model}` : ""}`
-      + `${camera.open ? "" : " (not working)"}`],
+    // The mock's model already names it ("mock (Pillow test pattern)"): no "mock, mock".
+    ["Camera", `${camera.model?.startsWith(info.backend) ? camera.model
+      : [info.backend, camera.model].filter(Boolean).join(", ")}${camera.open ? "" : " (not working)"}`],
     ["Sensor", camera.sensor_size && camera.sensor_size.join(" × ")],
     ["Last camera error", camera.last_error],
     ["Disk free", `${bytes(storage.free_bytes)} of ${bytes(storage.total_bytes)}`],

@@ -1,8 +1,9 @@
 // Time-lapses: a form for a new job, checked here as the server checks it, with the
 // server's own 422 messages shown next to the same fields; and the jobs, with their
-// progress kept current while the view is open.
+// progress kept current by the event stream.
 
 import { ApiError, fetchBlob, request } from "./api.js";
+import * as stream from "./stream.js";
 import { act, el, isOperator, saveBlob, timeEl } from "./ui.js";
 
 // The server's rules (api/schemas.py, timelapse/service.py). The least interval is
@@ -20,7 +21,12 @@ const cards = new Map(); // job id -> {item, update(job)}
 // Each control gets a place for its error, which the control is described by.
 for (const control of form.querySelectorAll("input[name], select[name]")) {
   const slot = el("p", { class: "field-error", "data-error": control.name, id: `error-${control.name}` });
-  control.closest("label").after(slot);
+  // One grid cell for the label and its error: on a desktop a sibling would take the
+  // next cell, under another field. Not inside the label, whose text names the field.
+  const label = control.closest("label");
+  const cell = el("div", { class: "field" });
+  label.replaceWith(cell);
+  cell.append(label, slot);
   control.setAttribute("aria-describedby", slot.id);
 }
 for (const group of form.querySelectorAll("fieldset[data-field]")) {
@@ -34,7 +40,24 @@ form.addEventListener("submit", (event) => {
   act(form.querySelector("button[type=submit]"), create);
 });
 
-export async function poll() {
+const view = stream.followed(load);
+export const show = view.show;
+export const hide = view.hide;
+
+stream.on("timelapse.state", changed);
+stream.on("timelapse.progress", changed);
+stream.on("timelapse.deleted", (job) => { if (cards.has(job.id)) forget(job.id, cards.get(job.id)); });
+
+/** A job the stream says changed: its card, made first in the list if new. */
+function changed(job) {
+  if (!view.shown) return;
+  const isNew = !cards.has(job.id);
+  const { item } = upsert(job);
+  if (isNew) list.prepend(item);
+  document.getElementById("jobs-empty").hidden = true;
+}
+
+async function load() {
   const page = await request("GET", "/api/v1/timelapses?limit=50");
   const seen = new Set();
   page.items.forEach((job, index) => {
@@ -64,8 +87,13 @@ async function create() {
   showErrors(errors);
   if (Object.keys(errors).length) return;
   try {
-    list.prepend(upsert(await request("POST", "/api/v1/timelapses", body)).item);
+    const { item } = upsert(await request("POST", "/api/v1/timelapses", body));
+    list.prepend(item);
+    document.getElementById("jobs-empty").hidden = true;
     clearForm();
+    // On a phone the list is above the form, out of sight: show where the job went.
+    item.classList.add("new");
+    item.scrollIntoView({ block: "center", behavior: "smooth" });
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     showErrors(Object.keys(error.errors).length ? error.errors : { form: [error.message] });
@@ -150,8 +178,7 @@ function showErrors(errors) {
 
 function showBound() {
   for (const label of form.querySelectorAll("[data-bound]")) {
-    label.hidden = label.dataset.bound !== form.elements.bound.value;
-    label.nextElementSibling.hidden = label.hidden; // its error
+    label.parentElement.hidden = label.dataset.bound !== form.elements.bound.value;
   }
 }
 

@@ -70,6 +70,11 @@ export function notify(error) {
   notify.timer = setTimeout(() => { banner.hidden = true; }, 8000);
 }
 
+/** `notify`, except for a lost connection, which has a banner of its own. */
+export function report(error) {
+  if (error.name !== "ConnectionLost") notify(error);
+}
+
 /** Save a Blob under `name`, as a click on a download link would. */
 export function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
