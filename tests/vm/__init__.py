@@ -1,0 +1,1 @@
+"""tests/vm: the install and the hardened unit under a real systemd, in a QEMU VM."""
