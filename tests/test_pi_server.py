@@ -1,6 +1,7 @@
 """``picam-api serve`` on the picamera2 backend over the simulated Camera Module 3 (tests/simcam)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 
@@ -10,6 +11,7 @@ import requests
 from PIL import Image
 
 from conftest import ADMIN_PASSWORD, ServerProcess, assert_problem, ffprobe, mp4_boxes, wait_for
+from webrtc_viewer import Viewer
 
 PREROLL_TOML = ('[video]\nwidth = 640\nheight = 480\nfps = 15.0\nkeyframe_s = 0.5\n'
                 'preroll_s = 1.0\n')
@@ -91,3 +93,23 @@ def test_a_clip_through_the_api_starts_in_its_pre_roll_and_stills_go_on(pi_serve
     assert probe["frames"] == video["frames"]
     # 1 s asked for after a pre-roll that starts at a keyframe in the second before.
     assert 1.4 <= probe["duration"] <= 2.2, probe
+
+
+def test_live_h264_over_webrtc_comes_from_picamera2s_encoder(pi_server):
+    # The hub's fan-out is no picamera2 Output: the backend puts one in front of it.
+    async def watch():
+        viewer = Viewer(pi_server.url + "/api/v1/stream/whep")
+        response = await viewer.connect()
+        try:
+            return response, await viewer.frames(10) if response.status_code == 201 else []
+        finally:
+            await viewer.close()
+
+    response, frames = asyncio.run(watch())
+    assert response.status_code == 201, response.text
+    assert {(frame.width, frame.height) for frame in frames} == {(640, 480)}
+    pictures = [frame.to_ndarray(format="gray") for frame in frames]
+    assert all(picture.std() > 10 for picture in pictures)  # the simulator's test image
+    h264 = requests.get(pi_server.url + "/api/v1/info", auth=("admin", ADMIN_PASSWORD),
+                        timeout=30).json()["h264"]
+    assert h264["encoders_started"] == 1

@@ -27,6 +27,7 @@ from picam_api.camera.mock_video import read_stamp
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
 from picam_api.h264_live import Feed
+from webrtc_viewer import Viewer, offer_sdp
 
 aiortc = pytest.importorskip("aiortc")
 
@@ -67,44 +68,6 @@ def all_peers_gone(server):
     """Each test starts with no peer and ends its own."""
     wait_for(lambda: no_peers(server), what="the previous test's peers to end")
     yield
-
-
-async def offer_sdp(pc) -> str:
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc.localDescription.sdp
-
-
-class Viewer:
-    """An aiortc peer that sends its offer to the server and decodes what comes back."""
-
-    def __init__(self, url: str, headers: dict | None = None):
-        self.url = url
-        self.headers = ADMIN if headers is None else headers
-        self.pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
-        self.response: requests.Response | None = None
-        self._track = asyncio.get_running_loop().create_future()
-        self.pc.on("track", self._track.set_result)
-
-    async def connect(self) -> requests.Response:
-        sdp = await offer_sdp(self.pc)
-        self.response = await asyncio.to_thread(
-            requests.post, self.url, data=sdp, headers={**self.headers, **SDP}, timeout=15)
-        if self.response.status_code == 201:
-            await self.pc.setRemoteDescription(
-                aiortc.RTCSessionDescription(self.response.text, "answer"))
-        return self.response
-
-    async def frames(self, count: int) -> list:
-        track = await asyncio.wait_for(self._track, 10)
-        return [await asyncio.wait_for(track.recv(), 10) for _ in range(count)]
-
-    async def close(self, delete: bool = True) -> None:
-        """Close the peer and, as a WHEP client does, DELETE its session (404: ended already)."""
-        await self.pc.close()
-        if delete and self.response is not None and self.response.status_code == 201:
-            location = self.url.split("/api/", 1)[0] + self.response.headers["Location"]
-            await asyncio.to_thread(requests.delete, location, headers={**ADMIN, **JSON}, timeout=10)
 
 
 def stamps(frames) -> list[tuple[int, int]]:

@@ -677,7 +677,8 @@ class Picamera2Camera(CameraBackend):
 
         encoder = pi_video.h264_encoder(recording.settings, get_platform() == Platform.VC4)
         try:
-            self._picam2.start_encoder(encoder, recording.output, name="main")
+            self._picam2.start_encoder(encoder, pi_video.picamera2_output(recording.output),
+                                       name="main")
         except Exception:
             _abandon_encoder(encoder)
             raise

@@ -59,6 +59,33 @@ def h264_encoder(settings: VideoSettings, hardware: bool) -> Any:
                             framerate=Fraction(settings.fps).limit_denominator(1001))
 
 
+def picamera2_output(output: Any) -> Any:
+    """``output`` as picamera2's encoders take it (they check its class).
+
+    picamera2's own outputs (the MP4, the pre-roll ring) pass as they are; ours,
+    such as live H.264's fan-out (h264_live.py, on camera/outputs.Output), get a
+    picamera2 ``Output`` in front that hands every frame, start and stop on.
+    """
+    from picamera2.outputs import Output
+
+    if isinstance(output, Output):
+        return output
+
+    class HandOn(Output):
+        def start(self) -> None:
+            super().start()
+            output.start()
+
+        def stop(self) -> None:
+            super().stop()
+            output.stop()
+
+        def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+            output.outputframe(frame, keyframe, timestamp, packet, audio)
+
+    return HandOn()
+
+
 def mp4_file(path: str) -> Any:
     """A ``PyavOutput`` writing an MP4 at ``path``, index first, that counts what it wrote."""
     from picamera2.outputs import PyavOutput
