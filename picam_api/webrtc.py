@@ -222,10 +222,7 @@ class WhepService:
             if session is None or (user is not None and session.user != user):
                 raise NotFound("no such WebRTC session (it ended, or was never made)")
             del self._sessions[session_id]
-            loop = self._loop
-        self._release(session)
-        if loop is not None and session.pc is not None:
-            asyncio.run_coroutine_threadsafe(session.pc.close(), loop)
+        self._close(session)
 
     def stats(self) -> dict:
         with self._lock:
@@ -323,17 +320,21 @@ class WhepService:
     def _ended(self, session_id: str, why: str) -> None:
         """(event loop) The peer failed, closed or never came up: end its session."""
         with self._lock:
-            session = self._sessions.get(session_id)
-        try:
+            session = self._sessions.pop(session_id, None)
             if session is None:
                 return
-            self.end(session_id)
-        except NotFound:
-            return
-        log.info("WebRTC session %s ended: %s", session_id[:8], why)
-        with self._lock:
+            # Under the same lock as the removal: a DELETE racing this finds the
+            # session either still there or gone, never neither (a 404).
             if len(self._gone) < 4 * self.max_peers:  # bounded, whatever the churn
                 self._gone[session_id] = (session.user, time.monotonic())
+        log.info("WebRTC session %s ended: %s", session_id[:8], why)
+        self._close(session)
+
+    def _close(self, session: Session) -> None:
+        self._release(session)
+        loop = self._loop
+        if loop is not None and session.pc is not None:
+            asyncio.run_coroutine_threadsafe(session.pc.close(), loop)
 
     def _release(self, session: Session) -> None:
         if session.feed is not None:

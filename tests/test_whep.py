@@ -27,6 +27,7 @@ from picam_api.camera.mock_video import read_stamp
 from picam_api.config import from_mapping
 from picam_api.errors import ConfigError
 from picam_api.h264_live import Feed
+from picam_api.webrtc import Session
 from webrtc_viewer import Viewer, offer_sdp
 
 aiortc = pytest.importorskip("aiortc")
@@ -321,6 +322,18 @@ def test_bad_h264_config_is_one_clear_line(h264, message):
 def test_an_odd_h264_size_is_refused_at_start():
     with pytest.raises(ConfigError, match="stream.h264.size: must be even"):
         from_mapping({"stream": {"sizes": [[321, 240]]}})
+
+
+def test_a_delete_racing_the_peers_own_end_is_never_a_404(services, monkeypatch):
+    # The page DELETEs its session as it closes the peer, whose close also ends the
+    # session: the DELETE may come while the server is still ending it.
+    whep = services.whep
+    whep._sessions["racing"] = Session("racing", "admin", (320, 240))
+    answered = []
+    monkeypatch.setattr(whep, "_release", lambda session: answered.append(
+        whep.end("racing", user="admin")))  # the DELETE, mid-way through the end
+    whep._ended("racing", "closed")
+    assert answered == [None] and "racing" not in whep._sessions
 
 
 def test_an_encoder_stopped_under_its_viewers_tells_them_and_the_next_starts_anew(services):
