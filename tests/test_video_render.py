@@ -79,6 +79,11 @@ def stamps(path) -> list[int]:
         return [read_stamp(frame.to_ndarray(format="gray"))[0] for frame in container.decode(video=0)]
 
 
+def keyframes(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size)
+
+
 def test_render_is_h264_yuv420p_faststart_with_the_frames_in_order(client, admin_headers,
                                                                     services, tmp_path):
     job = future_job(client, admin_headers)
@@ -98,6 +103,8 @@ def test_render_is_h264_yuv420p_faststart_with_the_frames_in_order(client, admin
     assert (probe["color_range"], probe["color_space"]) == ("tv", "bt470bg")
     assert probe["duration"] == pytest.approx(3.0, abs=0.01)
     assert stamps(path) == list(range(1, 31))
+    # Decoded JPEGs are I pictures; passed on as such, every frame would be a keyframe.
+    assert keyframes(path) == 1
     thumbnail = client.get(video["links"]["thumbnail"], headers=admin_headers)
     assert thumbnail.status_code == 200 and thumbnail.mimetype == "image/jpeg"
     assert Image.open(io.BytesIO(thumbnail.data)).size == (320, 240)

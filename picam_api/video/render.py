@@ -180,6 +180,9 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
         stream.codec_context.color_range = VIDEO_RANGE
         stream.codec_context.colorspace = BT601
         stream.options = {"crf": str(options.crf), "preset": options.preset}
+        # Frame threads, as the ffmpeg command line picks: PyAV's default, slices,
+        # spends more CPU for the same frames.
+        stream.codec_context.thread_type = "FRAME"
         encoder = _Encoder(container, stream)
         written = skipped = 0
         for index, ref in enumerate(frames()):
@@ -192,6 +195,9 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
                 frame = _prepare(frame, out_size, ref, options,
                                  gains[index] if gains is not None else 1.0)
                 frame.pts = written
+                # A decoded JPEG is an I picture, and libx264 makes every frame that
+                # says so a keyframe: an all-intra movie many times the size.
+                frame.pict_type = av.video.frame.PictureType.NONE
                 frame.time_base = 1 / rate
                 encoder.put(frame)
                 written += 1
