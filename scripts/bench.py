@@ -761,6 +761,11 @@ def bench_render(tmp: Path, runs: int) -> None:
            "frames/s", baseline, ">=0.9x ffmpeg", fps / baseline >= 0.9, note)
     record("render CPU per frame", ours_cpu / RENDER_FRAMES * 1000, "CPU ms",
            theirs_cpu / RENDER_FRAMES * 1000, "", None, note)
+    # The same settings should make about the same file: a render that is fast because it
+    # encodes differently (all-intra, another profile) shows here.
+    size, baseline_size = ours_out.stat().st_size / 1e6, theirs_out.stat().st_size / 1e6
+    record("render output size", size, "MB", baseline_size, "within 10% of ffmpeg",
+           abs(size / baseline_size - 1) <= 0.1, note)
 
 
 def timed_and_cpu(fn, runs: int) -> tuple[float, float]:
