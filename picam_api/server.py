@@ -18,7 +18,6 @@ what systemd watches. In order:
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -93,7 +92,6 @@ def serve(config: dict) -> int:
               f"port (--port, PICAM_PORT or server.port)", file=sys.stderr)
         return 1
     _allow_files(server_config["max_connections"])
-    _return_freed_blocks()
 
     from .app import create_app
     from .http_server import HttpServer
@@ -144,29 +142,6 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"server.host, server.port: cannot listen on {where}: "
                           f"{exc.strerror}") from None
     return sock
-
-
-M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD = 256 * 1024
-
-
-def _return_freed_blocks() -> None:
-    """Keep large allocations mmapped, so memory freed is memory given back.
-
-    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB),
-    so after the first render a 1080p frame (3 MiB) comes from the heap arenas of
-    threads that come and go (libx264's), and stays resident when freed: the server
-    grew by 16-40 MiB with each render. A fixed threshold ends the adjusting.
-    ``MALLOC_MMAP_THRESHOLD_`` in the environment still wins; other C libraries
-    are left alone.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _allow_files(connections: int) -> None:
