@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 
+from . import memory
 from .errors import ConfigError
 from .watchdog import notify
 
@@ -92,6 +93,7 @@ def serve(config: dict) -> int:
               f"port (--port, PICAM_PORT or server.port)", file=sys.stderr)
         return 1
     _allow_files(server_config["max_connections"])
+    memory.one_arena()  # before any thread starts: see memory.py
 
     from .app import create_app
     from .http_server import HttpServer

@@ -190,12 +190,21 @@ def test_render_memory_stays_flat_with_the_number_and_size_of_frames(start, long
                                                     json={"timelapse": job, "last_frame": 24}))
     assert short["state"] == "ready" and short["frames"] == 24
     before = idle_rss(server)
+    # Nor with the number of renders (the server grew by 16-40 MiB with each, without
+    # bound, while glibc kept what each render's threads freed: memory.py).
+    for _ in range(3):
+        _, again = peak_rss_during(server, api(server, "POST", "/api/v1/videos",
+                                               json={"timelapse": job, "last_frame": 24}))
+        assert again["state"] == "ready"
+    assert idle_rss(server) - before < 12 * mib, (idle_rss(server) / mib, before / mib)
     long_peak, full = peak_rss_during(server, api(server, "POST", "/api/v1/videos",
                                                   json={"timelapse": job}))
     assert full["state"] == "ready" and full["frames"] == count
     assert long_peak - short_peak < 25 * mib, (long_peak / mib, short_peak / mib)
-    assert long_peak - before < 200 * mib, (long_peak / mib, before / mib)
+    # libx264's lookahead and reference frames at 1080p, the decoder and the queue: about
+    # 200 MiB here (the ffmpeg command line needs 230 MiB over its idle for these frames).
+    assert long_peak - before < 256 * mib, (long_peak / mib, before / mib)
     big_peak, big_video = peak_rss_during(server, api(server, "POST", "/api/v1/videos",
                                                       json={"timelapse": big}))
     assert big_video["state"] == "ready" and (big_video["width"], big_video["height"]) == (1920, 1080)
-    assert big_peak - before < 200 * mib, (big_peak / mib, before / mib)
+    assert big_peak - before < 256 * mib, (big_peak / mib, before / mib)

@@ -180,9 +180,6 @@ def render(frames: Callable[[], Iterable[FrameRef]], total: int, path: Path,
         stream.codec_context.color_range = VIDEO_RANGE
         stream.codec_context.colorspace = BT601
         stream.options = {"crf": str(options.crf), "preset": options.preset}
-        # Frame threads, as the ffmpeg command line picks: PyAV's default, slices,
-        # spends more CPU for the same frames.
-        stream.codec_context.thread_type = "FRAME"
         encoder = _Encoder(container, stream)
         written = skipped = 0
         for index, ref in enumerate(frames()):

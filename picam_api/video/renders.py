@@ -25,6 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
+from .. import memory
 from ..clock import iso
 from ..errors import InsufficientStorage, NotFound
 from ..workers import RESTART_DELAY_S, WorkerHealth
@@ -120,6 +121,7 @@ class RenderWorkers:
                 if video is not None:
                     self.wake()  # another worker may take the next one; this one looks again after
                     self._run(video)
+                    memory.give_back()  # what the render's threads freed: see memory.py
                     self.wake()
             except Exception as exc:  # never die silently: count it, wait a little, go on
                 self.health.failed(threading.current_thread().name, exc)
