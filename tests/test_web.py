@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright import sync_api
 
 from conftest import ADMIN_PASSWORD, BIN, VIEWER_PASSWORD, ServerProcess, basic, wait_for
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags the machine notes give: no sandbox as root, and no calls home.

@@ -17,6 +17,7 @@ import threading
 import time
 import types
 
+import aiortc
 import pytest
 import requests
 
@@ -29,8 +30,6 @@ from picam_api.errors import ConfigError
 from picam_api.h264_live import Feed
 from picam_api.webrtc import Session
 from webrtc_viewer import Viewer, offer_sdp
-
-aiortc = pytest.importorskip("aiortc")
 
 WHEP = "/api/v1/stream/whep"
 SDP = {"Content-Type": "application/sdp"}
