@@ -116,7 +116,8 @@ DEFAULTS: dict[str, Any] = {
         # its packets passed to every peer; see docs/h264.md.
         "h264": {
             "enabled": True,
-            # Default size for WHEP and the size RTSP publishes; unset: the first of stream.sizes.
+            # Default size for WHEP and the size RTSP publishes; unset: the first of stream.sizes
+            # (1280x720 on a Pi 5, when listed: docs/h264.md).
             "size": None,
             "fps": 30.0,
             "bitrate": 2_000_000,
@@ -688,11 +689,10 @@ def _check_motion(config: Mapping) -> None:
                               "and location.longitude first")
 def _check_h264(config: Mapping) -> None:
     h264, sizes = config["stream"]["h264"], config["stream"]["sizes"]
-    if h264["size"] is None:
-        h264["size"] = list(sizes[0])
-    elif h264["size"] not in sizes:
+    # Unset, the camera backend picks one of stream.sizes (CameraBackend.live_h264_size).
+    if h264["size"] is not None and h264["size"] not in sizes:
         raise ConfigError(f"stream.h264.size: must be one of stream.sizes (got {h264['size']!r})")
-    width, height = h264["size"]
+    width, height = h264["size"] or sizes[0]
     if h264["enabled"] and (width % 2 or height % 2):
         raise ConfigError(f"stream.h264.size: must be even for H.264 (got {width}x{height}); "
                           "set it to an even one of stream.sizes")

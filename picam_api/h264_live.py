@@ -137,7 +137,8 @@ class H264Hub:
         self.owner = owner
         self.enabled = h264["enabled"]
         self.sizes = [tuple(size) for size in stream["sizes"]]
-        self.default_size = tuple(h264["size"])
+        self.default_size = (tuple(h264["size"]) if h264["size"]
+                             else owner.backend.live_h264_size(self.sizes))
         self.fps = h264["fps"]
         self.bitrate = h264["bitrate"]
         self.gop = h264["gop"]

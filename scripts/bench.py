@@ -479,6 +479,49 @@ def per_peer_encode_figures() -> dict[int, tuple[float, float]]:
     return figures
 
 
+def h264_latencies(server: Server, seconds: float) -> list[float]:
+    """Glass to glass: milliseconds from the mock drawing each frame (the clock it
+    stamps into the picture, mock_video.stamp) to an aiortc peer holding it decoded,
+    over WHEP on loopback; the first second (the peer settling) is left out."""
+    import asyncio
+
+    import aiortc
+    from picam_api.camera.mock_video import STAMP_BITS, read_stamp
+
+    async def watch() -> list[float]:
+        pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+        track = asyncio.get_running_loop().create_future()
+        pc.on("track", track.set_result)
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        response = await asyncio.to_thread(
+            requests.post, server.url + "/api/v1/stream/whep", timeout=30,
+            data=pc.localDescription.sdp,
+            headers={**basic_header(), "Content-Type": "application/sdp"})
+        assert response.status_code == 201, response.text
+        latencies, started = [], None
+        try:
+            await pc.setRemoteDescription(aiortc.RTCSessionDescription(response.text, "answer"))
+            video = await asyncio.wait_for(track, 30)
+            while started is None or time.monotonic() - started < 1.0 + seconds:
+                frame = await asyncio.wait_for(video.recv(), 10)
+                now_ms = int(time.time() * 1000)
+                started = started or time.monotonic()
+                if time.monotonic() - started < 1.0:
+                    continue
+                _, stamped = read_stamp(frame.to_ndarray(format="gray"))
+                late = (now_ms - stamped) % 2**STAMP_BITS
+                latencies.append(late - 2**STAMP_BITS if late >= 2**(STAMP_BITS - 1) else late)
+        finally:
+            await pc.close()
+            await asyncio.to_thread(requests.delete, server.url + response.headers["Location"],
+                                    timeout=10, headers={**basic_header(),
+                                                         "Content-Type": "application/json"})
+        return latencies
+
+    return asyncio.run(watch())
+
+
 def bench_h264(tmp: Path, runs: int) -> None:
     """Live H.264 to 1, 4 and 8 WebRTC peers from one encoder, against an encode per peer;
     and its bytes per second against MJPEG's of the same picture and size.
@@ -491,6 +534,8 @@ def bench_h264(tmp: Path, runs: int) -> None:
              f"[stream.h264]\nfps = {H264_FPS}\nmax_peers = {most}\n")
     shared, wire = {}, {}
     with Server(tmp / "h264", extra_toml=extra) as server:
+        # Before WhepPeers, which swaps aiortc's decoder for a counter in this process.
+        latencies = h264_latencies(server, STREAM_WINDOW_S)
         for n in H264_PEERS:
             peers = WhepPeers(server, n)
             shared[n] = measure([lambda i=i: peers.frames[i] for i in range(n)],
@@ -521,6 +566,11 @@ def bench_h264(tmp: Path, runs: int) -> None:
         record(f"encode per peer, {n} peer(s): CPU", cpu, "CPU s/s", shared[n][0], "", None,
                f"baseline: pass-through at the same count; {fps:.1f} fps reached, "
                "no network counted")
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    record(f"WebRTC {size}@{H264_FPS:g} glass-to-glass p50", p50, "ms", None, "<150", p50 < 150,
+           f"mock's stamped clock to a decoded aiortc frame, loopback; {len(latencies)} frames")
+    record(f"WebRTC {size}@{H264_FPS:g} glass-to-glass p99", p99, "ms", None, "", None,
+           "the same frames")
     record(f"wire bytes/s {size}@{H264_FPS:g}: H.264", wire["h264"], "B/s", wire["mjpeg"],
            "<0.2x", wire["h264"] / wire["mjpeg"] < 0.2,
            f"baseline: MJPEG of the same scene and size (stream.quality); "

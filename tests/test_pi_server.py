@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import time
 
 import piexif
 import pytest
@@ -11,7 +12,7 @@ import requests
 from PIL import Image
 
 from conftest import ADMIN_PASSWORD, ServerProcess, assert_problem, ffprobe, mp4_boxes, wait_for
-from webrtc_viewer import Viewer
+from webrtc_viewer import Viewer, nal_units, received_h264, sps_profile
 
 PREROLL_TOML = ('[video]\nwidth = 640\nheight = 480\nfps = 15.0\nkeyframe_s = 0.5\n'
                 'preroll_s = 1.0\n')
@@ -19,11 +20,12 @@ PREROLL_TOML = ('[video]\nwidth = 640\nheight = 480\nfps = 15.0\nkeyframe_s = 0.
 
 @pytest.fixture
 def pi_server(request, tmp_path, monkeypatch):
-    """``picam-api serve`` on the simulated imx708; parametrise with (sensor, extra TOML)."""
+    """``picam-api serve`` on the simulated imx708; parametrise with (sensor, extra TOML)
+    or (sensor, extra TOML, other simcam.World fields)."""
     import simcam
 
-    sensor, extra_toml = getattr(request, "param", ("imx708", ""))
-    for name, value in simcam.environ({}, sensors=[sensor]).items():
+    sensor, extra_toml, *world = getattr(request, "param", ("imx708", ""))
+    for name, value in simcam.environ({}, sensors=[sensor], **(world[0] if world else {})).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PICAM_CAMERA_BACKEND", "picamera2")
     server = ServerProcess(tmp_path, extra_toml).start()
@@ -112,4 +114,84 @@ def test_live_h264_over_webrtc_comes_from_picamera2s_encoder(pi_server):
     assert all(picture.std() > 10 for picture in pictures)  # the simulator's test image
     h264 = requests.get(pi_server.url + "/api/v1/info", auth=("admin", ADMIN_PASSWORD),
                         timeout=30).json()["h264"]
+    assert h264["encoders_started"] == 1
+
+
+# Live and clips at one rate, and keyframes 10 s apart, so a viewer that starts
+# sooner does so at a keyframe it asked for.
+SHARED_TOML = '[video]\nfps = 15.0\n{video}[stream.h264]\nfps = 15.0\ngop = 10.0\n'
+
+
+def mp4_slices(path) -> set[bytes]:
+    """The coded slices (NAL types 1 and 5) of an MP4's H.264 samples (4-byte lengths)."""
+    import av
+
+    slices = set()
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            data, offset = bytes(packet), 0
+            while offset + 4 <= len(data):
+                size = int.from_bytes(data[offset:offset + 4], "big")
+                nal = data[offset + 4:offset + 4 + size]
+                offset += 4 + size
+                if nal and nal[0] & 0x1F in (1, 5):
+                    slices.add(nal)
+    return slices
+
+
+@pytest.mark.parametrize("pi_server, size", [
+    # A Pi 4: the V4L2 codec; the live size is the first of stream.sizes.
+    (("imx219", SHARED_TOML.format(video="width = 640\nheight = 480\n")), (640, 480)),
+    # A Pi 5: libav in software; the live size is 1280x720, as the clip's default.
+    (("imx219", SHARED_TOML.format(video=""), {"platform": "pisp"}), (1280, 720)),
+], indirect=["pi_server"], ids=["pi4-v4l2", "pi5-libav"])
+def test_webrtc_viewers_and_a_clip_share_one_constrained_baseline_encoder(pi_server, size,
+                                                                          tmp_path):
+    url = pi_server.url + "/api/v1"
+    admin = ("admin", ADMIN_PASSWORD)
+
+    def finished(location):
+        body = requests.get(pi_server.url + location, auth=admin, timeout=30).json()
+        return body if body["state"] not in ("queued", "recording") else None
+
+    async def watch():
+        first, second = Viewer(url + "/stream/whep"), Viewer(url + "/stream/whep")
+        try:
+            assert (await first.connect()).status_code == 201, first.response.text
+            before = await first.frames(5)
+            await asyncio.sleep(1.0)  # mid-GOP: the next regular keyframe is 9 s away
+            joined = time.monotonic()
+            assert (await second.connect()).status_code == 201, second.response.text
+            await second.frames(1)
+            waited = time.monotonic() - joined
+            clip = await asyncio.to_thread(requests.post, url + "/videos", auth=admin,
+                                           json={"duration_s": 1.0}, timeout=30)
+            assert clip.status_code == 202, clip.text
+            during = await first.frames(20)  # while the clip records
+            video = await asyncio.to_thread(wait_for, lambda: finished(clip.headers["Location"]),
+                                            30, "the clip")
+            return before + during, waited, video
+        finally:
+            await first.close()
+            await second.close()
+
+    with received_h264() as units:
+        frames, waited, video = asyncio.run(watch())
+    assert {(frame.width, frame.height) for frame in frames} == {size}
+    assert waited < 5.0, f"the second viewer waited {waited:.1f} s for a keyframe"
+    nals = [nal for unit in units for nal in nal_units(unit)]
+    profiles = {sps_profile(nal) for nal in nals if nal[0] & 0x1F == 7}
+    assert profiles == {(66, True)}  # constrained baseline, what browsers negotiate
+    assert video["state"] == "ready", video
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(requests.get(pi_server.url + video["links"]["video"], auth=admin,
+                                  timeout=30).content)
+    probe = ffprobe(path)
+    assert (probe["codec_name"], probe["profile"], probe["width"], probe["height"]) == \
+        ("h264", "Constrained Baseline", *size)
+    assert probe["frames"] == video["frames"] and 0.9 <= probe["duration"] <= 1.5, probe
+    # One encode: the clip's slices are the very bytes the viewers were sent.
+    clip, sent = mp4_slices(path), {nal for nal in nals if nal[0] & 0x1F in (1, 5)}
+    assert len(clip & sent) >= 0.8 * len(clip), (len(clip & sent), len(clip))
+    h264 = requests.get(url + "/info", auth=admin, timeout=30).json()["h264"]
     assert h264["encoders_started"] == 1

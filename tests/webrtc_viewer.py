@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiortc
 import requests
@@ -49,3 +50,36 @@ class Viewer:
         if delete and self.response is not None and self.response.status_code == 201:
             location = self.url.split("/api/", 1)[0] + self.response.headers["Location"]
             await asyncio.to_thread(requests.delete, location, headers={**ADMIN, **JSON}, timeout=10)
+
+
+@contextlib.contextmanager
+def received_h264():
+    """Every H.264 access unit (Annex B) aiortc's decoders get in this process meanwhile:
+    the bytes a viewer received, before they are decoded."""
+    from aiortc.codecs import h264
+
+    units: list[bytes] = []
+    decode = h264.H264Decoder.decode
+
+    def recorded(self, encoded_frame):
+        units.append(bytes(encoded_frame.data))
+        return decode(self, encoded_frame)
+
+    h264.H264Decoder.decode = recorded
+    try:
+        yield units
+    finally:
+        h264.H264Decoder.decode = decode
+
+
+def nal_units(annex_b: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream, without their start codes."""
+    parts = annex_b.replace(b"\x00\x00\x00\x01", b"\x00\x00\x01").split(b"\x00\x00\x01")
+    return [part for part in parts if part]
+
+
+def sps_profile(nal: bytes) -> tuple[int, bool]:
+    """(profile_idc, constraint_set1_flag) of a sequence parameter set NAL unit;
+    66 with constraint_set1 is constrained baseline."""
+    assert nal[0] & 0x1F == 7, "not an SPS"
+    return nal[1], bool(nal[2] & 0x40)

@@ -206,6 +206,11 @@ class CameraBackend(abc.ABC):
         set a flag. The default cannot (viewers then wait for the next regular keyframe)."""
         return False
 
+    def live_h264_size(self, sizes: list[tuple[int, int]]) -> tuple[int, int]:
+        """The live H.264 size when ``stream.h264.size`` is unset: the first of ``sizes``
+        (``stream.sizes``) unless the camera has a better one. Called before ``open``."""
+        return sizes[0]
+
     def circular_output(self, seconds: float, max_bytes: int) -> Any:
         """A ring of the last ``seconds`` of encoded frames (at most ``max_bytes``)."""
         from .outputs import CircularOutput

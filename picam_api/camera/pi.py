@@ -117,6 +117,8 @@ VIDEO_MAIN_COVERS = (1920, 1080)
 # A video pipeline needs spare buffers while the encoder holds one; each main
 # buffer is several MB of the CMA memory small Pis are short of.
 VIDEO_BUFFER_COUNT = 4
+# Live H.264's default size on a Pi 5, which encodes it in software (live_h264_size).
+PISP_LIVE_SIZE = (1280, 720)
 # The Pi 4's hardware JPEG encoder takes at most 1920 pixels a side.
 HW_MJPEG_MAX_SIDE = 1920
 # picamera2's Quality levels, and the JPEG quality its JpegEncoder gives each.
@@ -159,11 +161,24 @@ class _FrameSink(io.BufferedIOBase):
 
 @dataclass
 class _Recording:
-    """The H.264 encoder the camera runs for: its settings, output and picamera2 encoder."""
+    """The H.264 encoder the camera runs for: its settings, picamera2 encoder, and the
+    ``pi_video.tee`` that every claim's output hangs from."""
 
     settings: VideoSettings
-    output: Any
+    tee: Any
     encoder: Any = None
+
+
+@dataclass(eq=False)
+class _Claim:
+    """What ``start_encoder`` returns: one output on the running recording."""
+
+    recording: _Recording
+    output: Any
+
+    @property
+    def encoder(self) -> Any:
+        return self.recording.encoder
 
 
 @dataclass
@@ -619,14 +634,16 @@ class Picamera2Camera(CameraBackend):
     def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
         self._require_open()
         if self._recording is not None:
-            raise CameraBusy("the camera is already recording video: one encoder at a time")
+            return self._join(settings, output)
         pi_video.require_outputs(".".join(map(str, _picamera2_version(self._lib) or ("?",))))
         previous = self._stream
         if previous is not None and (previous.size[0] > settings.width
                                      or previous.size[1] > settings.height):
             # lores cannot be larger than main: that stream goes on in software.
             self._stream = None
-        recording = _Recording(settings, output)
+        recording = _Recording(settings, pi_video.tee())
+        claim = _Claim(recording, output)
+        recording.tee.add(output)
         try:
             self._stop()
             self._recording = recording
@@ -646,11 +663,35 @@ class Picamera2Camera(CameraBackend):
             raise CaptureFailed(f"{what} did not start: {exc}") from exc
         log.info("recording H.264 %dx%d at %g fps with %s", settings.width, settings.height,
                  settings.fps, type(recording.encoder).__name__)
-        return recording
+        return claim
+
+    def _join(self, settings: VideoSettings, output: Any) -> _Claim:
+        """Put ``output`` on the running encoder, which must make what ``settings`` ask
+        for (its bitrate and keyframe spacing are the running encoder's)."""
+        recording = self._recording
+        video = recording.settings
+        if (settings.width, settings.height, settings.fps, settings.hflip, settings.vflip) != \
+                (video.width, video.height, video.fps, video.hflip, video.vflip):
+            raise failure(CameraBusy, f"the camera is recording video at {video.width}x"
+                          f"{video.height} {video.fps:g} fps, and a Pi's camera has one video "
+                          f"stream: {settings.width}x{settings.height} at {settings.fps:g} fps "
+                          f"would need another", f"ask for {video.width}x{video.height} at "
+                          f"{video.fps:g} fps with the same flips, which shares the running "
+                          f"encoder, or wait for it to stop")
+        claim = _Claim(recording, output)
+        recording.tee.add(output)
+        self.request_keyframe(claim)  # its output starts at a keyframe
+        log.info("H.264 %dx%d: %d outputs on one encoder", video.width, video.height,
+                 recording.tee.outputs)
+        return claim
 
     def stop_encoder(self, encoder: Any) -> None:
-        if self._picam2 is None or encoder is not self._recording:
+        recording = getattr(encoder, "recording", None)
+        if self._picam2 is None or recording is None or recording is not self._recording:
             return  # closed (and stopped) with the camera already
+        if recording.tee.outputs > 1:
+            recording.tee.remove(encoder.output)  # the encoder goes on for the others
+            return
         try:
             self._stop()  # the output gets the last frames, then stop()
         finally:
@@ -660,6 +701,21 @@ class Picamera2Camera(CameraBackend):
         except Exception as exc:
             raise CameraUnavailable(f"restarting the camera after a recording failed: "
                                     f"{exc}") from exc
+
+    def request_keyframe(self, encoder: Any) -> bool:
+        h264 = encoder.recording.encoder if isinstance(encoder, _Claim) else None
+        return h264 is not None and pi_video.request_keyframe(h264)
+
+    def live_h264_size(self, sizes: list[tuple[int, int]]) -> tuple[int, int]:
+        # A Pi 5 encodes H.264 in software (libx264): 1280x720 at 30 fps takes about
+        # a core, 1920x1080 does not keep up, so 720p is its live size when listed.
+        try:
+            from picamera2.platform import Platform, get_platform
+        except ImportError:
+            return sizes[0]
+        if get_platform() == Platform.PISP and PISP_LIVE_SIZE in sizes:
+            return PISP_LIVE_SIZE
+        return sizes[0]
 
     def file_output(self, path: str) -> Any:
         if pi_video.outputs_supported():
@@ -677,8 +733,7 @@ class Picamera2Camera(CameraBackend):
 
         encoder = pi_video.h264_encoder(recording.settings, get_platform() == Platform.VC4)
         try:
-            self._picam2.start_encoder(encoder, pi_video.picamera2_output(recording.output),
-                                       name="main")
+            self._picam2.start_encoder(encoder, recording.tee, name="main")
         except Exception:
             _abandon_encoder(encoder)
             raise

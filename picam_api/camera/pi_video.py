@@ -14,10 +14,15 @@ stats. A picamera2 whose ``PyavOutput`` takes no muxer ``options`` (0.3.27 has
 none: its MP4s would keep the index at the end, where a browser cannot seek
 before the whole file is loaded) and whose ``CircularOutput2`` does not re-time
 its frames to start at zero cannot record; ``require_outputs`` says so.
+
+Every encode is constrained baseline (``PROFILE``), and the encoder's one output
+is a ``tee``: a clip and the live view of the same size and rate share one
+encoder, each output on it from a keyframe (``request_keyframe``) on.
 """
 from __future__ import annotations
 
 import inspect
+import threading
 from fractions import Fraction
 from typing import Any
 
@@ -43,47 +48,144 @@ def require_outputs(version: str) -> None:
                       f"{version} has none", UPGRADE_FIX)
 
 
+# What every WebRTC browser decodes, and what the mock's libx264 makes; clips use it
+# too, so a clip and the live view of the same size can share one encoder (``Tee``).
+PROFILE = "constrained baseline"
+
+
 def h264_encoder(settings: VideoSettings, hardware: bool) -> Any:
     """picamera2's H.264 encoder for ``settings``: the V4L2 one when ``hardware``."""
     if hardware:
         from picamera2.encoders.h264_encoder import H264Encoder
 
         # repeat: SPS/PPS before every keyframe, so a pre-roll can start at any of them.
-        return H264Encoder(bitrate=settings.bitrate, repeat=True,
+        return H264Encoder(bitrate=settings.bitrate, repeat=True, profile=PROFILE,
                            iperiod=settings.keyframe_interval, framerate=settings.fps)
     from picamera2.encoders.libav_h264_encoder import LibavH264Encoder
 
+    class KeyedLibavH264Encoder(LibavH264Encoder):
+        """picamera2's libav encoder with a ``force_key_frame`` that works with every
+        PyAV: picamera2's own (0.3.38) sets ``pict_type = "I"``, which PyAV 14 and
+        later refuse with a TypeError on the thread that encodes."""
+
+        def _start(self) -> None:
+            super()._start()  # tells the outputs about the real stream first
+            self._stream = _KeyframeStream(self._stream)
+
+        def force_key_frame(self) -> None:
+            stream = getattr(self, "_stream", None)
+            if isinstance(stream, _KeyframeStream):
+                stream.wanted = True
+
     # PyAV takes a stream's rate as a Fraction, not a float.
-    return LibavH264Encoder(bitrate=settings.bitrate, repeat=True,
-                            iperiod=settings.keyframe_interval,
-                            framerate=Fraction(settings.fps).limit_denominator(1001))
+    return KeyedLibavH264Encoder(bitrate=settings.bitrate, repeat=True, profile=PROFILE,
+                                 iperiod=settings.keyframe_interval,
+                                 framerate=Fraction(settings.fps).limit_denominator(1001))
 
 
-def picamera2_output(output: Any) -> Any:
-    """``output`` as picamera2's encoders take it (they check its class).
+class _KeyframeStream:
+    """A PyAV stream whose next frame is encoded as an I picture when ``wanted``;
+    libx264's GOPs are closed, so that is an IDR, with SPS/PPS before it."""
 
-    picamera2's own outputs (the MP4, the pre-roll ring) pass as they are; ours,
-    such as live H.264's fan-out (h264_live.py, on camera/outputs.Output), get a
-    picamera2 ``Output`` in front that hands every frame, start and stop on.
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.wanted = False
+
+    def encode(self, frame: Any = None) -> Any:
+        if frame is not None and self.wanted:
+            import av
+
+            self.wanted = False
+            frame.pict_type = av.video.frame.PictureType.I
+        return self._stream.encode(frame)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def request_keyframe(encoder: Any) -> bool:
+    """Make ``encoder``'s next frame a keyframe, if this picamera2 can.
+
+    The encoder acts at its next frame: picamera2's V4L2 one sets
+    V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME on the codec's fd (a picamera2 without
+    ``H264Encoder.force_key_frame``, such as 0.3.27, cannot), the libav one sends
+    that frame as an I picture (``_KeyframeStream``).
+    """
+    force = getattr(encoder, "force_key_frame", None)
+    if force is None:
+        return False
+    force()
+    return True
+
+
+def tee() -> Any:
+    """A picamera2 ``Output`` that hands every frame of one encoder to several outputs.
+
+    picamera2's encoders check their outputs' class, and tell them about the
+    stream only when they start; the tee is the one output the encoder knows,
+    so outputs can come and go while it runs (a clip beside the live view,
+    which needs nothing picamera2 has no API for). An output that comes later
+    is told about the stream then, and gets frames from the next keyframe on,
+    timed from it, as if the encoder had started for it.
     """
     from picamera2.outputs import Output
 
-    if isinstance(output, Output):
-        return output
+    class Tee(Output):
+        def __init__(self):
+            super().__init__()
+            self._lock = threading.Lock()
+            self._outputs: dict[int, list] = {}  # id -> [output, first timestamp or None]
+            self._stream: tuple | None = None  # the encoder's _add_stream arguments
 
-    class HandOn(Output):
+        @property
+        def outputs(self) -> int:
+            return len(self._outputs)
+
+        def add(self, output: Any) -> None:
+            with self._lock:
+                if self.recording:
+                    output.start()
+                    if self._stream is not None:
+                        output._add_stream(self._stream[0], self._stream[1], **self._stream[2])
+                self._outputs[id(output)] = [output, None]
+
+        def remove(self, output: Any) -> None:
+            """Take ``output`` off (it stops); the encoder goes on for the others."""
+            with self._lock:
+                if self._outputs.pop(id(output), None) is not None and self.recording:
+                    output.stop()
+
         def start(self) -> None:
-            super().start()
-            output.start()
+            with self._lock:
+                super().start()
+                for output, _ in self._outputs.values():
+                    output.start()
 
         def stop(self) -> None:
-            super().stop()
-            output.stop()
+            with self._lock:
+                super().stop()
+                for output, _ in self._outputs.values():
+                    output.stop()
+
+        def _add_stream(self, encoder_stream, codec_name, **kwargs) -> None:
+            with self._lock:
+                self._stream = (encoder_stream, codec_name, kwargs)
+                for output, _ in self._outputs.values():
+                    output._add_stream(encoder_stream, codec_name, **kwargs)
 
         def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
-            output.outputframe(frame, keyframe, timestamp, packet, audio)
+            # Under the lock, so that an output taken off gets no frame after its stop().
+            with self._lock:
+                for entry in self._outputs.values():
+                    output, first = entry
+                    if first is None:
+                        if not keyframe or audio:
+                            continue
+                        first = entry[1] = timestamp or 0
+                    at = None if timestamp is None else timestamp - first
+                    output.outputframe(frame, keyframe, at, packet, audio)
 
-    return HandOn()
+    return Tee()
 
 
 def mp4_file(path: str) -> Any:

@@ -24,7 +24,8 @@ A thread per streaming codec encodes each queued frame, in order, with the
 encoder its CAPTURE format names (``CODECS``): MJPEG with simplejpeg from the
 YUV420 planes, at a quality that follows the bitrate picamera2 asked for, and
 H.264 (a Pi 4's ``H264Encoder``) with PyAV's libx264 writing Annex B from
-YUV420 or RGB24 frames, key frames every I-period and when forced.
+YUV420 or RGB24 frames, in the profile asked for (High unless told), key frames
+every I-period and when forced.
 """
 from __future__ import annotations
 
@@ -348,7 +349,16 @@ class H264Codec:
         context.gop_size = period
         context.max_b_frames = 0
         repeat = device.controls.get(v.V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER, 0)
-        context.options = {"preset": "ultrafast", "tune": "zerolatency",
+        # The driver's profile menu defaults to High; the baselines make what the
+        # firmware does for them (no CABAC, no B-frames), which libx264 calls baseline.
+        profile = device.controls.get(v.V4L2_CID_MPEG_VIDEO_H264_PROFILE,
+                                      v.V4L2_MPEG_VIDEO_H264_PROFILE_HIGH)
+        name = {v.V4L2_MPEG_VIDEO_H264_PROFILE_BASELINE: "baseline",
+                v.V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE: "baseline",
+                v.V4L2_MPEG_VIDEO_H264_PROFILE_MAIN: "main"}.get(profile, "high")
+        # ultrafast never uses what main and high add (CABAC), so those take superfast.
+        context.options = {"preset": "ultrafast" if name == "baseline" else "superfast",
+                           "tune": "zerolatency", "profile": name,
                            "x264-params": f"repeat-headers={1 if repeat else 0}"}
         context.open()
         self.context = context
@@ -370,8 +380,8 @@ class H264Codec:
                                      .reshape(h, stride // 2)[:, :w // 2].reshape(-1)])
             picture = av.VideoFrame.from_ndarray(planes.reshape(h * 3 // 2, w), format="yuv420p")
         picture.pts, self.pts = self.pts, self.pts + 1
-        if force_key:
-            picture.pict_type = "I"
+        if force_key:  # closed GOPs: an I picture asked for is an IDR, as the firmware's
+            picture.pict_type = av.video.frame.PictureType.I
         packets = self.context.encode(picture)
         # zerolatency: one packet per frame, none held back.
         return b"".join(bytes(p) for p in packets), any(p.is_keyframe for p in packets)
