@@ -10,7 +10,8 @@ import pytest
 
 from picam_api.camera.mock_scene import Scene
 from picam_api.motion.detector import Detector
-from picam_api.motion.masks import MaskError, check_masks, rasterise
+from picam_api.motion.masks import rasterise
+from picam_api.motion_rules import MaskError, check_masks
 from picam_api.motion.tracker import Tracker
 
 W, H, FPS = 320, 240, 5.0

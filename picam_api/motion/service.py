@@ -28,11 +28,12 @@ from PIL import Image, ImageDraw
 
 from ..clock import iso
 from ..errors import CameraError, Conflict, InvalidInput
+from ..motion_rules import MaskError, check_masks
 from ..resources import API
 from ..timelapse.schedule import Window
 from ..workers import Worker, WorkerHealth
 from .detector import Detector
-from .masks import MaskError, check_masks, rasterise
+from .masks import rasterise
 from .tracker import Tracker, box
 
 if TYPE_CHECKING:
