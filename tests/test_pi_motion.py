@@ -40,6 +40,8 @@ def test_motion_reads_the_y_plane_of_a_lores_stream_beside_main(sim, backend):
     assert config["lores"]["size"] == MOTION and config["lores"]["format"] == "YUV420"
     assert config["main"]["size"] == (4608, 2592) and config["buffer_count"] == 1
     assert config["use_case"] == "still-4608x2592-lores-320x240"
+    # One set of still buffers at a time: the full-size frame is 35 MiB.
+    assert set(backend._picam2.allocator.buffer_dict) == {"still-4608x2592-lores-320x240"}
     # A Pi 5 pads YUV420 rows to 128 bytes: the plane is cut out of a 384-byte stride.
     assert config["lores"]["stride"] == (384 if sim.platform == "pisp" else 320)
     pixels = first.pixels
@@ -51,6 +53,7 @@ def test_motion_reads_the_y_plane_of_a_lores_stream_beside_main(sim, backend):
     backend.stop_luma()
     assert configuration(backend)["lores"] is None
     assert configuration(backend)["use_case"] == "still-4608x2592"
+    assert set(backend._picam2.allocator.buffer_dict) == {"still-4608x2592"}
 
 
 @pytest.mark.parametrize("sim", [{"sensors": ["imx219"], "scene": SCENE}], indirect=True)

@@ -443,8 +443,8 @@ class Picamera2Camera(CameraBackend):
         self._require_open()
         self._luma = size
         lores = self._picam2.camera_configuration().get("lores")
-        if lores is None and self._recording is None:
-            self._switch(self._stream)
+        if lores is None and self._recording is None:  # the still configuration
+            self._switch_still_geometry(self._stream)
             lores = self._picam2.camera_configuration()["lores"]
         deadline = time.monotonic() + timeout
         while True:
@@ -479,7 +479,16 @@ class Picamera2Camera(CameraBackend):
         if self._picam2 is not None and self._stream is None and self._recording is None:
             # The still configuration again, without lores; a stream or a recording
             # drop theirs at their next restart.
-            self._switch(None)
+            self._switch_still_geometry(None)
+
+    def _switch_still_geometry(self, stream: _Stream | None) -> None:
+        """Restart the still configuration with or without lores, freeing the buffers of
+        the one left: two full-resolution still buffers would hold twice the CMA."""
+        left = self._picam2.camera_configuration()["use_case"]
+        self._switch(stream)
+        allocator = self._picam2.allocator
+        if left in allocator.buffer_dict and left != self._picam2.camera_configuration()["use_case"]:
+            allocator.deallocate(left)
 
     def _luma_lores(self, main: tuple[int, int]) -> tuple[int, int] | None:
         """The lores size motion needs beside a main stream of ``main``, if it fits there
