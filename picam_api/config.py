@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .device_kinds import check_capture_light, check_devices
+from .device_kinds import KINDS, check_capture_light, check_devices, check_trigger_actions
 from .errors import ConfigError
+from .motion_rules import check_active_hours, check_masks
 # Shared with the GPIO checks (rules.py), under the names the SPEC below reads.
 from .rules import boolean as _bool, choice as _choice, number as _number
 
@@ -371,7 +372,6 @@ def _motion_size(value: Any) -> list[int]:
 
 
 def _masks(value: Any) -> list[dict]:
-    from .motion.masks import check_masks
     return check_masks(value)
 
 
@@ -655,9 +655,6 @@ def _check_video(config: Mapping) -> None:
 
 
 def _check_motion(config: Mapping) -> None:
-    from .device_kinds import KINDS, check_trigger_actions
-    from .timelapse.schedule import Window
-    from .timelapse.sun import Location
     motion, devices = config["motion"], config["gpio"]["devices"]
     for event in ("on_start", "on_end"):
         try:
@@ -673,20 +670,12 @@ def _check_motion(config: Mapping) -> None:
     if name and name not in inputs:
         raise ConfigError(f"motion.require_input: must name a GPIO input "
                           f"({', '.join(inputs) or 'none configured'}) (got {name!r})")
-    window = motion["active_hours"]
-    if bool(window["start"]) != bool(window["end"]):
-        raise ConfigError("motion.active_hours: give both start and end, or neither")
-    if window["start"]:
-        try:
-            parsed = Window.parse(window["start"], window["end"])
-        except ValueError as exc:
-            raise ConfigError(f"motion.active_hours: {exc} (got {window!r})") from None
-        if window["start"] == window["end"]:
-            raise ConfigError("motion.active_hours: start and end must differ (leave both "
-                              "empty for all day)")
-        if parsed.sun_relative and Location.from_config(config["location"]) is None:
-            raise ConfigError("motion.active_hours: follows the sun: set location.latitude "
-                              "and location.longitude first")
+    location = config["location"]
+    try:
+        check_active_hours(motion["active_hours"], located=location["latitude"] is not None
+                           and location["longitude"] is not None)
+    except ValueError as exc:
+        raise ConfigError(f"motion.active_hours: {exc}") from None
 def _check_h264(config: Mapping) -> None:
     h264, sizes = config["stream"]["h264"], config["stream"]["sizes"]
     # Unset, the camera backend picks one of stream.sizes (CameraBackend.live_h264_size).

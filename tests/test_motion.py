@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -218,3 +221,25 @@ def test_bad_motion_config_is_one_clear_line(motion, message):
     with pytest.raises(ConfigError) as caught:
         from_mapping({"motion": motion})
     assert message in str(caught.value)
+
+
+def test_the_config_checks_motion_without_importing_the_layers_above_it():
+    # Masks and hours are ruled on in picam_api.motion_rules and day_times, below the
+    # config, which the motion and time-lapse packages import in turn.
+    code = textwrap.dedent("""
+        import sys
+        from picam_api.config import from_mapping
+        config = from_mapping({
+            "location": {"latitude": 52.5, "longitude": 13.4},
+            "gpio": {"devices": [{"name": "pir", "pin": 27, "kind": "input"}]},
+            "motion": {"masks": [{"points": [[0, 0], [1, 0], [0, 1]]}], "require_input": "pir",
+                       "active_hours": {"start": "sunset-30m", "end": "07:00"},
+                       "on_start": [{"action": "photo"}]}})
+        assert config["motion"]["masks"] == [{"points": [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]}]
+        services = ("motion", "timelapse", "gpio", "video", "mqtt", "webhooks", "api", "app")
+        print(sorted(name for name in sys.modules if name.startswith("picam_api.")
+                     and name.split(".")[1] in services))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -5,11 +5,13 @@ Frames come from ``picam_api.camera.mock_scene.Scene`` at chosen scene times
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from picam_api.camera.mock_scene import Scene
 from picam_api.motion.detector import Detector
-from picam_api.motion.masks import MaskError, check_masks, rasterise
+from picam_api.motion.masks import rasterise
+from picam_api.motion_rules import MaskError, check_masks
 from picam_api.motion.tracker import Tracker
 
 W, H, FPS = 320, 240, 5.0
@@ -160,3 +162,50 @@ def test_an_object_moving_while_the_detector_learns_leaves_no_ghost():
     assert [kind for _, kind, _ in events] == ["motion.start", "motion.end"]
     gone = next(i for i in range(50) if scene.object_box(i / FPS, W, H) is None)
     assert max(obs.area_pct for obs in observations[gone + 1:]) < 0.5
+
+
+@pytest.mark.parametrize("path", [
+    [[1.15, 0.45], [-0.15, 0.45]],  # in from the dark right edge: half the stripes blend in
+    [[-0.15, 0.45], [1.15, 0.45]],
+])
+def test_an_entering_object_starts_an_event_in_the_next_frame(path):
+    # The bench's latency rule: from the first frame whose part of the object in view
+    # covers min_area_pct, motion.start comes within one frame (< 2 frame intervals).
+    for seed in range(14, 20):
+        scene = Scene(path=path, speed=0.6, size=0.2, start_s=2.0, noise=4.0, flicker=0.1,
+                      seed=seed)
+        events, _ = run(scene, 5)
+        seen = next(i for i in range(25) if (b := scene.object_box(i / FPS, W, H))
+                    and b[2] * b[3] * 100 >= 0.5)
+        start = next(index for index, kind, _ in events if kind == "motion.start")
+        assert start <= seen + 1, (seed, seen, start)
+
+
+def test_a_bright_object_that_clips_on_a_bright_frame_is_seen():
+    # The frame is 10 % brighter than the background (flicker) and the object's white
+    # stripes clip at 255: clipped in the frame is still a difference, and here the
+    # object's black stripes are too close to the dark blue bar to count.
+    still = Scene(noise=3.0, seed=21)
+    detector = Detector(W, H, fps=FPS)
+    for index in range(10):
+        detector.feed(still.luma(W, H, index / FPS))
+    scene = Scene(path=[[0.93, 0.3], [0.93, 0.31]], speed=0.01, size=0.2, noise=3.0, seed=22)
+    frame = np.clip(scene.luma(W, H, 0.0).astype(float) * 1.1, 0, 255).astype(np.uint8)
+    assert (frame == 255).sum() > 500
+    obs = detector.feed(frame)
+    assert obs.moving and obs.bbox[0] == pytest.approx(0.85, abs=0.05), obs
+
+
+def test_a_lone_trace_of_change_is_no_event():
+    # A change below min_area_pct counts towards a start only with motion right after it.
+    from picam_api.motion.detector import Observation
+
+    trace = Observation(0.2, 0.4, (0.9, 0.4, 0.1, 0.2), False, False, False)
+    moving = Observation(1.5, 3.0, (0.8, 0.4, 0.2, 0.2), True, False, False)
+    still = Observation(0.0, 0.0, None, False, False, False)
+    tracker = Tracker()
+    kinds = [kind for index, obs in enumerate([trace, still, trace, trace, still, moving, still])
+             for kind, _ in tracker.update(obs, index / FPS)]
+    assert kinds == []
+    assert [kind for kind, _ in tracker.update(trace, 2.0) + tracker.update(moving, 2.2)] == \
+        ["motion.start"]

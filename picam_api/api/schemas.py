@@ -10,8 +10,8 @@ from ..rules import RUNTIME, CaptureRequest
 from ..rules import JsonInteger as _JsonInteger
 from ..rules import StrictBoolean as _StrictBoolean
 from ..rules import controls_field as _controls
-from ..motion.masks import MAX_MASKS
-from ..motion.masks import SCHEMA as MASK_SCHEMA
+from ..motion_rules import MAX_MASKS
+from ..motion_rules import SCHEMA as MASK_SCHEMA
 from ..timelapse.service import HORIZON_S
 
 MIN_FPS = 0.1

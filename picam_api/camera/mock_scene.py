@@ -116,11 +116,19 @@ class Scene:
 
     def draw(self, image, t: float) -> None:
         """Draw the object onto a still (a Pillow RGB image) at scene time ``t``."""
+        sprite = self.sprite(t, image.width, image.height)
+        if sprite is not None:
+            left, top, disc, mask = sprite
+            image.paste(disc, (left, top), mask)
+
+    def sprite(self, t: float, width: int, height: int):
+        """The object at scene time ``t`` in a ``width`` x ``height`` picture, as
+        ``(left, top, disc, mask)`` (Pillow RGB and L images to paste there), or None."""
         from PIL import Image, ImageDraw
         where = self.object_at(t)
         if where is None:
-            return
-        r = max(1, round(where[2] * image.height))
+            return None
+        r = max(1, round(where[2] * height))
         stripe = max(1, r // 3)
         disc = Image.new("L", (2 * r, 2 * r), WHITE)
         draw = ImageDraw.Draw(disc)
@@ -128,8 +136,7 @@ class Scene:
             draw.rectangle((0, top, 2 * r, top + stripe - 1), fill=BLACK)
         mask = Image.new("L", (2 * r, 2 * r), 0)
         ImageDraw.Draw(mask).ellipse((0, 0, 2 * r - 1, 2 * r - 1), fill=255)
-        image.paste(disc.convert("RGB"),
-                    (round(where[0] * image.width) - r, round(where[1] * image.height) - r), mask)
+        return round(where[0] * width) - r, round(where[1] * height) - r, disc.convert("RGB"), mask
 
     @staticmethod
     def _object_pixels(width: int, height: int, where) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,13 @@ stream, so while it records:
 
 ``stop_encoder`` goes back to the configuration from before.
 
+Motion detection (``luma_frame``) reads the Y plane of a YUV420 ``lores`` stream
+at the motion size, which every configuration carries beside main from the
+first luma frame until ``stop_luma`` (the still configuration restarts to add
+it and to drop it); while streaming, the stream's own lores serves, scaled. A
+recording that runs without one is not restarted for it: motion then reads
+every n-th pixel of main until the recording ends.
+
 ``picamera2`` and the apt-only ``libcamera`` are imported inside the methods,
 so this module imports on machines without them. Every library exception is
 mapped to the ``CameraError`` family here, with what to do (``pi_faults``); the
@@ -81,10 +88,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import (CameraBusy, CameraError, CameraUnavailable, CaptureFailed, CaptureTimeout,
                       InsufficientCameraMemory)
 from . import pi_video
-from .base import CameraBackend, Capabilities, Capture, CaptureSettings, VideoSettings
+from .base import CameraBackend, Capabilities, Capture, CaptureSettings, LumaFrame, VideoSettings
 from .pi_controls import AUTO_VALUES, coerce, control_info, frame_metadata, frame_time_us, unapplied
 from .pi_faults import (CMA_FIX, FRAMES_FIX, INSTALL_FIX, NO_CAMERA_FIX, UPGRADE_FIX,
                         drop_failed_allocation, failure, is_enomem, open_error)
@@ -121,6 +130,8 @@ VIDEO_BUFFER_COUNT = 4
 PISP_LIVE_SIZE = (1280, 720)
 # The Pi 4's hardware JPEG encoder takes at most 1920 pixels a side.
 HW_MJPEG_MAX_SIDE = 1920
+# A luma frame's SensorTimestamp older than this is not trusted as its exposure time.
+LUMA_MAX_AGE_S = 2.0
 # picamera2's Quality levels, and the JPEG quality its JpegEncoder gives each.
 QUALITY_LEVELS = (("VERY_LOW", 25), ("LOW", 35), ("MEDIUM", 50), ("HIGH", 65), ("VERY_HIGH", 80))
 
@@ -211,6 +222,9 @@ class Picamera2Camera(CameraBackend):
         self._hw_mjpeg: bool | None = None  # decided at the first stream
         self._buffer_bytes: dict[str, int] = {}  # the frame buffers of each geometry (use_case)
         self._recording: _Recording | None = None  # set while the H.264 encoder runs
+        self._luma: tuple[int, int] | None = None  # the lores size motion reads, while it does
+        self._luma_stamp = 0  # the SensorTimestamp of the last luma frame returned
+        self._luma_frames = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -431,6 +445,74 @@ class Picamera2Camera(CameraBackend):
                 # fit its main stream still work.
                 log.warning("staying in the video configuration: %s", exc.detail)
 
+    def luma_frame(self, size: tuple[int, int], timeout: float) -> LumaFrame:
+        """The Y plane of the next lores frame, at ``size``.
+
+        The camera carries a YUV420 lores stream of ``size`` from now on, beside
+        main in every configuration, until ``stop_luma``; the first call restarts
+        the camera with it. A live stream's lores (the MJPEG encoder's) serves
+        motion too, scaled to ``size``. A recording is not restarted to add one
+        (that would cut it): beside a recording without lores, frames come from
+        its main stream, converted to luma at a fraction of its size.
+        """
+        self._require_open()
+        self._luma = size
+        lores = self._picam2.camera_configuration().get("lores")
+        if lores is None and self._recording is None:  # the still configuration
+            self._switch_still_geometry(self._stream)
+            lores = self._picam2.camera_configuration()["lores"]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.05, deadline - time.monotonic())
+            try:
+                request = self._picam2.capture_request(wait=left)
+            except self._timeout_errors() as exc:
+                self._cancel_jobs()
+                raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
+                              FRAMES_FIX) from exc
+            except Exception as exc:
+                raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+            try:
+                stamp = int(request.get_metadata().get("SensorTimestamp") or 0)
+                luma = _luma_of(request, lores, size) if stamp > self._luma_stamp else None
+            except Exception as exc:
+                _release(request)
+                raise CaptureFailed(f"the frame for motion could not be read: {exc}") from exc
+            _release(request)
+            if luma is not None:
+                break
+            if time.monotonic() >= deadline:  # the same frame again and again
+                raise failure(CaptureTimeout, f"no new frame from the camera within "
+                              f"{timeout:g} s", FRAMES_FIX)
+        self._luma_stamp, self._luma_frames = stamp, self._luma_frames + 1
+        return LumaFrame(luma, _exposed_at(stamp), self._luma_frames)
+
+    def stop_luma(self) -> None:
+        if self._luma is None:
+            return
+        self._luma = None
+        if self._picam2 is not None and self._stream is None and self._recording is None:
+            # The still configuration again, without lores; a stream or a recording
+            # drop theirs at their next restart.
+            self._switch_still_geometry(None)
+
+    def _switch_still_geometry(self, stream: _Stream | None) -> None:
+        """Restart the still configuration with or without lores, freeing the buffers of
+        the one left: two full-resolution still buffers would hold twice the CMA."""
+        left = self._picam2.camera_configuration()["use_case"]
+        self._switch(stream)
+        allocator = self._picam2.allocator
+        if left in allocator.buffer_dict and left != self._picam2.camera_configuration()["use_case"]:
+            allocator.deallocate(left)
+
+    def _luma_lores(self, main: tuple[int, int]) -> tuple[int, int] | None:
+        """The lores size motion needs beside a main stream of ``main``, if it fits there
+        (libcamera's ISP makes lores no larger than main)."""
+        luma = self._luma
+        if luma is None or luma[0] > main[0] or luma[1] > main[1]:
+            return None
+        return tuple(luma)
+
     def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
         """The next frame of the running configuration that shows ``settings``, encoded."""
         picam2 = self._picam2
@@ -547,8 +629,9 @@ class Picamera2Camera(CameraBackend):
         if recording is not None:
             video = recording.settings
             main = (video.width, video.height)
-            lores = {"lores": {"size": stream.size, "format": "YUV420"}} if stream else {}
-            tag = f"-{stream.size[0]}x{stream.size[1]}" if stream else ""
+            size = stream.size if stream else self._luma_lores(main)
+            lores = {"lores": {"size": size, "format": "YUV420"}} if size else {}
+            tag = f"-{size[0]}x{size[1]}" if size else ""
             # BGR888 as for stills, which the VC4 codec (RGB24) and libx264 both take.
             config = picam2.create_video_configuration(
                 main={"size": main, "format": "BGR888"}, **lores,
@@ -557,9 +640,13 @@ class Picamera2Camera(CameraBackend):
                 use_case=f"record-{main[0]}x{main[1]}{tag}")
         elif stream is None:
             width, height = self._full_size
+            size = self._luma_lores(self._full_size)
+            lores = {"lores": {"size": size, "format": "YUV420"}} if size else {}
+            tag = f"-lores-{size[0]}x{size[1]}" if size else ""
             config = picam2.create_still_configuration(
-                main={"size": self._full_size}, buffer_count=BUFFER_COUNT,
-                transform=transform, controls=dict(controls), use_case=f"still-{width}x{height}")
+                main={"size": self._full_size}, **lores, buffer_count=BUFFER_COUNT,
+                transform=transform, controls=dict(controls),
+                use_case=f"still-{width}x{height}{tag}")
         else:
             main = self._video_main_size(stream.size)
             # BGR888 like the still configuration, so stills encode the same way;
@@ -896,6 +983,37 @@ class Picamera2Camera(CameraBackend):
             self._picam2.cancel_all_and_flush()
         except Exception:
             log.warning("cancel_all_and_flush() failed after a capture timeout", exc_info=True)
+
+
+def _luma_of(request, lores: dict | None, size: tuple[int, int]):
+    """Motion's ``size`` luma plane from a request: the Y rows that come first in the lores
+    YUV420 array, (height * 3 / 2, stride); or, without lores, main's BGR888 (R, G, B)."""
+    from PIL import Image
+
+    if lores is not None:
+        width, height = lores["size"]
+        luma = request.make_array("lores")[:height, :width]
+    else:
+        from picamera2 import MappedArray
+
+        with MappedArray(request, "main") as mapped:
+            # Every n-th pixel of the camera's buffer, so that only a few times
+            # motion's pixels are copied out and converted.
+            rgb = mapped.array
+            step = max(1, min(rgb.shape[1] // size[0], rgb.shape[0] // size[1]))
+            luma = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[::step, ::step, :3]),
+                                              "RGB").convert("L"))
+    if luma.shape != (size[1], size[0]):
+        luma = np.asarray(Image.fromarray(luma).resize(size, Image.Resampling.BOX))
+    return np.ascontiguousarray(luma)
+
+
+def _exposed_at(stamp_ns: int) -> float:
+    """A frame's SensorTimestamp (CLOCK_BOOTTIME nanoseconds) as epoch seconds; now
+    when it is not a recent time of that clock."""
+    now = time.time()
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - stamp_ns / 1e9
+    return now - age if 0 <= age < LUMA_MAX_AGE_S else now
 
 
 def _release(request) -> None:

@@ -7,8 +7,11 @@ Per frame, all vectorised over the pixels (no Python loop over them):
    and a lamp dimming the whole scene are not differences.
 2. A pixel has changed when it differs from the scaled background by more than
    ``k`` times its own noise (a running per-pixel standard deviation), and by at
-   least ``DIFF_FLOOR`` grey levels; ``k`` comes from the sensitivity. Clipped
-   pixels (near black or white) say nothing and are skipped.
+   least ``DIFF_FLOOR`` grey levels; ``k`` comes from the sensitivity. Pixels
+   clipped in the frame (near black or white) do not follow the light, so they are
+   left out of the gain; they still count as changed, since a clipped pixel differs
+   at least as much as it shows (a white shirt on a bright frame). Where the scaled
+   background is clipped nothing can be told, and the pixel is skipped.
 3. Changed pixels vote in blocks of ``BLOCK`` x ``BLOCK``: a block counts when
    ``VOTES`` of its pixels changed, which removes lone noise pixels. The changed
    area is the counted blocks' share of the unmasked frame, in percent; the
@@ -97,14 +100,13 @@ class Detector:
             return self._learn(frame)
         if not self.unmasked:
             return self._nothing(learning=False)
-        usable = self._valid & (frame > CLIP_LOW) & (frame < CLIP_HIGH)
-        weights = usable.astype(np.float32)
+        weights = (self._valid & (frame > CLIP_LOW) & (frame < CLIP_HIGH)).astype(np.float32)
         total = float(weights.sum()) or 1.0
         background_mean = float(np.vdot(self.background, weights)) / total
         gain = float(np.vdot(frame, weights)) / total / max(background_mean, 1.0)
         expected = self.background * gain
         diff = frame - expected
-        usable &= (expected > CLIP_LOW) & (expected < CLIP_HIGH)
+        usable = self._valid & (expected > CLIP_LOW) & (expected < CLIP_HIGH)
         threshold = np.maximum(np.sqrt(self.variance) * k_for(self.sensitivity), DIFF_FLOOR)
         changed = (np.abs(diff) > threshold) & usable
         blocks = self._vote(changed)

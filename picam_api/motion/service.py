@@ -28,11 +28,12 @@ from PIL import Image, ImageDraw
 
 from ..clock import iso
 from ..errors import CameraError, Conflict, InvalidInput
+from ..motion_rules import MaskError, check_masks
 from ..resources import API
 from ..timelapse.schedule import Window
 from ..workers import Worker, WorkerHealth
 from .detector import Detector
-from .masks import MaskError, check_masks, rasterise
+from .masks import rasterise
 from .tracker import Tracker, box
 
 if TYPE_CHECKING:
@@ -274,17 +275,16 @@ class MotionService:
     # -- helpers ---------------------------------------------------------------------
 
     def _probe(self) -> None:
-        """Ask for one frame before switching on: a backend without luma frames is a 409 now."""
+        """Ask for one frame before switching on: a backend without luma frames is a 409 now.
+
+        The stream that frame needed stays for the worker, which reads next and lets
+        it go when it idles (on a Pi, dropping it now would restart the camera twice).
+        """
         try:
             self.owner.luma_frame((self.width, self.height))
         except CameraError:
             pass  # a camera fault is reported by the worker, and may clear
-        finally:
-            if not self._reading:
-                try:
-                    self.owner.end_luma()
-                except CameraError:
-                    pass
+        self._reading = True
 
     def _interval(self) -> float:
         if not self.settings["enabled"] or self.state in ("unsupported", "outside_hours"):

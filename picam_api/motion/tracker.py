@@ -3,9 +3,13 @@
 Pure logic on frame times (no clock, no threads), so the rules can be tested
 frame by frame:
 
-- an event starts on the ``min_frames``-th moving frame in a row (shorter
-  motion is a glitch: an insect, a raindrop), and only when ``confirmed()`` says
-  so (the PIR AND motion rule; checked again on each further moving frame);
+- an event starts on the ``min_frames``-th frame in a row with change, the last
+  of them moving (shorter motion is a glitch: an insect, a raindrop), and only
+  when ``confirmed()`` says so (the PIR AND motion rule; checked again on each
+  further moving frame). The frames before the last count with a trace of change
+  (a score of ``TRACE_SCORE``, a quarter of the minimum area): an object coming
+  into view shows first as a sliver at the edge, and waiting for two whole
+  frames of it would start the event a frame late;
 - it ends once no frame has moved for ``end_after_s``;
 - after it ends, no event starts for ``cooldown_s`` (motion then is counted as
   suppressed).
@@ -22,6 +26,9 @@ from typing import Callable
 from ..clock import iso
 from ..ids import new_id
 from .detector import Observation
+
+# A frame with this share of the minimum area counts towards a start (not as motion).
+TRACE_SCORE = 0.25
 
 
 @dataclass
@@ -79,7 +86,10 @@ class Tracker:
             self.counters.light_changes += 1
             return self._maybe_end(when)
         if not obs.moving:
-            self._streak, self._refused = 0, False
+            if obs.score >= TRACE_SCORE and self.event is None:
+                self._streak += 1  # an object coming into view: it counts towards a start
+            else:
+                self._streak, self._refused = 0, False
             return self._maybe_end(when)
         self.counters.moving_frames += 1
         if self.event is not None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
+from .. import day_times
 from .sun import ABOVE, Location, SunTime
 
 # How far next_active() looks for a slot inside the window before giving up.
@@ -173,7 +174,8 @@ class Schedule:
 
 
 def _bound(text: str) -> Bound:
-    return dt.time.fromisoformat(text) if text[:1].isdigit() else SunTime.parse(text)
+    parsed = day_times.bound(text)
+    return parsed if isinstance(parsed, dt.time) else SunTime(*parsed)
 
 
 def _local(day: dt.date, at: dt.time, tz: dt.tzinfo | None) -> float:

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from .. import day_times
 
 EVENTS = ("dawn", "sunrise", "noon", "sunset", "dusk")
 RISING = ("dawn", "sunrise")
 # The sun's geometric elevation at each event, degrees.
 LINES = {"dawn": -6.0, "dusk": -6.0, "sunrise": -0.833, "sunset": -0.833}
-PATTERN = re.compile(r"(dawn|sunrise|noon|sunset|dusk)"
-                     r"(?:([+-])(?:(\d{1,2})h(?:(\d{1,3})m)?|(\d{1,3})m))?")
-MAX_OFFSET_S = 12 * 3600
 
 # What an event that does not happen on a day resolves to (see the module docstring).
 ABOVE, BELOW = "above", "below"
@@ -59,14 +57,7 @@ class SunTime:
 
     @classmethod
     def parse(cls, text: str) -> "SunTime":
-        match = PATTERN.fullmatch(text)
-        if match is None:
-            raise ValueError(f"{text!r} is not a sun time such as sunrise, sunset+15m or dawn-1h30m")
-        event, sign, hours, minutes, only_minutes = match.groups()
-        offset = int(hours or 0) * 3600 + int(minutes or only_minutes or 0) * 60
-        if offset > MAX_OFFSET_S:
-            raise ValueError(f"{text!r}: the offset is more than 12 hours")
-        return cls(event, -offset if sign == "-" else offset)
+        return cls(*day_times.sun_time(text))
 
     def __str__(self) -> str:
         if not self.offset_s:

@@ -48,6 +48,12 @@ version, the platform, the CMA size and the faults. It is read from the
 or ``picam-api selftest`` started as a subprocess gets the same world; tests in
 this process call ``reset(...)``.
 
+``scene`` puts the mock camera's scripted scene in front of the sensor: its
+object (``stage``, a ``mock_scene.Scene``, which tests may change while the
+camera runs) is drawn into every frame's streams at the scene time of the
+frame (``scene_time``, seconds since the world was made), where the camera
+would see it, so motion detection has something to find.
+
 Faults: ``busy`` (another process holds the camera: acquire gives EBUSY),
 ``unplugged`` (listed but gone: acquire gives ENODEV, a running camera sends no
 more frames), ``frontend_timeout`` (frames stop after N), ``dma_heap``
@@ -60,6 +66,7 @@ import errno
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,8 +104,15 @@ class World:
     frontend_timeout: int | None = None  # frames after each start, then silence
     dma_heap: bool = True  # False: /dev/dma_heap is not accessible
     codec_broken: bool = False  # True: /dev/video11 refuses every format
+    # What is in front of the camera besides the test pattern: the mock's scripted
+    # scene (picam_api.camera.mock_scene: an object on a path), timed from now.
+    scene: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        from picam_api.camera.mock_scene import Scene
+
+        self.stage = Scene.from_config(self.scene)
+        self.epoch = time.monotonic()
         self.slots = [Slot(sensors.SENSORS[name], self._camera_id(name, i))
                       for i, name in enumerate(self.sensors)]
         if self.platform == "pisp":
@@ -121,7 +135,7 @@ class World:
 
     def to_env(self) -> str:
         fields = ("sensors", "libcamera", "platform", "cma_mib", "hdr", "lux", "focus_distance_m",
-                  "busy", "unplugged", "frontend_timeout", "dma_heap", "codec_broken")
+                  "busy", "unplugged", "frontend_timeout", "dma_heap", "codec_broken", "scene")
         return json.dumps({name: getattr(self, name) for name in fields})
 
     @property
@@ -136,6 +150,10 @@ class World:
         if self.busy:
             return errno.EBUSY
         return None
+
+    def scene_time(self, at: float | None = None) -> float:
+        """Seconds of scene time (``stage``'s clock) at monotonic time ``at`` (default: now)."""
+        return (time.monotonic() if at is None else at) - self.epoch
 
     def frames_stop_at(self, frames: int) -> bool:
         if self.unplugged:

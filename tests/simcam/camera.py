@@ -647,6 +647,7 @@ class _FrameThread:
         self._af_scanning = False
         self._maps: dict[int, object] = {}
         self._written: dict[int, tuple] = {}
+        self._drawn: dict[int, tuple] = {}  # where the scene's object is in each buffer
 
     def start(self):
         self._thread.start()
@@ -815,7 +816,7 @@ class _FrameThread:
         c = dict(state.c)
         af_state, lens = focus if focus is not None else (None, None)
         timestamp = int((start + exposure / 1e6) * 1e9)
-        self._fill(request, c, exposure, gain)
+        self._fill(request, c, exposure, gain, self.world.scene_time(start))
         mode = self.camera._mode
         crop = c.get("ScalerCrop")
         md = {
@@ -846,11 +847,10 @@ class _FrameThread:
         request.status = Request.Status.Complete
         self.camera._manager._complete(request)
 
-    def _fill(self, request: Request, c: dict, exposure: int, gain: float) -> None:
-        """Draw the test pattern into each non-raw buffer, in its format and stride."""
+    def _fill(self, request: Request, c: dict, exposure: int, gain: float, t: float) -> None:
+        """Draw the test pattern into each non-raw buffer, in its format and stride, with
+        the world's scene at scene time ``t`` on it."""
         from PIL import Image, ImageDraw
-        from picam_api.camera.base import CaptureSettings
-        from picam_api.camera.mock import render_frame
 
         orientation = self.camera._configured.orientation
         hflip = orientation in (Orientation.Rotate0Mirror, Orientation.Rotate180)
@@ -870,30 +870,75 @@ class _FrameThread:
                    tuple(sorted(visible.items())))
             plane = buffer._planes[0]
             mm = self._map(plane)
+            # A 12 MP picture is drawn at half size and doubled as it is written:
+            # drawing it whole takes longer than the sensor's frame.
+            scale = pixels.scale_for(fmt, w, h)
             if self._written.get(plane.fd) != key:
-                # A 12 MP picture is drawn at half size and doubled as it is written:
-                # drawing it whole takes longer than the sensor's frame.
-                scale = pixels.scale_for(fmt, w, h)
-                with _PICTURES_LOCK:
-                    rows = _PICTURES.pop(key, None)
-                if rows is None:
-                    settings = CaptureSettings(width=w // scale, height=h // scale, hflip=hflip,
-                                               vflip=vflip, controls=visible)
-                    image = render_frame(settings, 0, dt.datetime.now(dt.timezone.utc),
-                                         self.camera._sensor.pixel_array, title="SIMULATED " +
-                                         self.camera._sensor.model)
-                    rows = pixels.convert(image, fmt)
-                with _PICTURES_LOCK:
-                    _PICTURES[key] = rows  # the newest last
-                    while len(_PICTURES) > PICTURES_KEPT:
-                        _PICTURES.pop(next(iter(_PICTURES)))
+                rows, _ = self._picture(key, fmt, w // scale, h // scale, hflip, vflip, visible)
                 pixels.blit(mm, fmt, config.stride, h, rows, scale=scale)
                 self._written[plane.fd] = key
+                self._drawn.pop(plane.fd, None)
+            if self.world.stage.path or plane.fd in self._drawn:
+                self._draw_scene(mm, config, key, scale, t, plane.fd)
             # A frame counter in the bottom-right corner: every frame differs.
             stamp = Image.new("RGB", (min(w, 96) // 2 * 2, min(h, 16) // 2 * 2), (0, 0, 0))
             ImageDraw.Draw(stamp).text((2, 2), f"{self._sequence:06d}", fill=(255, 255, 255))
             pixels.blit(mm, fmt, config.stride, h, pixels.convert(stamp, fmt),
                         (w - stamp.width) // 2 * 2, (h - stamp.height) // 2 * 2)
+
+    def _picture(self, key: tuple, fmt: str, w: int, h: int, hflip: bool, vflip: bool,
+                 visible: dict, image_too: bool = False):
+        """The test pattern of ``key`` as plane rows of ``fmt`` (and as a Pillow image
+        when ``image_too``), drawn once and kept."""
+        from picam_api.camera.base import CaptureSettings
+        from picam_api.camera.mock import render_frame
+
+        with _PICTURES_LOCK:
+            rows, image = _PICTURES.pop(key, (None, None))
+        if rows is None or (image_too and image is None):
+            settings = CaptureSettings(width=w, height=h, hflip=hflip, vflip=vflip,
+                                       controls=visible)
+            image = render_frame(settings, 0, dt.datetime.now(dt.timezone.utc),
+                                 self.camera._sensor.pixel_array,
+                                 title="SIMULATED " + self.camera._sensor.model)
+            rows = pixels.convert(image, fmt)
+        with _PICTURES_LOCK:
+            # The image is kept only for scenes (it doubles what a picture holds).
+            _PICTURES[key] = (rows, image if image_too or self.world.stage.path else None)
+            while len(_PICTURES) > PICTURES_KEPT:  # the newest last
+                _PICTURES.pop(next(iter(_PICTURES)))
+        return rows, image
+
+    def _draw_scene(self, mm, config, key: tuple, scale: int, t: float, fd: int) -> None:
+        """Put the scene's object where it is at ``t``, and the pattern back where it was."""
+        from PIL import ImageOps
+
+        fmt, (w, h), (hflip, vflip) = key[3], key[1:3], key[4:6]
+        width, height = w // scale, h // scale
+        _, image = self._picture(key, fmt, width, height, hflip, vflip, dict(key[6]), True)
+        sprite = self.world.stage.sprite(t, width, height)
+        boxes = [self._drawn.pop(fd)] if fd in self._drawn else []
+        if sprite is not None:
+            left, top, disc, mask = sprite
+            if hflip:  # the picture is mirrored: so is where the object shows
+                left, disc, mask = width - left - disc.width, ImageOps.mirror(disc), ImageOps.mirror(mask)
+            if vflip:
+                top, disc, mask = height - top - disc.height, ImageOps.flip(disc), ImageOps.flip(mask)
+            boxes.append((left, top, left + disc.width, top + disc.height))
+        if not boxes:
+            return
+        # Even edges inside the picture: chroma planes take two pixels a sample.
+        x0, y0 = max(0, min(b[0] for b in boxes)) // 2 * 2, max(0, min(b[1] for b in boxes)) // 2 * 2
+        x1 = min(width // 2 * 2, -(-max(b[2] for b in boxes) // 2) * 2)
+        y1 = min(height // 2 * 2, -(-max(b[3] for b in boxes) // 2) * 2)
+        if x1 <= x0 or y1 <= y0:
+            return
+        patch = image.crop((x0, y0, x1, y1))
+        if sprite is not None:
+            patch.paste(disc, (left - x0, top - y0), mask)
+            self._drawn[fd] = boxes[-1]
+        pixels.blit(mm, fmt, config.stride, h, pixels.convert(patch, fmt), x0 * scale, y0 * scale,
+                    scale=scale)
 
     def _map(self, plane):
         import mmap
