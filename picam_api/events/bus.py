@@ -313,14 +313,7 @@ class Subscription:
         """While handed off: pass ``data`` (a comment, say) to ``push`` between events.
         False, and the hand-off ends, if it is refused."""
         with self._cond:
-            if self._push is None:
-                return False
-            if self._push(data):
-                self.pushed_at = time.monotonic()
-                return True
-            self._push = None
-            self._cond.notify_all()
-            return False
+            return self._push is not None and self._pushed(data)
 
     def close(self) -> None:
         with self._cond:
@@ -343,6 +336,15 @@ class Subscription:
             self.cursor = events[-1].id
         return [event for event in events if self.accept(event.type)]
 
+    def _pushed(self, data: bytes) -> bool:
+        """Under ``_cond``, handed off: push ``data``; a refusal ends the hand-off."""
+        if self._push(data):
+            self.pushed_at = time.monotonic()
+            return True
+        self._push = None
+        self._cond.notify_all()
+        return False
+
     def _offer(self, events: list[Event]) -> None:
         """From the writer: push or queue ``events``, or fall back to the log."""
         with self._cond:
@@ -350,13 +352,9 @@ class Subscription:
                 return
             if self._push is not None:
                 data = b"".join(event.sse for event in events if self.accept(event.type))
-                if data and not self._push(data):
-                    self._push = None
+                if data and not self._pushed(data):
                     self._behind = True  # these events are in the log: get reads them there
-                    self._cond.notify_all()
                     return
-                if data:
-                    self.pushed_at = time.monotonic()
                 self.cursor = events[-1].id
                 return
             if len(self._events) + len(events) > self.size:
