@@ -35,7 +35,8 @@ What the app sees
     ``Transfer-Encoding``, so the app handles every body alike. A body larger than
     ``server.max_body_bytes`` (declared, or chunked, whose framing counts too) never
     reaches it. ``SERVER_ADDR`` is this end of the connection (hosts.py uses it).
-    ``picam.hold_open`` marks a response long-lived (long_lived.py).
+    ``picam.hold_open`` marks a response long-lived, and ``picam.push`` lets
+    another thread write to it without waiting (long_lived.py).
 
 The server's own responses are problem+json with the security headers of
 headers.py, ``Connection: close``, and ``Server: picam-api`` (no version):
@@ -79,6 +80,7 @@ from waitress.utilities import Error
 
 from . import headers, problems
 from .long_lived import ENVIRON_KEY as HOLD_OPEN
+from .long_lived import PUSH_KEY as PUSH
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,7 @@ class AppTask(WSGITask):
         environ = super().get_environment()
         environ["SERVER_ADDR"] = self.channel.local_address
         environ[HOLD_OPEN] = self._hold_open
+        environ[PUSH] = self._push
         return environ
 
     def finish(self) -> None:
@@ -183,6 +186,15 @@ class AppTask(WSGITask):
     def _hold_open(self, buffer_bytes: int) -> None:
         self.set_close_on_finish()
         self.channel.hold_open(buffer_bytes)
+
+    def _push(self, data: bytes) -> bool:
+        # Any thread, while the response's iterator is open. Before its first
+        # chunk the headers are not out yet.
+        if not data or not self.wrote_header:
+            return False
+        if self.chunked_response:  # framed as write() frames it
+            data = b"%X\r\n%b\r\n" % (len(data), data)
+        return self.channel.push(data)
 
 
 class Channel(HTTPChannel):
@@ -305,6 +317,30 @@ class Channel(HTTPChannel):
         # waiting writer only below the mark, so 1, not 0).
         adj.outbuf_high_watermark = 1
         self.adj = adj
+
+    def push(self, data: bytes) -> bool:
+        """From any thread, without waiting: send ``data`` now, or leave what the kernel
+        did not take for the loop. False, with nothing sent, if the client is gone or
+        has not taken all of the previous writes (see long_lived.py)."""
+        with self.outbuf_lock:
+            if not self.connected or self.will_close or self.total_outbufs_len:
+                return False
+            try:
+                sent = self.socket.send(data)
+            except BlockingIOError:  # the kernel's buffer is full
+                sent = 0
+            except OSError:  # the client is gone: say so now, not at a later write
+                self.hang_up()
+                return False
+            if sent:
+                self.last_io = time.monotonic()
+            if sent < len(data):
+                rest = data[sent:]
+                self.outbufs[-1].append(rest)
+                self.current_outbuf_count += len(rest)
+                self.total_outbufs_len += len(rest)
+                self.server.pull_trigger()
+        return True
 
     def _flush_outbufs_below_high_watermark(self) -> None:
         # waitress's own waits without end for a client that stopped reading.

@@ -20,12 +20,27 @@ before it returns. For the rest of that response the server then:
 Any write the server cannot pass on within that time drops the client, long-lived
 or not. Elsewhere (Flask's test client, another WSGI server) the key is absent
 and ``hold_open`` does nothing.
+
+A long-lived response whose bytes are the same for many clients and come from
+one thread (Server-Sent Events: the event bus's writer) may also ask for
+``pusher(environ)``: a ``push(data)`` that appends ``data`` to the response from
+any thread, without waiting. That thread then writes to every client in turn,
+instead of waking each client's own thread to write, which cost the server
+five context switches per client per event. ``push`` takes the data (and the
+server's loop sends what the kernel did not take at once) only if the client
+has taken everything before it; otherwise, or once the client is gone, it
+returns False and writes nothing. The caller then goes back to writing through
+its iterator, whose writes wait for a slow client, drop a stalled one and end
+the response for a gone one, as above. ``push`` writes nothing before the
+response's first chunk has gone through the iterator (its headers go with it).
+Elsewhere ``pusher`` is None.
 """
 from __future__ import annotations
 
-from typing import MutableMapping
+from typing import Callable, MutableMapping
 
 ENVIRON_KEY = "picam.hold_open"
+PUSH_KEY = "picam.push"
 
 
 def hold_open(environ: MutableMapping, buffer_bytes: int) -> None:
@@ -33,3 +48,8 @@ def hold_open(environ: MutableMapping, buffer_bytes: int) -> None:
     hook = environ.get(ENVIRON_KEY)
     if hook is not None:
         hook(buffer_bytes)
+
+
+def pusher(environ: MutableMapping) -> Callable[[bytes], bool] | None:
+    """The server's ``push(data) -> bool`` for this response, or None; see the module docstring."""
+    return environ.get(PUSH_KEY)

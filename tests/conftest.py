@@ -157,13 +157,13 @@ def free_port() -> int:
 class ServerProcess:
     """``picam-api serve`` started as a user starts it, on a free port."""
 
-    def __init__(self, tmp_path: Path, extra_toml: str = ""):
+    def __init__(self, tmp_path: Path, extra_toml: str = "", threads: int = 12):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = tmp_path / "server-data"
         self.config_file = tmp_path / "server.toml"
         self.config_file.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = 12\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\nthreads = {threads}\n'
             f'graceful_timeout_s = 3.0\n'
             f'[storage]\ndata_dir = "{self.data_dir}"\nreserve_mb = 0\n'
             f'[camera]\nbackend = "mock"\ncapture_timeout_s = 2.0\n{extra_toml}')

@@ -2,6 +2,7 @@
 subscribers, and each service's events published after its change is committed."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -94,6 +95,45 @@ def test_a_subscriber_behind_the_log_is_told(bus):
     assert gap.value.latest == 130
     bus.publish("gpio.changed", {"n": "next"})
     assert late.get(5)[0].data == {"n": "next"}  # then it goes on from the newest
+
+
+def test_a_handed_off_subscriber_reads_what_a_refused_push_missed_from_the_log(bus):
+    bus.start()
+    pushed, refuse = [], threading.Event()
+
+    def push(data: bytes) -> bool:  # as a client's connection would: taken, or not at all
+        if refuse.is_set():
+            return False
+        pushed.append(data)
+        return True
+
+    def numbers(events) -> list:
+        return [e.data["n"] for e in events]
+
+    late = bus.subscribe(TypeFilter(("gpio.changed",)), after=0)
+    assert not late.hand_off(push)  # it has the log to read first
+    subscription = bus.subscribe(TypeFilter(("gpio.changed",)))
+    assert subscription.hand_off(push)
+    for n in range(5):
+        bus.publish("gpio.changed", {"n": n})
+        bus.publish("photo.created", {"n": "filtered out"})
+    wait_for(lambda: len(b"".join(pushed).split(b"\n\n")) > 5, what="five events pushed")
+    frames = b"".join(pushed).split(b"\n\n")[:-1]
+    assert [json.loads(f.split(b"data: ")[1])["data"]["n"] for f in frames] == list(range(5))
+    assert subscription.get(0.05) == []  # nothing was queued for it as well
+    refuse.set()
+    bus.publish("gpio.changed", {"n": 5})
+    assert not subscription.handed_off(5)  # the refusal ended the hand-off
+    refuse.clear()
+    bus.publish("gpio.changed", {"n": 6})
+    wait_for(lambda: bus.latest_id == 12)
+    assert numbers(subscription.get(5)) == [5, 6]  # from the log, none lost, none twice
+    assert subscription.hand_off(push)  # caught up again
+    bus.publish("gpio.changed", {"n": 7})
+    wait_for(lambda: b'"n":7' in pushed[-1], what="the next event pushed")
+    assert numbers(late.get(5)) == list(range(8))
+    subscription.close()
+    assert not subscription.hand_off(push)
 
 
 def test_type_filters():

@@ -6,7 +6,7 @@ from flask import Response, request
 from ..errors import InvalidInput
 from ..events import TYPES, parse_filter
 from ..events.sse import CONTENT_TYPE
-from ..long_lived import hold_open
+from ..long_lived import hold_open, pusher
 from . import bp
 from .common import errors, services, viewer
 from .schemas import EventQuery
@@ -32,7 +32,7 @@ SSE_RESPONSE = {
 def events(query: dict):
     accept = parse_filter(query.get("types"))
     last_id = _last_event_id(query)
-    stream = services().event_streams.open(accept, last_id)
+    stream = services().event_streams.open(accept, last_id, pusher(request.environ))
     # A client that stops reading is dropped, and its slot freed (long_lived.py).
     hold_open(request.environ, BUFFER_BYTES)
     response = Response(stream.body(), content_type=CONTENT_TYPE,

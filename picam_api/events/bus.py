@@ -13,6 +13,14 @@ events they carry, or not at all. Each subscriber has a bounded queue and is
 never waited for; one that falls behind catches up from the log
 (``Subscription.get``), or learns through ``Gap`` that the log no longer
 reaches back far enough.
+
+A subscriber that is caught up may instead hand its delivery to the writer
+(``Subscription.hand_off``): the writer then passes the accepted events' bytes,
+encoded once per event for all, to its ``push`` and wakes no one. That is how
+SSE streams are fed: fifty clients cost fifty non-blocking writes on one
+thread, not fifty threads woken in turn for every event. A push refused (the
+client is slow or gone) ends the hand-off, and the subscriber reads those
+events from the log as any subscriber behind does.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable
 
 from ..clock import iso
 from ..db import Database
@@ -249,6 +257,8 @@ class Subscription:
         self._events: collections.deque[Event] = collections.deque()
         self._behind = False  # some events are only in the log: read them there
         self._cond = threading.Condition()
+        self._push: Callable[[bytes], bool] | None = None  # while the writer delivers
+        self.pushed_at = 0.0  # time.monotonic() of the last push taken
 
     def rewind(self, after: int) -> None:
         """Start again after event ``after``, reading the log first."""
@@ -277,9 +287,38 @@ class Subscription:
             self.cursor = events[-1].id
         return [event for event in events if self.accept(event.type)]
 
+    def hand_off(self, push: Callable[[bytes], bool]) -> bool:
+        """Have the writer deliver from now on: for each batch it calls ``push`` with the
+        SSE bytes of the accepted events (``Event.sse``), on its own thread, in id order.
+
+        Only a subscriber with nothing left to ``get`` is handed off (True); otherwise
+        (False) it goes on with ``get``. ``push`` must not wait; it returns False
+        when it took nothing, which ends the hand-off: those events are read from
+        the log by the next ``get``. ``handed_off`` waits for that end.
+        """
+        with self.bus._lock, self._cond:  # the writer offers under both: none slips by
+            if self.closed or self._behind or self._events or self.cursor != self.bus._latest:
+                return False
+            self._push = push
+            self.pushed_at = time.monotonic()
+            return True
+
+    def handed_off(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True while the writer still delivers."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._push is None, timeout)
+            return self._push is not None
+
+    def push(self, data: bytes) -> bool:
+        """While handed off: pass ``data`` (a comment, say) to ``push`` between events.
+        False, and the hand-off ends, if it is refused."""
+        with self._cond:
+            return self._push is not None and self._pushed(data)
+
     def close(self) -> None:
         with self._cond:
             self.closed = True
+            self._push = None
             self._cond.notify_all()
         self.bus._leave(self)
 
@@ -297,10 +336,26 @@ class Subscription:
             self.cursor = events[-1].id
         return [event for event in events if self.accept(event.type)]
 
-    def _offer(self, events: Iterable[Event]) -> None:
-        """From the writer: queue ``events``, or fall back to the log when full."""
+    def _pushed(self, data: bytes) -> bool:
+        """Under ``_cond``, handed off: push ``data``; a refusal ends the hand-off."""
+        if self._push(data):
+            self.pushed_at = time.monotonic()
+            return True
+        self._push = None
+        self._cond.notify_all()
+        return False
+
+    def _offer(self, events: list[Event]) -> None:
+        """From the writer: push or queue ``events``, or fall back to the log."""
         with self._cond:
             if self.closed or self._behind:
+                return
+            if self._push is not None:
+                data = b"".join(event.sse for event in events if self.accept(event.type))
+                if data and not self._pushed(data):
+                    self._behind = True  # these events are in the log: get reads them there
+                    return
+                self.cursor = events[-1].id
                 return
             if len(self._events) + len(events) > self.size:
                 self._behind = True
