@@ -145,13 +145,44 @@ install_app() {
         # --system-site-packages: picamera2, libcamera and lgpio come from apt.
         "$python" -m venv --system-site-packages "$venv"
     fi
-    say "Installing picam-api from $source_dir into $venv"
     # From a clean copy: setuptools' in-tree build/ could carry modules that an
     # older version had and this one removed back into the venv.
     build_dir=$(mktemp -d)
     cp -r "$source_dir/pyproject.toml" "$source_dir/setup.cfg" "$source_dir/README.md" \
         "$source_dir/picam_api" "$build_dir/"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$build_dir"
+    local pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+    local needs stamp=$venv/picam-api-requirements.txt
+    needs=$(requirements "$build_dir")
+    # An upgrade whose requirements are those the last install put in this venv
+    # (the usual `git pull`) installs picam-api alone: no dependency resolution
+    # against the index, and no isolated build environment, since the venv has
+    # the build's setuptools. On a Pi Zero that is most of an upgrade's time.
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$needs" ]; then
+        say "Installing picam-api from $source_dir into $venv (its requirements are installed)"
+        "${pip[@]}" --no-deps --no-build-isolation "$build_dir"
+        return
+    fi
+    say "Installing picam-api from $source_dir and its requirements into $venv"
+    rm -f "$stamp"
+    # The build's requirements go into the venv too, for the upgrades above.
+    local -a all
+    mapfile -t all <<<"$needs"
+    "${pip[@]}" "${all[@]}" "$build_dir"
+    printf '%s\n' "$needs" >"$stamp"
+}
+
+# What installing the checkout in $1 needs, one requirement a line: its
+# install_requires (setup.cfg) and its build's (pyproject.toml).
+requirements() {
+    "$python" - "$1" <<'PY'
+import configparser, sys, tomllib
+from pathlib import Path
+setup = configparser.ConfigParser()
+setup.read(Path(sys.argv[1], "setup.cfg"))
+runtime = [line.strip() for line in setup["options"]["install_requires"].splitlines()]
+build = tomllib.loads(Path(sys.argv[1], "pyproject.toml").read_text())["build-system"]["requires"]
+print("\n".join(sorted({r for r in runtime if r and not r.startswith("#")} | set(build))))
+PY
 }
 
 # picam-api's command line as the service's user, on the service's config and

@@ -184,6 +184,30 @@ def test_rerun_with_no_user_left_makes_an_admin_and_prints_its_password(root):
                             timeout=10).status_code == 200
 
 
+def test_rerun_installs_picam_api_alone_unless_its_requirements_changed(root, tmp_path):
+    # The next release as `git pull` brings it: new code, the same requirements.
+    source = tmp_path / "picam-api"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", ".pytest_cache", "build", "*.egg-info"))
+    (source / "picam_api" / "release_marker.py").write_text("RELEASE = 'next'\n")
+    python = root / "opt/picam-api/venv/bin/python"
+    same = _install(root, "--source", source)
+    assert "(its requirements are installed)" in same.stdout, same.stdout
+    assert _run(python, "-c", "from picam_api.release_marker import RELEASE; print(RELEASE)",
+                cwd="/").stdout == "next\n"
+
+    # One that needs a new dependency: the whole set is resolved and installed again.
+    setup = source / "setup.cfg"
+    setup.write_text(setup.read_text().replace("install_requires =\n",
+                                               "install_requires =\n    iniconfig\n", 1))
+    assert _run(python, "-c", "import iniconfig", check=False, cwd="/").returncode == 1
+    changed = _install(root, "--source", source)
+    assert f"from {source} and its requirements into" in changed.stdout, changed.stdout
+    _run(python, "-c", "import iniconfig", cwd="/")
+    # And the next run with those requirements installs picam-api alone again.
+    assert "(its requirements are installed)" in _install(root, "--source", source).stdout
+
+
 def test_install_refuses_politely(root):
     nobody = _run("runuser", "-u", "nobody", "--", REPO / "scripts" / "install.sh",
                   check=False)
