@@ -48,19 +48,3 @@ def vm(tmp_path_factory):
     finally:
         machine.close()
 
-
-# The scenarios that repeat the suite's two slowest steps under emulation: a
-# second install.sh (the upgrade: a venv's pip install, a restart) and a second
-# boot (the reboot). Each is minutes on a loaded 2-core machine; they run under
-# `--long` (scripts/test tests/vm --long), the rest of the suite always.
-LONG = {"test_upgrade_keeps_data_users_and_config_migrates_and_restarts",
-        "test_after_a_reboot_the_service_and_the_time_lapse_are_back"}
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--long"):
-        return
-    long = [item for item in items if item.name in LONG]
-    if long:
-        config.hook.pytest_deselected(items=long)
-        items[:] = [item for item in items if item.name not in LONG]
