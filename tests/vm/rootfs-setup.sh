@@ -43,15 +43,8 @@ chroot "$root" systemctl enable --quiet picam-vm-agent
 # camera, loaded at boot as a camera driver would be.
 echo vivid >"$root/etc/modules-load.d/vivid.conf"
 
-# apt's daily timers would take dpkg's lock in the middle of a test. The
-# other timers, the logins on the console and tty1 and the modules for
-# graphics, device mapper, EFI, FUSE and loop devices are work at each
-# (emulated) boot that no scenario needs.
-chroot "$root" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer \
-    dpkg-db-backup.timer fstrim.timer e2scrub_all.timer e2scrub_reap.service \
-    getty@tty1.service serial-getty@ttyS0.service modprobe@drm.service \
-    modprobe@dm_mod.service modprobe@efi_pstore.service modprobe@fuse.service \
-    modprobe@loop.service
+# apt's daily timers would take dpkg's lock in the middle of a test.
+chroot "$root" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer
 
 chroot "$root" useradd --create-home --shell /bin/bash --groups sudo pi
 echo 'pi ALL=(ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/010_pi-nopasswd"
