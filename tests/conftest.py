@@ -272,3 +272,14 @@ def sim(request, monkeypatch):
     assert not [camera for camera in Picamera2._cm.cameras.values() if camera.is_open], \
         "a test left a Picamera2 open"
     simcam.reset()
+
+
+@pytest.fixture
+def backend(sim):
+    """The picamera2 backend, opened on the simulated camera 0."""
+    from picam_api.camera.pi import Picamera2Camera
+
+    cam = Picamera2Camera({"camera_num": 0})
+    cam.open()
+    yield cam
+    cam.close()

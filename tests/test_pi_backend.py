@@ -136,6 +136,8 @@ def test_f1_a_failing_release_is_a_capture_failure(picam2):
         pi._release(request)
 
 
+# picamera2's event loop dying is what this test makes happen.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_f1_close_returns_after_the_event_loop_died(backend, picam2):
     picam2.set_controls({"Brightness": "bright"})  # kills the loop at the next recycle
     thread = picam2._preview.thread

@@ -11,21 +11,12 @@ import requests
 
 from conftest import ADMIN_PASSWORD, ServerProcess, wait_for
 from picam_api.camera.base import CaptureSettings, VideoSettings
-from picam_api.camera.pi import Picamera2Camera
 from test_pi_backend import TIMEOUT, decoded, streamed
 from test_pi_video import VIDEO, check_mp4, recorded
 
 MOTION = (320, 240)
 # Across the middle band, left to right in 1.6 s, every 4 s.
 SCENE = {"path": [[-0.15, 0.5], [1.15, 0.5]], "speed": 0.8, "size": 0.2, "repeat_s": 4.0}
-
-
-@pytest.fixture
-def backend(sim):
-    cam = Picamera2Camera({"camera_num": 0})
-    cam.open()
-    yield cam
-    cam.close()
 
 
 def configuration(backend) -> dict:

@@ -14,19 +14,10 @@ import pytest
 
 from conftest import ffprobe, mp4_boxes, wait_for
 from picam_api.camera.base import CaptureSettings, VideoSettings
-from picam_api.camera.pi import Picamera2Camera
 from picam_api.errors import CameraBusy
 from test_pi_backend import STREAM, TIMEOUT, decoded, streamed
 
 VIDEO = VideoSettings(width=640, height=480, fps=15.0, bitrate=2_000_000, keyframe_s=0.5)
-
-
-@pytest.fixture
-def backend(sim):
-    cam = Picamera2Camera({"camera_num": 0})
-    cam.open()
-    yield cam
-    cam.close()
 
 
 def recorded(output, seconds: float) -> None:

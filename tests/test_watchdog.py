@@ -11,7 +11,7 @@ from conftest import ADMIN_PASSWORD, ServerProcess, wait_for
 from notify_socket import NotifySocket
 from picam_api import watchdog
 from picam_api.camera.base import CaptureSettings
-from picam_api.errors import CameraError
+from picam_api.errors import CameraError, CaptureFailed
 from picam_api.watchdog import Watchdog, notify, ping_interval
 
 
@@ -61,7 +61,12 @@ def test_pings_stop_while_a_camera_call_is_stuck(make_app, config, notify_socket
 
     # A driver stuck in the kernel: the capture ignores its timeout.
     release = threading.Event()
-    monkeypatch.setattr(owner.backend, "capture", lambda settings, timeout: release.wait())
+
+    def hung(settings, timeout):
+        release.wait()
+        raise CaptureFailed("the driver gave up")  # how such a call ends, if it ever does
+
+    monkeypatch.setattr(owner.backend, "capture", hung)
     stuck = threading.Thread(target=_capture_ignoring_errors, args=(owner,))
     stuck.start()
     try:

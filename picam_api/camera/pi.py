@@ -463,15 +463,7 @@ class Picamera2Camera(CameraBackend):
             lores = self._picam2.camera_configuration()["lores"]
         deadline = time.monotonic() + timeout
         while True:
-            left = max(0.05, deadline - time.monotonic())
-            try:
-                request = self._picam2.capture_request(wait=left)
-            except self._timeout_errors() as exc:
-                self._cancel_jobs()
-                raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
-                              FRAMES_FIX) from exc
-            except Exception as exc:
-                raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+            request = self._next_request(deadline, timeout)
             try:
                 stamp = int(request.get_metadata().get("SensorTimestamp") or 0)
                 luma = _luma_of(request, lores, size) if stamp > self._luma_stamp else None
@@ -513,6 +505,18 @@ class Picamera2Camera(CameraBackend):
             return None
         return tuple(luma)
 
+    def _next_request(self, deadline: float, timeout: float, flush: bool | None = None):
+        """The camera's next completed request, by ``deadline``; its failures as ours."""
+        try:
+            return self._picam2.capture_request(wait=max(0.05, deadline - time.monotonic()),
+                                                flush=flush)
+        except self._timeout_errors() as exc:
+            self._cancel_jobs()
+            raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
+                          FRAMES_FIX) from exc
+        except Exception as exc:
+            raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+
     def _take(self, settings: CaptureSettings, timeout: float) -> Capture:
         """The next frame of the running configuration that shows ``settings``, encoded."""
         picam2 = self._picam2
@@ -526,15 +530,7 @@ class Picamera2Camera(CameraBackend):
         focus_deadline = time.monotonic() + AF_WAIT_S
         fresh = sent is not None
         while True:
-            left = max(0.05, deadline - time.monotonic())
-            try:
-                request = picam2.capture_request(wait=left, flush=True if fresh else None)
-            except self._timeout_errors() as exc:
-                self._cancel_jobs()
-                raise failure(CaptureTimeout, f"no frame from the camera within {timeout:g} s",
-                              FRAMES_FIX) from exc
-            except Exception as exc:
-                raise CaptureFailed(f"the camera did not deliver a frame: {exc}") from exc
+            request = self._next_request(deadline, timeout, flush=True if fresh else None)
             try:
                 raw = request.get_metadata()
                 waiting = unapplied(sent or {}, raw)
