@@ -5,10 +5,11 @@ and go with each render. With glibc's defaults (an arena per thread, up to 8 per
 core) what they free stays resident in arenas that nothing trims, and the
 server grew by 16-40 MiB with every render, without bound. One arena, trimmed
 after each render, gives it back: resident memory returns to the same level
-after every render. The hot paths (snapshots, streams) are unaffected: Python
-holds the GIL around most of their allocations anyway, and their large buffers
-keep glibc's adaptive mmap threshold (a fixed one made each 1080p capture cost
-2000 page faults and 40 % more CPU).
+after every render. The price is some throughput when many requests run at
+once (the bench's ``GET /info`` rows: 20-30 % fewer a second on loopback), which
+a camera on a LAN does not reach. Large buffers keep glibc's adaptive mmap
+threshold: a fixed one also ended the growth, but made each 1080p capture cost
+2000 page faults and 40 % more CPU.
 
 Both do nothing where the C library is not glibc, or when ``MALLOC_ARENA_MAX``
 is set in the environment (whoever set it chose).
