@@ -11,8 +11,8 @@ a camera on a LAN does not reach. Large buffers keep glibc's adaptive mmap
 threshold: a fixed one also ended the growth, but made each 1080p capture cost
 2000 page faults and 40 % more CPU.
 
-Both do nothing where the C library is not glibc, or when ``MALLOC_ARENA_MAX``
-is set in the environment (whoever set it chose).
+Both do nothing where the C library is not glibc; ``one_arena`` does nothing
+when ``MALLOC_ARENA_MAX`` is set in the environment (whoever set it chose).
 """
 from __future__ import annotations
 
