@@ -40,7 +40,11 @@ class SlidingWindow:
     def retry_after(self, key: object, now: float) -> int:
         """Whole seconds until the oldest event of ``key`` is forgotten (at least 1)."""
         recent = self._recent(key, now)
-        return max(1, math.ceil(recent[0] + self.window_s - now)) if recent else 1
+        if not recent:
+            return 1
+        # Never more than the window, which float rounding of the sum can pass
+        # (an event at 4.5678979 is 60.000000000000004 s from forgotten, not 60).
+        return max(1, min(math.ceil(recent[0] + self.window_s - now), math.ceil(self.window_s)))
 
     def _recent(self, key: object, now: float) -> collections.deque:
         recent = self._events.get(key, collections.deque())

@@ -19,6 +19,7 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from picam_api import passwords
+from picam_api.limits import SlidingWindow
 from picam_api.passwords import METHOD
 
 from conftest import ADMIN_PASSWORD, VIEWER_PASSWORD, ServerProcess, assert_problem, basic, wait_for
@@ -331,3 +332,12 @@ def test_a_burst_of_wrong_logins_survives_a_memory_cgroup(tmp_path):
     finally:
         server.stop()
         cgroup.remove()
+
+
+def test_retry_after_never_exceeds_the_window():
+    # Seen as "RateLimit-Reset: 61" for a 60 s window: the float sum rounded up.
+    for now in (4.5678979, 1234.5, 0.1):
+        window = SlidingWindow(60.0)
+        window.add("k", now)
+        assert window.retry_after("k", now) == 60
+        assert window.retry_after("k", now + 59.5) == 1
