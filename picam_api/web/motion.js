@@ -36,9 +36,11 @@ export function reset() {
   preview.removeAttribute("src");
 }
 
-function update(status) {
+function update(status, answer = false) {
   masks = status.masks;
-  enabled.checked = status.enabled;
+  // A poll sent before a click must not undo it: while the switch's PATCH is out,
+  // only its answer sets the switch.
+  if (answer || !enabled.disabled) enabled.checked = status.enabled;
   // Not while someone is moving it.
   if (document.activeElement !== sensitivity) sensitivity.value = status.sensitivity;
   facts(document.getElementById("motion-facts"), [
@@ -57,7 +59,7 @@ function update(status) {
 }
 
 function patch(change) {
-  return request("PATCH", PATH, change).then(update);
+  return request("PATCH", PATH, change).then((status) => update(status, true));
 }
 
 enabled.addEventListener("change", () => act(enabled, () => patch({ enabled: enabled.checked })));
