@@ -101,12 +101,12 @@ loginForm.addEventListener("submit", async (event) => {
 });
 
 document.getElementById("logout").addEventListener("click", async () => {
+  leave();  // first: the views' polls stop before the token they carry is revoked
   try {
     await signOut();
   } catch {
     // The token is forgotten here either way; the server lets it expire.
   }
-  leave();
 });
 
 events.addEventListener("signedout", () => leave("Your session has ended; sign in again."));
