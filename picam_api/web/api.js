@@ -52,13 +52,16 @@ export async function signIn(user, password) {
   return value;
 }
 
-/** Revoke the token (best effort: the page forgets it either way). */
-export async function signOut() {
-  try {
-    await request("DELETE", "/api/v1/tokens/current");
-  } finally {
-    session.clear();
-  }
+/**
+ * Forget the token at once, then revoke it once `settled` is: the requests still
+ * out with it would otherwise come back 401.
+ */
+export async function signOut(settled) {
+  const current = session.get();
+  session.clear();
+  await settled;
+  if (!current) return;
+  await send("DELETE", "/api/v1/tokens/current", { headers: { Authorization: `Bearer ${current.token}` } });
 }
 
 /** A JSON request with the bearer token; resolves to the body, or null for 204. */
@@ -88,7 +91,9 @@ export async function fetchBlob(path) {
 
 function bearer() {
   const current = session.get();
-  return current ? { Authorization: `Bearer ${current.token}` } : {};
+  // Signed out while a view's work was under way: its next request is not sent.
+  if (!current) throw new ApiError(401, { detail: "Signed out." });
+  return { Authorization: `Bearer ${current.token}` };
 }
 
 async function send(method, path, { headers, body, cache = "no-store" }) {
@@ -102,7 +107,9 @@ async function send(method, path, { headers, body, cache = "no-store" }) {
   events.dispatchEvent(new Event("online"));
   if (response.ok) return response;
   const problem = await response.json().catch(() => ({}));
-  if (response.status === 401 && headers.Authorization?.startsWith("Bearer")) endSession();
+  // Only the token in use ending is news: one forgotten on logging out was revoked on purpose.
+  const current = session.get();
+  if (response.status === 401 && current && headers.Authorization === `Bearer ${current.token}`) endSession();
   throw new ApiError(response.status, problem);
 }
 

@@ -20,7 +20,7 @@ const STATUS_EVERY_S = 5; // the mock banners, and the heartbeat that notices a 
 const TIMES_EVERY_S = 10;
 const loginForm = document.getElementById("login");
 let current = null;
-let polling = false;
+let polling = null; // the poll in flight
 let offline = false;
 let seconds = 0;
 
@@ -69,16 +69,20 @@ function route() {
   poll();
 }
 
-async function poll() {
+function poll() {
   if (polling || !session.get()) return;
-  polling = true;
+  polling = pollViews().finally(() => {
+    polling = null;
+  });
+}
+
+async function pollViews() {
   try {
     await VIEWS[current]?.poll?.();
     if (current !== "status" && (offline || seconds % STATUS_EVERY_S === 0)) await status.poll();
   } catch (error) {
-    if (!(error instanceof ConnectionLost)) notify(error); // a lost connection has its banner
-  } finally {
-    polling = false;
+    // A lost connection has its banner; signing out, the login form.
+    if (!(error instanceof ConnectionLost) && session.get()) notify(error);
   }
 }
 
@@ -101,11 +105,12 @@ loginForm.addEventListener("submit", async (event) => {
 });
 
 document.getElementById("logout").addEventListener("click", async () => {
-  leave();  // first: the views' polls stop before the token they carry is revoked
+  const revoked = signOut(polling); // the token is forgotten now, revoked once the poll out with it is back
+  leave();
   try {
-    await signOut();
+    await revoked;
   } catch {
-    // The token is forgotten here either way; the server lets it expire.
+    // The server lets the token expire.
   }
 });
 

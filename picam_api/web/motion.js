@@ -13,14 +13,19 @@ const eventsList = document.getElementById("motion-events");
 let previewUrl = null;
 let drag = null;
 let masks = [];
+// The settings a poll reads are stale if a PATCH was sent after the poll, or was out
+// when it was sent: its late answer would undo a click.
+let patches = 0;
+let patchesOut = 0;
 
 export async function show() {
   await poll();
 }
 
 export async function poll() {
+  const sent = patchesOut === 0 ? patches : -1;
   const status = await request("GET", PATH);
-  update(status);
+  update(status, sent === patches);
   const blob = await fetchBlob(status.links.preview).catch((error) => { report(error); return null; });
   if (blob) {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
@@ -36,13 +41,13 @@ export function reset() {
   preview.removeAttribute("src");
 }
 
-function update(status, answer = false) {
-  masks = status.masks;
-  // A poll sent before a click must not undo it: while the switch's PATCH is out,
-  // only its answer sets the switch.
-  if (answer || !enabled.disabled) enabled.checked = status.enabled;
-  // Not while someone is moving it.
-  if (document.activeElement !== sensitivity) sensitivity.value = status.sensitivity;
+function update(status, fresh) {
+  if (fresh) {
+    masks = status.masks;
+    enabled.checked = status.enabled;
+    // Not while someone is moving it.
+    if (document.activeElement !== sensitivity) sensitivity.value = status.sensitivity;
+  }
   facts(document.getElementById("motion-facts"), [
     ["State", status.active ? `${status.state}: motion` : status.state],
     ["Score now", status.score.toFixed(2)],
@@ -58,8 +63,14 @@ function update(status, answer = false) {
   document.getElementById("motion-events-empty").hidden = status.events.length > 0;
 }
 
-function patch(change) {
-  return request("PATCH", PATH, change).then((status) => update(status, true));
+async function patch(change) {
+  const mine = (patches += 1);
+  patchesOut += 1;
+  try {
+    update(await request("PATCH", PATH, change), mine === patches);
+  } finally {
+    patchesOut -= 1;
+  }
 }
 
 enabled.addEventListener("change", () => act(enabled, () => patch({ enabled: enabled.checked })));
