@@ -721,6 +721,12 @@ def test_chromium_plays_the_live_view_over_webrtc_and_switches_to_mjpeg(browser,
         assert page.locator("#live-video").is_hidden()
         wait_for(lambda: live_frames_change(page), 10, "MJPEG frames after the switch")
         wait_for(lambda: webrtc_peers(server) == 1, 10, "the switched tab's peer to end")
+        page.get_by_label("Stream").select_option("webrtc")
+        wait_for(lambda: webrtc_peers(server) == 2, 10, "the tab's peer back")
+        # Logging out ends the session with a DELETE sent before the token is revoked,
+        # not 30 s later when ICE consent runs out.
+        page.get_by_role("button", name="Log out").click()
+        wait_for(lambda: webrtc_peers(server) == 1, 5, "the logged out tab's peer to end")
         tabs[1].context.close()  # closing the tab frees its slot
         wait_for(lambda: webrtc_peers(server) == 0, 15, "the closed tab's peer to end")
     finally:

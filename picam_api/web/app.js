@@ -105,8 +105,9 @@ loginForm.addEventListener("submit", async (event) => {
 });
 
 document.getElementById("logout").addEventListener("click", async () => {
-  const revoked = signOut(polling); // the token is forgotten now, revoked once the poll out with it is back
-  leave();
+  leave(); // first: the live view's DELETE of its WebRTC session carries the token
+  // The token is forgotten now, and revoked once the requests out with it are back.
+  const revoked = signOut(Promise.all([polling, live.ended()]));
   try {
     await revoked;
   } catch {

@@ -19,8 +19,10 @@ const mode = document.getElementById("live-mode");
 const snapshot = document.getElementById("snapshot");
 let shown = false;
 let retry = null;
-let peer = null; // { pc, location } while WebRTC is on
+let peer = null; // { pc, location, token } while WebRTC is on
 let serverH264 = null; // whether the server has live H.264 (from /api/v1/info)
+let ending = null; // the last WebRTC session's DELETE
+let offering = null; // the offer out, and the DELETE of its session if the view stopped meanwhile
 
 image.addEventListener("load", () => { state.textContent = "Live"; });
 image.addEventListener("error", () => {
@@ -59,6 +61,11 @@ export function hide() {
   stop();
 }
 
+/** Settles once the WebRTC requests out are back (their token may be revoked then). */
+export function ended() {
+  return Promise.allSettled([ending, offering]);
+}
+
 /** The connection is lost: what shows is the last frame, not a live picture. */
 export function offline() {
   clearTimeout(retry);
@@ -80,18 +87,21 @@ function stop({ endSession = true } = {}) {
   // Dropping the src closes the connection, which frees a stream slot on the server.
   image.removeAttribute("src");
   if (peer) {
-    const { pc, location } = peer;
+    close(peer, endSession);
     peer = null;
-    // keepalive: the DELETE still goes when the tab is closing. It goes first: the
-    // peer's close also ends the session, and a DELETE after that would be a 404.
-    const token = session.get()?.token;
-    if (endSession && location && token) {
-      fetch(location, { method: "DELETE", keepalive: true, credentials: "omit",
-                        headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
-    }
-    pc.close();
     video.srcObject = null;
   }
+}
+
+function close({ pc, location, token }, endSession = true) {
+  // keepalive: the DELETE still goes when the tab is closing. It goes first: the
+  // peer's close also ends the session, and a DELETE after that would be a 404.
+  // With the token of the offer: on logging out the page has forgotten it already.
+  if (endSession && location && token) {
+    ending = fetch(location, { method: "DELETE", keepalive: true, credentials: "omit",
+                               headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
+  }
+  pc.close();
 }
 
 async function connect() {
@@ -119,7 +129,7 @@ async function connectMjpeg() {
 
 async function connectWebrtc() {
   const pc = new RTCPeerConnection({ iceServers: [] }); // host candidates: no STUN server asked
-  const current = { pc, location: null };
+  const current = { pc, location: null, token: session.get()?.token };
   peer = current;
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addEventListener("track", (event) => { video.srcObject = new MediaStream([event.track]); });
@@ -139,14 +149,20 @@ async function connectWebrtc() {
       });
     });
   }
-  const { answer, location } = await offer("/api/v1/stream/whep", pc.localDescription.sdp);
+  offering = negotiate(current, pc.localDescription.sdp);
+  const answer = await offering;
+  if (answer !== null) await pc.setRemoteDescription({ type: "answer", sdp: answer });
+}
+
+/** The answer to the peer's offer; null if the view stopped meanwhile, once the
+ * session the server made for it is deleted. */
+async function negotiate(current, sdp) {
+  const { answer, location } = await offer("/api/v1/stream/whep", sdp);
   current.location = location;
-  if (peer !== current) { // hidden or switched meanwhile
-    peer = current;
-    stop();
-    return;
-  }
-  await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  if (peer === current) return answer;
+  close(current); // hidden, switched or signed out while the offer was out
+  await ending;
+  return null;
 }
 
 function schedule() {
