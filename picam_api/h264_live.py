@@ -9,7 +9,10 @@ Encoders
     (``CameraOwner.start_encoder``: libx264 on the mock, picamera2's encoder on a
     Pi) writing into a ``FanOut`` output. Every frame it makes is given, as the
     same bytes, to every consumer of that size: N WebRTC peers and an RTSP
-    publisher cost one encode, not N.
+    publisher cost one encode, not N. It is started with ``follow``: a camera
+    that makes one encode at a time (a Pi) gives it the running recording's
+    frames (a clip's, the pre-roll's) at that recording's size and rate, which
+    ``/api/v1/info`` reports as each encoder's ``encoding``.
 
 Consumers
     A ``Feed`` receives ``(data, keyframe, timestamp_us)`` on the encoder's
@@ -87,7 +90,11 @@ class FanOut(Output):
         self._on_stop = on_stop
 
     def _add_stream(self, encoder_stream: Any, codec_name: str, **kwargs: Any) -> None:
-        self.stream = {"codec": codec_name, **kwargs}
+        # Again when the encoder restarts under it at another size (a Pi's clip).
+        before, self.stream = self.stream, {"codec": codec_name, **kwargs}
+        size = _size(self.stream)
+        if before and size and _size(before) != size:
+            log.info("live H.264: the encoder now makes %dx%d, the camera's recording", *size)
 
     def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
                     packet: Any = None, audio: bool = False) -> None:
@@ -119,6 +126,12 @@ class LiveEncoder:
         # encoder's or the camera owner's thread, maybe under the camera lock, which
         # the hub takes inside its own (lock order: hub, then camera).
         self.dead = False
+
+    @property
+    def encoding(self) -> tuple[int, int]:
+        """The size the encoder makes: where the camera runs one encode at a time (a
+        Pi), live view follows the recording, whose size may not be ``size``."""
+        return _size(self.output.stream) or self.size
 
     def request_keyframe(self) -> None:
         if self.handle is not None:
@@ -214,7 +227,8 @@ class H264Hub:
     def stats(self) -> dict:
         with self._lock:
             return {"enabled": self.enabled, "encoders_started": self.encoders_started,
-                    "encoders": [{"size": f"{w}x{h}", "feeds": len(e.output.feeds),
+                    "encoders": [{"size": f"{w}x{h}", "encoding": "%dx%d" % e.encoding,
+                                  "feeds": len(e.output.feeds),
                                   "frames": e.output.frames, "bytes": e.output.bytes,
                                   "keyframes": e.output.keyframes}
                                  for (w, h), e in sorted(self._encoders.items()) if not e.dead]}
@@ -234,7 +248,8 @@ class H264Hub:
     def _start(self, size: tuple[int, int]) -> LiveEncoder:
         encoder = LiveEncoder(self, size)
         try:
-            encoder.handle = self.owner.start_encoder(self.settings(size), encoder.output)
+            encoder.handle = self.owner.start_encoder(self.settings(size), encoder.output,
+                                                      follow=True)
         except CameraUnavailable as exc:
             if "cannot record video" in exc.detail:
                 raise CameraUnavailable(
@@ -243,7 +258,9 @@ class H264Hub:
             raise
         self._encoders[size] = encoder
         self.encoders_started += 1
-        log.info("live H.264 encoder %dx%d@%g started", size[0], size[1], self.fps)
+        log.info("live H.264 encoder %dx%d@%g started%s", size[0], size[1], self.fps,
+                 "" if encoder.encoding == size else
+                 ", making %dx%d: the camera's running recording" % encoder.encoding)
         return encoder
 
     def _stop(self, encoder: LiveEncoder) -> None:
@@ -276,3 +293,10 @@ class H264Hub:
             for feed in feeds:
                 feed.encoder = None
                 feed.encoder_stopped()
+
+
+def _size(stream: dict) -> tuple[int, int] | None:
+    """The frame size an encoder announced (``_add_stream``), if it did."""
+    if "width" in stream and "height" in stream:
+        return int(stream["width"]), int(stream["height"])
+    return None

@@ -165,7 +165,8 @@ class RtspPublisher:
         if first is None:
             return
         data, _, start = first
-        width, height = self.size
+        encoder = self.feed.encoder  # on a Pi it may make a recording's size (``follow``)
+        width, height = encoder.encoding if encoder is not None else self.size
         container = av.open(self.url, "w", format="rtsp",
                             options={"rtsp_transport": "tcp", "timeout": str(IO_TIMEOUT_US)})
         try:

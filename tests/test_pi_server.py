@@ -195,3 +195,76 @@ def test_webrtc_viewers_and_a_clip_share_one_constrained_baseline_encoder(pi_ser
     assert len(clip & sent) >= 0.8 * len(clip), (len(clip & sent), len(clip))
     h264 = requests.get(url + "/info", auth=admin, timeout=30).json()["h264"]
     assert h264["encoders_started"] == 1
+
+
+def clip_finished(server, location):
+    body = requests.get(server.url + location, auth=("admin", ADMIN_PASSWORD), timeout=30).json()
+    return body if body["state"] not in ("queued", "recording") else None
+
+
+# A Pi 4 (the V4L2 codec); tests/test_pi_video.py restarts a Pi 5's libav encoder.
+@pytest.mark.parametrize("pi_server", [("imx219", SHARED_TOML.format(video=""))], indirect=True)
+def test_a_clip_of_another_size_restarts_the_encoder_and_the_webrtc_viewer_follows_it(
+        pi_server, tmp_path):
+    url = pi_server.url + "/api/v1"
+    live, clip = (640, 480), (1280, 720)
+
+    async def watch():
+        viewer = Viewer(url + "/stream/whep")
+        try:
+            assert (await viewer.connect()).status_code == 201, viewer.response.text
+            arrived = []  # (when, size) of every decoded frame
+
+            async def until(done) -> None:
+                while not done():
+                    frame = (await viewer.frames(1))[0]
+                    arrived.append((time.monotonic(), (frame.width, frame.height)))
+
+            await until(lambda: len(arrived) >= 5)
+            created = await asyncio.to_thread(
+                requests.post, url + "/videos", auth=("admin", ADMIN_PASSWORD), timeout=30,
+                json={"duration_s": 1.0, "width": clip[0], "height": clip[1]})
+            assert created.status_code == 202, created.text
+            finished = asyncio.create_task(asyncio.to_thread(
+                wait_for, lambda: clip_finished(pi_server, created.headers["Location"]), 30,
+                "the clip"))
+            await until(finished.done)
+            after = len(arrived)
+            await until(lambda: len(arrived) >= after + 5)
+            return arrived, await finished
+        finally:
+            await viewer.close()
+
+    arrived, video = asyncio.run(watch())
+    sizes = [size for _, size in arrived]
+    assert [s for i, s in enumerate(sizes) if i == 0 or sizes[i - 1] != s] == [live, clip, live]
+    gaps = [b - a for (a, _), (b, _) in zip(arrived, arrived[1:])]
+    assert max(gaps) < 2.0, f"no frames for {max(gaps):.1f} s"
+    assert video["state"] == "ready", video
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(requests.get(pi_server.url + video["links"]["video"],
+                                  auth=("admin", ADMIN_PASSWORD), timeout=30).content)
+    probe = ffprobe(path)
+    assert (probe["width"], probe["height"]) == clip and probe["frames"] == video["frames"]
+
+
+@pytest.mark.parametrize("pi_server", [("imx219", PREROLL_TOML)], indirect=True)
+def test_with_a_pre_roll_webrtc_shows_its_frames_at_any_live_size(pi_server):
+    url = pi_server.url + "/api/v1"
+    admin = ("admin", ADMIN_PASSWORD)
+    wait_for(lambda: (requests.get(url + "/info", auth=admin, timeout=30).json()["video"]
+                      .get("preroll") or {}).get("running"), 30, "the pre-roll")
+
+    async def watch():
+        viewer = Viewer(url + "/stream/whep?size=1280x720")
+        try:
+            response = await viewer.connect()
+            return response, await viewer.frames(5) if response.status_code == 201 else []
+        finally:
+            await viewer.close(delete=False)
+
+    response, frames = asyncio.run(watch())
+    assert response.status_code == 201, response.text
+    assert {(frame.width, frame.height) for frame in frames} == {(640, 480)}  # the pre-roll's
+    encoders = requests.get(url + "/info", auth=admin, timeout=30).json()["h264"]["encoders"]
+    assert [(e["size"], e["encoding"]) for e in encoders] == [("1280x720", "640x480")]

@@ -14,10 +14,49 @@ import pytest
 
 from conftest import ffprobe, mp4_boxes, wait_for
 from picam_api.camera.base import CaptureSettings, VideoSettings
-from picam_api.errors import CameraBusy
+from picam_api.errors import CameraBusy, InsufficientCameraMemory
+from picam_api.h264_live import FanOut, Feed
 from test_pi_backend import STREAM, TIMEOUT, decoded, streamed
 
 VIDEO = VideoSettings(width=640, height=480, fps=15.0, bitrate=2_000_000, keyframe_s=0.5)
+
+
+LIVE = VideoSettings(width=320, height=240, fps=15.0, bitrate=10**6, keyframe_s=0.5)
+
+
+class LiveView(Feed):
+    """What the hub's fan-out gives a viewer, decoded: the frame sizes in order."""
+
+    def __init__(self):
+        import av
+
+        super().__init__()
+        self.output = FanOut(self._stopped)
+        self.output.feeds = (self,)
+        self.stopped = False
+        self.sizes: list[tuple[int, int]] = []
+        self.timestamps: list[int] = []
+        self._decoder = av.CodecContext.create("h264", "r")
+
+    def deliver(self, data: bytes, keyframe: bool, timestamp: int) -> bool:
+        import av
+
+        self.timestamps.append(timestamp)
+        self.sizes += [(f.width, f.height) for f in self._decoder.decode(av.Packet(data))]
+        return True
+
+    def _stopped(self) -> None:
+        self.stopped = True
+
+    def frames_of(self, size, count: int = 5) -> None:
+        """Until ``count`` more frames of ``size`` arrive."""
+        seen = self.sizes.count(size)
+        wait_for(lambda: self.sizes.count(size) >= seen + count, 20, f"{count} frames of {size}")
+
+
+def runs(sizes: list) -> list:
+    """``sizes`` without repeats: the sizes in the order they came."""
+    return [size for i, size in enumerate(sizes) if i == 0 or sizes[i - 1] != size]
 
 
 def recorded(output, seconds: float) -> None:
@@ -135,3 +174,58 @@ def test_recordings_of_one_size_share_the_encoder_and_close_stops_it(sim, backen
     check_mp4(tmp_path / "clip.mp4", output)
     backend.stop_encoder(recording)  # nothing left to stop
     assert not [t for t in threading.enumerate() if "thread_poll" in repr(getattr(t, "_target", ""))]
+
+
+# A Pi 5's libav encoder here; tests/test_pi_server.py restarts a Pi 4's V4L2 one.
+@pytest.mark.parametrize("sim", [{"platform": "pisp", "sensors": ["imx219"]}], indirect=True)
+def test_live_view_follows_the_recording_and_a_clip_of_another_size_restarts_it(sim, backend,
+                                                                                tmp_path):
+    # A recording runs: live view of another size takes its frames (no 503).
+    first = backend.file_output(str(tmp_path / "first.mp4"))
+    recording = backend.start_encoder(VIDEO, first)
+    view = LiveView()
+    live = backend.start_encoder(LIVE, view.output, follow=True)
+    assert live.encoder is recording.encoder
+    view.frames_of((640, 480))
+    # It ends: the live view goes on, at its own size.
+    backend.stop_encoder(recording)
+    view.frames_of((320, 240))
+    assert backend._picam2.camera_configuration()["main"]["size"] == (320, 240)
+    check_mp4(tmp_path / "first.mp4", first)
+    # A clip of another size now restarts the encoder under the live view.
+    path = tmp_path / "clip.mp4"
+    output = backend.file_output(str(path))
+    clip = backend.start_encoder(VIDEO, output)
+    assert clip.encoder is live.encoder
+    view.frames_of((640, 480))
+    # A second clip of yet another size would cut this one.
+    with pytest.raises(CameraBusy, match="one video stream"):
+        backend.start_encoder(LIVE, backend.file_output(str(tmp_path / "other.mp4")))
+    recorded(output, 1.0)
+    backend.stop_encoder(clip)
+    view.frames_of((320, 240))
+    check_mp4(path, output)
+    # The live view was never stopped, and its timestamps went on across the restarts.
+    assert not view.stopped and view.output.recording
+    assert runs(view.sizes) == [(640, 480), (320, 240), (640, 480), (320, 240)]
+    assert all(a < b for a, b in zip(view.timestamps, view.timestamps[1:]))
+    backend.stop_encoder(live)
+    assert view.stopped
+    assert backend._picam2.camera_configuration()["use_case"].startswith("still-")
+
+
+@pytest.mark.parametrize("sim", [{"sensors": ["imx219"], "cma_mib": 64}], indirect=True)
+def test_a_clip_that_cannot_start_leaves_the_live_view_running_at_its_own_size(sim, backend,
+                                                                             tmp_path):
+    view = LiveView()
+    live = backend.start_encoder(LIVE, view.output, follow=True)
+    view.frames_of((320, 240))
+    full = VideoSettings(width=3280, height=2464, fps=15.0, bitrate=10**7)
+    with pytest.raises(InsufficientCameraMemory, match="recording 3280x2464"):
+        backend.start_encoder(full, backend.file_output(str(tmp_path / "clip.mp4")))
+    view.frames_of((320, 240))
+    assert not view.stopped and set(view.sizes) == {(320, 240)}
+    assert live.encoder is not None
+    # (Going back to stills would not fit now: the failed clip freed their buffers.)
+    backend.close()
+    assert view.stopped

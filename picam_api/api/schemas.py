@@ -198,7 +198,9 @@ class Info(Schema):
     stream = fields.Dict(metadata={"description": "live view: clients, max_clients, and the "
                                                   "sizes being produced"})
     h264 = fields.Dict(metadata={"description": "live H.264: enabled, the encoders running "
-                                                "(size, feeds, frames, bytes), encoders_started, "
+                                                "(size; encoding, the size it makes, which on a "
+                                                "Pi is a running recording's; feeds, frames, "
+                                                "bytes), encoders_started, "
                                                 "webrtc (peers, max_peers) and rtsp (state, "
                                                 "connections, last_error)"})
     video = fields.Dict(metadata={"description": "renders queued and rendering, whether a clip "

@@ -152,8 +152,10 @@ class CameraBackend(abc.ABC):
     before every keyframe, no B-frames (packets in presentation order),
     constrained-baseline profile (what every WebRTC browser decodes), a
     keyframe every ``keyframe_interval`` frames, and several encoders running
-    at once (a clip's, and one per live size). ``request_keyframe`` asks for
-    the next frame to be one, so a new viewer need not wait a whole interval.
+    at once (a clip's, and one per live size), or, where the camera makes one
+    encode at a time, ``follow``: the live view takes the running one.
+    ``request_keyframe`` asks for the next frame to be one, so a new viewer
+    need not wait a whole interval.
 
     Backends raise only the ``CameraError`` family from ``picam_api.errors``,
     mapping their library's exceptions at this boundary.
@@ -192,9 +194,17 @@ class CameraBackend(abc.ABC):
     def stop_stream(self, size: tuple[int, int]) -> None:
         """No more stream frames of ``size`` will be asked for; the default has nothing to stop."""
 
-    def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
+    def start_encoder(self, settings: VideoSettings, output: Any, follow: bool = False) -> Any:
         """Start encoding H.264 at ``settings`` into ``output``; return a handle for
-        ``stop_encoder``. Stills (``capture``) keep working while it runs."""
+        ``stop_encoder``. Stills (``capture``) keep working while it runs.
+
+        ``follow`` (live view) takes what a camera that runs one encode at a time
+        (a Pi) makes: the running encoder's frames, of whatever size and rate,
+        and the next recording's when a clip of other settings restarts it under
+        ``output`` (which stays started: the new encode begins with a keyframe and
+        announces its stream with ``_add_stream``). Without it (clips, the
+        pre-roll) the encode is exactly ``settings``, or ``CameraBusy``. A backend
+        that runs any number of encoders (the mock) ignores it."""
         raise CameraUnavailable(f"the {self.name or 'configured'} camera backend cannot record video")
 
     def stop_encoder(self, encoder: Any) -> None:

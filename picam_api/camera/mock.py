@@ -92,7 +92,7 @@ class MockCamera(CameraBackend):
         for encoder in list(self.encoders):
             self.stop_encoder(encoder)
 
-    def start_encoder(self, settings: VideoSettings, output):
+    def start_encoder(self, settings: VideoSettings, output, follow: bool = False):
         from .mock_video import MockEncoder
         if self.missing:
             raise CameraUnavailable("no camera attached (mock camera told to be missing)")

@@ -97,7 +97,7 @@ class CameraOwner:
             if self._is_open:
                 self._guarded(lambda: self.backend.stop_stream(size))
 
-    def start_encoder(self, settings: VideoSettings, output):
+    def start_encoder(self, settings: VideoSettings, output, follow: bool = False):
         """Start the backend's H.264 encoder into ``output`` (see ``CameraBackend``).
 
         Only starting and stopping take the camera lock: the encoder then runs on
@@ -105,7 +105,7 @@ class CameraOwner:
         """
         with self._locked():
             self._ensure_open()
-            return self._guarded(lambda: self.backend.start_encoder(settings, output))
+            return self._guarded(lambda: self.backend.start_encoder(settings, output, follow))
 
     def stop_encoder(self, encoder) -> None:
         """Stop an encoder ``start_encoder`` returned; nothing to do once the camera closed."""

@@ -61,9 +61,15 @@ stream, so while it records:
 * a live stream that ran before keeps its hardware MJPEG on lores when it is no
   larger than the recording; any other stream is encoded from main in software;
 * anything that needs another configuration (a larger still, other flips) is
-  refused with 503 (``CameraBusy``) saying why: it would cut the recording.
+  refused with 503 (``CameraBusy``) saying why: it would cut the recording;
+* the one H.264 encoder's output is a tee that every ``start_encoder`` claim
+  hangs from. Live view (``follow``) takes whatever it makes; a clip of the
+  same size, rate and flips shares it; a clip of others while only live view
+  runs restarts it at the clip's settings under the live outputs (``_record``),
+  and once no clip is left it goes back to the first live claim's settings; a
+  clip of others beside a clip or the pre-roll is refused (``CameraBusy``).
 
-``stop_encoder`` goes back to the configuration from before.
+``stop_encoder`` of the last claim goes back to the configuration from before.
 
 Motion detection (``luma_frame``) reads the Y plane of a YUV420 ``lores`` stream
 at the motion size, which every configuration carries beside main from the
@@ -172,24 +178,39 @@ class _FrameSink(io.BufferedIOBase):
 
 @dataclass
 class _Recording:
-    """The H.264 encoder the camera runs for: its settings, picamera2 encoder, and the
-    ``pi_video.tee`` that every claim's output hangs from."""
+    """The H.264 encoder the camera runs for: its settings, picamera2 encoder, the
+    ``pi_video.tee`` that every claim's output hangs from, and the claims, oldest first."""
 
     settings: VideoSettings
     tee: Any
     encoder: Any = None
+    claims: list[_Claim] = field(default_factory=list)
+
+    def wanted(self) -> VideoSettings:
+        """What it should run at: its strict claims' settings (they make the same
+        encode), else its first follow claim's."""
+        strict = [claim for claim in self.claims if not claim.follow]
+        return (strict or self.claims)[0].settings
 
 
 @dataclass(eq=False)
 class _Claim:
-    """What ``start_encoder`` returns: one output on the running recording."""
+    """What ``start_encoder`` returns: one output on the running recording, and what
+    it asked for (``follow``: whatever the recording makes)."""
 
     recording: _Recording
     output: Any
+    settings: VideoSettings
+    follow: bool = False
 
     @property
     def encoder(self) -> Any:
         return self.recording.encoder
+
+
+def _encode(settings: VideoSettings) -> tuple:
+    """What one encode makes: its bitrate and keyframe spacing are the first claim's."""
+    return settings.width, settings.height, settings.fps, settings.hflip, settings.vflip
 
 
 @dataclass
@@ -714,66 +735,98 @@ class Picamera2Camera(CameraBackend):
 
     # -- video -----------------------------------------------------------------------
 
-    def start_encoder(self, settings: VideoSettings, output: Any) -> Any:
+    def start_encoder(self, settings: VideoSettings, output: Any, follow: bool = False) -> Any:
         self._require_open()
-        if self._recording is not None:
-            return self._join(settings, output)
-        pi_video.require_outputs(".".join(map(str, _picamera2_version(self._lib) or ("?",))))
-        previous = self._stream
-        if previous is not None and (previous.size[0] > settings.width
-                                     or previous.size[1] > settings.height):
-            # lores cannot be larger than main: that stream goes on in software.
-            self._stream = None
-        recording = _Recording(settings, pi_video.tee())
-        claim = _Claim(recording, output)
-        recording.tee.add(output)
-        try:
-            self._stop()
-            self._recording = recording
-            self._configure_and_start(settings.hflip, settings.vflip,
-                                      self._with_resets(self._controls))
-        except Exception as exc:
-            self._stop()
-            self._recording = None
-            restarted = self._restart(previous)
-            what = f"recording {settings.width}x{settings.height} at {settings.fps:g} fps"
-            if not restarted:
-                raise CameraUnavailable(f"{what} failed and the camera did not restart: "
-                                        f"{exc}") from exc
-            if is_enomem(exc):
-                raise failure(InsufficientCameraMemory, f"{what} needs more contiguous camera "
-                              f"(CMA) memory than is free ({exc})", CMA_FIX) from exc
-            raise CaptureFailed(f"{what} did not start: {exc}") from exc
-        log.info("recording H.264 %dx%d at %g fps with %s", settings.width, settings.height,
-                 settings.fps, type(recording.encoder).__name__)
-        return claim
-
-    def _join(self, settings: VideoSettings, output: Any) -> _Claim:
-        """Put ``output`` on the running encoder, which must make what ``settings`` ask
-        for (its bitrate and keyframe spacing are the running encoder's)."""
         recording = self._recording
-        video = recording.settings
-        if (settings.width, settings.height, settings.fps, settings.hflip, settings.vflip) != \
-                (video.width, video.height, video.fps, video.hflip, video.vflip):
+        claim = _Claim(recording or _Recording(settings, pi_video.tee()), output, settings, follow)
+        if recording is None:
+            pi_video.require_outputs(".".join(map(str, _picamera2_version(self._lib) or ("?",))))
+            self._record(claim.recording, settings, claim)
+        elif follow or _encode(settings) == _encode(recording.settings):
+            recording.claims.append(claim)
+            recording.tee.add(output)
+            self.request_keyframe(claim)  # its output starts at a keyframe
+            log.info("H.264 %dx%d: %d outputs on one encoder", recording.settings.width,
+                     recording.settings.height, recording.tee.outputs)
+        elif any(not other.follow for other in recording.claims):  # a clip or the pre-roll
+            video = recording.settings
             raise failure(CameraBusy, f"the camera is recording video at {video.width}x"
                           f"{video.height} {video.fps:g} fps, and a Pi's camera has one video "
                           f"stream: {settings.width}x{settings.height} at {settings.fps:g} fps "
                           f"would need another", f"ask for {video.width}x{video.height} at "
                           f"{video.fps:g} fps with the same flips, which shares the running "
                           f"encoder, or wait for it to stop")
-        claim = _Claim(recording, output)
-        recording.tee.add(output)
-        self.request_keyframe(claim)  # its output starts at a keyframe
-        log.info("H.264 %dx%d: %d outputs on one encoder", video.width, video.height,
-                 recording.tee.outputs)
+        else:  # only live view runs: it follows this recording
+            self._record(recording, settings, claim)
         return claim
+
+    def _record(self, recording: _Recording, settings: VideoSettings,
+                claim: _Claim | None = None) -> None:
+        """(Re)start the camera and ``recording``'s encoder at ``settings``, with ``claim``.
+
+        The outputs already on its tee stay started (``held``): the new encoder
+        starts with a keyframe and tells them about its stream. If it fails, the
+        camera goes back to what ran before: ``recording`` at its old settings
+        when it ran and has claims left, else no recording, its outputs stopped
+        (their owners hear of it). Raises what ``start_encoder`` raises.
+        """
+        running = recording is self._recording
+        before, previous = recording.settings, self._stream
+        if previous is not None and (previous.size[0] > settings.width
+                                     or previous.size[1] > settings.height):
+            # lores cannot be larger than main: that stream goes on in software.
+            self._stream = None
+        with recording.tee.held():
+            try:
+                self._stop()
+                recording.settings = settings
+                if claim is not None:
+                    recording.claims.append(claim)
+                    recording.tee.add(claim.output)
+                self._recording = recording
+                self._configure_and_start(settings.hflip, settings.vflip,
+                                          self._with_resets(self._controls))
+                log.info("recording H.264 %dx%d at %g fps with %s, %d output(s)", settings.width,
+                         settings.height, settings.fps, type(recording.encoder).__name__,
+                         recording.tee.outputs)
+                return
+            except Exception as exc:
+                error = exc
+                if claim is not None:
+                    recording.claims.remove(claim)
+                    recording.tee.remove(claim.output)
+                self._stop()
+                recording.settings = before
+                restarted = (running and bool(recording.claims)
+                             and self._restart(previous, recording))
+        if not restarted:
+            self._recording = None
+            recording.tee.stop()  # not held: the outputs left stop
+            restarted = self._restart(previous)
+        what = f"recording {settings.width}x{settings.height} at {settings.fps:g} fps"
+        if not restarted:
+            raise CameraUnavailable(f"{what} failed and the camera did not restart: "
+                                    f"{error}") from error
+        if is_enomem(error):
+            raise failure(InsufficientCameraMemory, f"{what} needs more contiguous camera "
+                          f"(CMA) memory than is free ({error})", CMA_FIX) from error
+        raise CaptureFailed(f"{what} did not start: {error}") from error
 
     def stop_encoder(self, encoder: Any) -> None:
         recording = getattr(encoder, "recording", None)
-        if self._picam2 is None or recording is None or recording is not self._recording:
+        if self._picam2 is None or recording is None or recording is not self._recording \
+                or encoder not in recording.claims:
             return  # closed (and stopped) with the camera already
-        if recording.tee.outputs > 1:
+        if len(recording.claims) > 1:
+            recording.claims.remove(encoder)
             recording.tee.remove(encoder.output)  # the encoder goes on for the others
+            wanted = recording.wanted()
+            if _encode(wanted) != _encode(recording.settings):
+                try:  # the live view left goes back to its own settings
+                    self._record(recording, wanted)
+                except (InsufficientCameraMemory, CaptureFailed) as exc:  # it ran on as it was
+                    log.warning("the H.264 encoder stays at %dx%d: %s", recording.settings.width,
+                                recording.settings.height, exc.detail)
             return
         try:
             self._stop()  # the output gets the last frames, then stop()
@@ -855,14 +908,17 @@ class Picamera2Camera(CameraBackend):
                 else f"a {self._full_size[0]}x{self._full_size[1]} still")
         return f"{what} needs more contiguous camera (CMA) memory than is free ({exc})"
 
-    def _restart(self, stream: _Stream | None) -> bool:
-        """Back to ``stream``'s configuration after a failed switch; False if that fails too."""
+    def _restart(self, stream: _Stream | None, recording: _Recording | None = None) -> bool:
+        """Back to ``stream``'s configuration (and ``recording``'s) after a failed switch;
+        False if that fails too."""
         try:
-            self._stream = stream
+            self._stream, self._recording = stream, recording
             self._configure_and_start(*self._flips, self._with_resets(self._controls))
             return True
         except Exception:
             log.warning("restarting the previous configuration failed", exc_info=True)
+            if recording is not None:
+                self._stop()
             return False
 
     def _video_main_size(self, stream_size: tuple[int, int]) -> tuple[int, int]:

@@ -21,8 +21,10 @@ encoder, each output on it from a keyframe (``request_keyframe``) on.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -127,6 +129,11 @@ def tee() -> Any:
     which needs nothing picamera2 has no API for). An output that comes later
     is told about the stream then, and gets frames from the next keyframe on,
     timed from it, as if the encoder had started for it.
+
+    The encoder can also be replaced under the outputs (``held``): they stay
+    started, are told about the new encoder's stream when it starts (with a
+    keyframe: the start of an encode), and its timestamps, which begin at zero
+    again, go on from the last ones plus the time the restart took.
     """
     from picamera2.outputs import Output
 
@@ -136,6 +143,10 @@ def tee() -> Any:
             self._lock = threading.Lock()
             self._outputs: dict[int, list] = {}  # id -> [output, first timestamp or None]
             self._stream: tuple | None = None  # the encoder's _add_stream arguments
+            self._held = False
+            self._offset = 0  # added to the encoder's timestamps
+            self._last: tuple[int, float] | None = None  # the last timestamp out, and when
+            self._rebase = False  # the next frame is a new encoder's first
 
         @property
         def outputs(self) -> int:
@@ -152,20 +163,34 @@ def tee() -> Any:
         def remove(self, output: Any) -> None:
             """Take ``output`` off (it stops); the encoder goes on for the others."""
             with self._lock:
-                if self._outputs.pop(id(output), None) is not None and self.recording:
+                if self._outputs.pop(id(output), None) is not None and output.recording:
                     output.stop()
+
+        @contextlib.contextmanager
+        def held(self):
+            """While in it, the encoder's stop() leaves the outputs started: the
+            encoder is being replaced, and the next one that starts feeds them."""
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
 
         def start(self) -> None:
             with self._lock:
                 super().start()
+                self._rebase = self._last is not None
                 for output, _ in self._outputs.values():
-                    output.start()
+                    if not output.recording:
+                        output.start()
 
         def stop(self) -> None:
             with self._lock:
                 super().stop()
-                for output, _ in self._outputs.values():
-                    output.stop()
+                self._stream = None
+                if not self._held:
+                    for output, _ in self._outputs.values():
+                        output.stop()
 
         def _add_stream(self, encoder_stream, codec_name, **kwargs) -> None:
             with self._lock:
@@ -176,6 +201,8 @@ def tee() -> Any:
         def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
             # Under the lock, so that an output taken off gets no frame after its stop().
             with self._lock:
+                if timestamp is not None and not audio:
+                    timestamp = self._retimed(timestamp)
                 for entry in self._outputs.values():
                     output, first = entry
                     if first is None:
@@ -184,6 +211,16 @@ def tee() -> Any:
                         first = entry[1] = timestamp or 0
                     at = None if timestamp is None else timestamp - first
                     output.outputframe(frame, keyframe, at, packet, audio)
+
+        def _retimed(self, timestamp: int) -> int:
+            now = time.monotonic()
+            if self._rebase:
+                last, at = self._last
+                self._offset = last + max(1, round((now - at) * 1e6)) - timestamp
+                self._rebase = False
+            timestamp += self._offset
+            self._last = (timestamp, now)
+            return timestamp
 
     return Tee()
 
