@@ -57,6 +57,20 @@ def pytest_addoption(parser):
                      help="run the proof tests (fuzzing, crashes, load) at full length")
 
 
+# The files that take longest, longest first, run before the rest: scripts/test hands
+# whole files to two workers in collection order (--dist loadfile, with xdist's own
+# order by test count turned off), so the workers end together rather than one
+# running the crash loop or the fuzzer alone after the other is done.
+SLOW_FILES = ["test_install.py", "test_web.py", "test_crash.py", "test_pi_versions.py",
+              "test_stream.py", "test_pi_backend.py", "test_fuzz.py", "test_mqtt.py",
+              "test_video_crash.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found
+
+
 @pytest.fixture
 def long_run(request) -> bool:
     """True under ``pytest --long``: the proof tests do more rounds."""
